@@ -1,0 +1,44 @@
+// General matrix multiply, the kernel where the time goes (matmul, linear, and convolutions
+// once they are lowered to matrices).
+//
+//   C[M,N] = beta * C + alpha * op(A)[M,K] * op(B)[K,N]        all matrices row-major
+//
+// op(A) is A (M x K, row stride lda) or, when trans_a, A^T (A stored K x M, row stride lda);
+// op(B) likewise. beta == 0 means C is written without being read, so it may hold garbage
+// (even NaN). alpha == 0 or K == 0 leaves C = beta * C and reads neither A nor B.
+//
+// gemm is the fast one (packed panels, cache blocking, an xsimd register-tiled micro-kernel,
+// OpenMP over fixed slabs of C); gemm_reference is the plain triple loop it is tested against.
+// Results of gemm are bitwise identical whatever the number of OpenMP threads.
+//
+// Both are defined in gemm.cpp and instantiated there for float and double.
+#pragma once
+
+#include <cstddef>
+
+namespace ax::kernels {
+
+template <class T>
+void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K,
+          T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb,
+          T beta, T* C, std::size_t ldc);
+
+template <class T>
+void gemm_reference(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K,
+                    T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb,
+                    T beta, T* C, std::size_t ldc);
+
+extern template void gemm<float>(bool, bool, std::size_t, std::size_t, std::size_t, float,
+                                 const float*, std::size_t, const float*, std::size_t, float,
+                                 float*, std::size_t);
+extern template void gemm<double>(bool, bool, std::size_t, std::size_t, std::size_t, double,
+                                  const double*, std::size_t, const double*, std::size_t, double,
+                                  double*, std::size_t);
+extern template void gemm_reference<float>(bool, bool, std::size_t, std::size_t, std::size_t,
+                                           float, const float*, std::size_t, const float*,
+                                           std::size_t, float, float*, std::size_t);
+extern template void gemm_reference<double>(bool, bool, std::size_t, std::size_t, std::size_t,
+                                            double, const double*, std::size_t, const double*,
+                                            std::size_t, double, double*, std::size_t);
+
+}  // namespace ax::kernels

@@ -1,0 +1,113 @@
+// Matrix products. Both act on the last dimension of their first input, so a batch (or any
+// number of leading dimensions) rides along as the rows of one GEMM.
+#pragma once
+
+#include "../kernels/gemm.hpp"
+#include "common.hpp"
+
+namespace ax::ops {
+
+// Rows and width of x seen as a matrix [rows, last dimension].
+template <class T>
+std::size_t rows_of(const Tensor<T>& x) {
+  return x.size() / x.shape().back();
+}
+
+// y[..., N] = a[..., K] b[K, N]
+struct MatMul {
+  static constexpr const char* name = "matmul";
+  template <class T> static Shape shape(const OpContext<T>& c) {
+    const Shape& a = c.x(0).shape();
+    const Shape& b = c.x(1).shape();
+    if (a.size() < 1 || b.size() != 2 || a.back() != b[0])
+      c.fail("cannot multiply shapes " + to_string(a) + " and " + to_string(b) + " (expected [..., K] and [K, N])");
+    Shape y = a;
+    y.back() = b[1];
+    return y;
+  }
+  template <class T> static void forward(OpContext<T>& c) {
+    const std::size_t M = rows_of(c.x(0)), K = c.x(1).shape()[0], N = c.x(1).shape()[1];
+    kernels::gemm<T>(false, false, M, N, K, T(1), c.x(0).data(), K, c.x(1).data(), N, T(0), c.y().data(), N);
+  }
+  template <class T> static void backward(OpContext<T>& c) {
+    const std::size_t M = rows_of(c.x(0)), K = c.x(1).shape()[0], N = c.x(1).shape()[1];
+    if (Tensor<T>* g = c.gx(0))  // ga[M, K] += gy[M, N] b[K, N]^T
+      kernels::gemm<T>(false, true, M, K, N, T(1), c.gy().data(), N, c.x(1).data(), N, T(1), g->data(), K);
+    if (Tensor<T>* g = c.gx(1))  // gb[K, N] += a[M, K]^T gy[M, N]
+      kernels::gemm<T>(true, false, K, N, M, T(1), c.x(0).data(), K, c.gy().data(), N, T(1), g->data(), N);
+  }
+  template <class T> static void tangent(OpContext<T>& c) {  // ty = ta b + a tb
+    const std::size_t M = rows_of(c.x(0)), K = c.x(1).shape()[0], N = c.x(1).shape()[1];
+    T beta = T(0);
+    if (const Tensor<T>* t = c.tx(0)) {
+      kernels::gemm<T>(false, false, M, N, K, T(1), t->data(), K, c.x(1).data(), N, beta, c.ty().data(), N);
+      beta = T(1);
+    }
+    if (const Tensor<T>* t = c.tx(1))
+      kernels::gemm<T>(false, false, M, N, K, T(1), c.x(0).data(), K, t->data(), N, beta, c.ty().data(), N);
+  }
+};
+
+// y[..., O] = x[..., I] w[O, I]^T + bias[O]; the bias (input 2) is optional. PyTorch's nn.Linear.
+struct Linear {
+  static constexpr const char* name = "linear";
+  template <class T> static Shape shape(const OpContext<T>& c) {
+    const Shape& x = c.x(0).shape();
+    const Shape& w = c.x(1).shape();
+    if (x.size() < 1 || w.size() != 2 || x.back() != w[1])
+      c.fail("input " + to_string(x) + " does not fit weight " + to_string(w) + " (expected [..., I] and [O, I])");
+    if (c.arity() == 3 && c.x(2).shape() != Shape{w[0]})
+      c.fail("bias has shape " + to_string(c.x(2).shape()) + ", expected [" + std::to_string(w[0]) + "]");
+    Shape y = x;
+    y.back() = w[0];
+    return y;
+  }
+  template <class T> static void forward(OpContext<T>& c) {
+    const std::size_t R = rows_of(c.x(0)), I = c.x(1).shape()[1], O = c.x(1).shape()[0];
+    if (c.arity() == 3) fill_rows(c.x(2).data(), R, O, c.y().data());
+    kernels::gemm<T>(false, true, R, O, I, T(1), c.x(0).data(), I, c.x(1).data(), I,
+                     T(c.arity() == 3 ? 1 : 0), c.y().data(), O);
+  }
+  template <class T> static void backward(OpContext<T>& c) {
+    const std::size_t R = rows_of(c.x(0)), I = c.x(1).shape()[1], O = c.x(1).shape()[0];
+    if (Tensor<T>* g = c.gx(0))  // gx[R, I] += gy[R, O] w[O, I]
+      kernels::gemm<T>(false, false, R, I, O, T(1), c.gy().data(), O, c.x(1).data(), I, T(1), g->data(), I);
+    if (Tensor<T>* g = c.gx(1))  // gw[O, I] += gy[R, O]^T x[R, I]
+      kernels::gemm<T>(true, false, O, I, R, T(1), c.gy().data(), O, c.x(0).data(), I, T(1), g->data(), I);
+    if (c.arity() == 3)
+      if (Tensor<T>* g = c.gx(2)) {  // gbias[O] += sum over rows of gy[R, O]
+        const T* gy = c.gy().data();
+        T* gb = g->data();
+        // [R, O]
+        for (std::size_t r = 0; r < R; ++r)
+          for (std::size_t o = 0; o < O; ++o) gb[o] += gy[r * O + o];
+      }
+  }
+  template <class T> static void tangent(OpContext<T>& c) {  // ty = tx w^T + x tw^T + tbias
+    const std::size_t R = rows_of(c.x(0)), I = c.x(1).shape()[1], O = c.x(1).shape()[0];
+    T* ty = c.ty().data();
+    const Tensor<T>* tbias = c.arity() == 3 ? c.tx(2) : nullptr;
+    // At least one of the three has a tangent, so ty is fully written.
+    T beta = T(0);
+    if (tbias) {
+      fill_rows(tbias->data(), R, O, ty);
+      beta = T(1);
+    }
+    if (const Tensor<T>* t = c.tx(0)) {
+      kernels::gemm<T>(false, true, R, O, I, T(1), t->data(), I, c.x(1).data(), I, beta, ty, O);
+      beta = T(1);
+    }
+    if (const Tensor<T>* t = c.tx(1))
+      kernels::gemm<T>(false, true, R, O, I, T(1), c.x(0).data(), I, t->data(), I, beta, ty, O);
+  }
+
+ private:
+  // y[r, o] = bias[o] for every row r (then the GEMM adds onto it).
+  template <class T> static void fill_rows(const T* bias, std::size_t R, std::size_t O, T* y) {
+    // [R, O]
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t o = 0; o < O; ++o) y[r * O + o] = bias[o];
+  }
+};
+
+}  // namespace ax::ops

@@ -1,0 +1,103 @@
+// Ops that move values without changing them: reshape (flatten is a reshape) and concat.
+#pragma once
+
+#include "common.hpp"
+
+#include <algorithm>
+
+namespace ax::ops {
+
+// y = x with the per-sample shape attrs.dims: the leading (batch) dimension is kept, so a tape
+// replayed with another batch size still fits. One entry of dims may be -1 (inferred).
+struct Reshape {
+  static constexpr const char* name = "reshape";
+  template <class T> static Shape shape(const OpContext<T>& c) {
+    const Shape& x = c.x(0).shape();
+    if (x.empty()) c.fail("cannot reshape a scalar: the leading dimension is the batch");
+    const std::size_t per_sample = numel(x) / std::max<std::size_t>(x[0], 1);
+    Shape y{x[0]};
+    std::size_t known = 1;
+    int inferred = -1;
+    for (std::size_t d = 0; d < c.attrs().dims.size(); ++d) {
+      const long v = c.attrs().dims[d];
+      if (v == -1 && inferred < 0) {
+        inferred = static_cast<int>(d) + 1;
+        y.push_back(1);
+      } else if (v < 0) {
+        c.fail("dimension " + std::to_string(v) + " is not allowed (one -1 at most)");
+      } else {
+        y.push_back(static_cast<std::size_t>(v));
+        known *= static_cast<std::size_t>(v);
+      }
+    }
+    if (inferred >= 0 && known != 0 && per_sample % known == 0) y[static_cast<std::size_t>(inferred)] = per_sample / known;
+    if (x[0] != 0 && numel(y) != numel(x))
+      c.fail("cannot reshape " + to_string(x) + " to " + to_string(y) + ": element counts differ");
+    return y;
+  }
+  template <class T> static void forward(OpContext<T>& c) { std::copy(c.x(0).begin(), c.x(0).end(), c.y().data()); }
+  template <class T> static void backward(OpContext<T>& c) { kernels::axpy(T(1), c.gy(), *c.gx(0)); }
+  template <class T> static void tangent(OpContext<T>& c) { kernels::scale_or_zero(c.tx(0), T(1), c.ty()); }
+};
+
+// y = the inputs joined along attrs.axis; every other dimension must agree.
+struct Concat {
+  static constexpr const char* name = "concat";
+  template <class T> static Shape shape(const OpContext<T>& c) {
+    const std::size_t axis = static_cast<std::size_t>(c.attrs().axis);
+    Shape y = c.x(0).shape();
+    if (axis >= y.size()) c.fail("axis " + std::to_string(axis) + " is out of range for shape " + to_string(y));
+    for (int i = 1; i < c.arity(); ++i) {
+      const Shape& s = c.x(i).shape();
+      bool fits = s.size() == y.size();
+      for (std::size_t d = 0; fits && d < s.size(); ++d) fits = d == axis || s[d] == y[d];
+      if (!fits)
+        c.fail("input " + std::to_string(i) + " has shape " + to_string(s) + ", which does not fit " +
+               to_string(c.x(0).shape()) + " along axis " + std::to_string(axis));
+      y[axis] += s[axis];
+    }
+    return y;
+  }
+  // Each input is a block [outer, n_i, inner] of y [outer, sum n_i, inner], starting at `offset`.
+  template <class T> static void forward(OpContext<T>& c) {
+    for_each_block(c, [&](int i, std::size_t o, std::size_t at, std::size_t len) {
+      const T* x = c.x(i).data() + o * len;
+      std::copy(x, x + len, c.y().data() + at);
+    });
+  }
+  template <class T> static void backward(OpContext<T>& c) {
+    for_each_block(c, [&](int i, std::size_t o, std::size_t at, std::size_t len) {
+      if (Tensor<T>* g = c.gx(i)) {
+        T* gx = g->data() + o * len;
+        const T* gy = c.gy().data() + at;
+        for (std::size_t j = 0; j < len; ++j) gx[j] += gy[j];
+      }
+    });
+  }
+  template <class T> static void tangent(OpContext<T>& c) {
+    for_each_block(c, [&](int i, std::size_t o, std::size_t at, std::size_t len) {
+      T* ty = c.ty().data() + at;
+      if (const Tensor<T>* t = c.tx(i)) std::copy(t->data() + o * len, t->data() + (o + 1) * len, ty);
+      else std::fill(ty, ty + len, T(0));
+    });
+  }
+
+ private:
+  // Calls f(input i, outer index o, offset in y, length) for every contiguous block.
+  template <class T, class F> static void for_each_block(OpContext<T>& c, F f) {
+    const std::size_t axis = static_cast<std::size_t>(c.attrs().axis);
+    const kernels::AxisSplit ys = kernels::split_at(c.y().shape(), axis);
+    const std::size_t row = ys.n * ys.inner;  // one outer slice of y
+    // [outer, inputs]
+    for (std::size_t o = 0; o < ys.outer; ++o) {
+      std::size_t at = o * row;
+      for (int i = 0; i < c.arity(); ++i) {
+        const std::size_t len = c.x(i).shape()[axis] * ys.inner;
+        f(i, o, at, len);
+        at += len;
+      }
+    }
+  }
+};
+
+}  // namespace ax::ops

@@ -1,0 +1,99 @@
+// softmax and log_softmax along attrs.axis, numerically stable: the row's maximum is
+// subtracted before exponentiating, so no exp overflows.
+#pragma once
+
+#include "common.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace ax::ops {
+
+// Calls f(pointer offset of the row's first element, stride) for each row along the axis:
+// a row is the n elements x[o, 0..n-1, i] of [outer, n, inner].
+template <class T, class F>
+void for_each_row(const OpContext<T>& c, F f) {
+  const kernels::AxisSplit s = kernels::split_at(c.x(0).shape(), static_cast<std::size_t>(c.attrs().axis));
+  // [outer, inner] rows of n elements, `inner` apart
+  for (std::size_t o = 0; o < s.outer; ++o)
+    for (std::size_t i = 0; i < s.inner; ++i) f(o * s.n * s.inner + i, s.n, s.inner);
+}
+
+// y = exp(x - max) / sum exp(x - max)
+// backward: gx += y (gy - <gy, y>); tangent: ty = y (tx - <tx, y>)   (row by row)
+struct Softmax {
+  static constexpr const char* name = "softmax";
+  template <class T> static Shape shape(const OpContext<T>& c) { return same_shape(c); }
+  template <class T> static void forward(OpContext<T>& c) {
+    const T* x = c.x(0).data();
+    T* y = c.y().data();
+    for_each_row(c, [&](std::size_t at, std::size_t n, std::size_t step) {
+      T top = x[at];
+      for (std::size_t k = 1; k < n; ++k) top = std::max(top, x[at + k * step]);
+      T total = 0;
+      for (std::size_t k = 0; k < n; ++k) total += (y[at + k * step] = std::exp(x[at + k * step] - top));
+      for (std::size_t k = 0; k < n; ++k) y[at + k * step] /= total;
+    });
+  }
+  template <class T> static void backward(OpContext<T>& c) {
+    const T* y = c.y().data();
+    const T* gy = c.gy().data();
+    T* gx = c.gx(0)->data();
+    for_each_row(c, [&](std::size_t at, std::size_t n, std::size_t step) {
+      T dot = 0;
+      for (std::size_t k = 0; k < n; ++k) dot += gy[at + k * step] * y[at + k * step];
+      for (std::size_t k = 0; k < n; ++k) gx[at + k * step] += y[at + k * step] * (gy[at + k * step] - dot);
+    });
+  }
+  template <class T> static void tangent(OpContext<T>& c) {
+    const T* y = c.y().data();
+    const T* tx = c.tx(0)->data();
+    T* ty = c.ty().data();
+    for_each_row(c, [&](std::size_t at, std::size_t n, std::size_t step) {
+      T dot = 0;
+      for (std::size_t k = 0; k < n; ++k) dot += tx[at + k * step] * y[at + k * step];
+      for (std::size_t k = 0; k < n; ++k) ty[at + k * step] = y[at + k * step] * (tx[at + k * step] - dot);
+    });
+  }
+};
+
+// y = x - max - log sum exp(x - max); softmax p = exp(y)
+// backward: gx += gy - p sum(gy); tangent: ty = tx - <p, tx>   (row by row)
+struct LogSoftmax {
+  static constexpr const char* name = "log_softmax";
+  template <class T> static Shape shape(const OpContext<T>& c) { return same_shape(c); }
+  template <class T> static void forward(OpContext<T>& c) {
+    const T* x = c.x(0).data();
+    T* y = c.y().data();
+    for_each_row(c, [&](std::size_t at, std::size_t n, std::size_t step) {
+      T top = x[at];
+      for (std::size_t k = 1; k < n; ++k) top = std::max(top, x[at + k * step]);
+      T total = 0;
+      for (std::size_t k = 0; k < n; ++k) total += std::exp(x[at + k * step] - top);
+      const T log_total = top + std::log(total);
+      for (std::size_t k = 0; k < n; ++k) y[at + k * step] = x[at + k * step] - log_total;
+    });
+  }
+  template <class T> static void backward(OpContext<T>& c) {
+    const T* y = c.y().data();
+    const T* gy = c.gy().data();
+    T* gx = c.gx(0)->data();
+    for_each_row(c, [&](std::size_t at, std::size_t n, std::size_t step) {
+      T total = 0;
+      for (std::size_t k = 0; k < n; ++k) total += gy[at + k * step];
+      for (std::size_t k = 0; k < n; ++k) gx[at + k * step] += gy[at + k * step] - std::exp(y[at + k * step]) * total;
+    });
+  }
+  template <class T> static void tangent(OpContext<T>& c) {
+    const T* y = c.y().data();
+    const T* tx = c.tx(0)->data();
+    T* ty = c.ty().data();
+    for_each_row(c, [&](std::size_t at, std::size_t n, std::size_t step) {
+      T dot = 0;
+      for (std::size_t k = 0; k < n; ++k) dot += std::exp(y[at + k * step]) * tx[at + k * step];
+      for (std::size_t k = 0; k < n; ++k) ty[at + k * step] = tx[at + k * step] - dot;
+    });
+  }
+};
+
+}  // namespace ax::ops

@@ -1,0 +1,252 @@
+#include "tape.hpp"
+
+#include <algorithm>
+
+namespace ax {
+
+std::string to_string(const Shape& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+template <class T>
+std::string Tape<T>::describe(int id) const {
+  const Node<T>& n = node(id);
+  std::string s = "node " + std::to_string(id) + " (";
+  switch (n.kind) {
+    case NodeKind::input: s += "input"; break;
+    case NodeKind::parameter: s += "parameter"; break;
+    case NodeKind::constant: s += "constant"; break;
+    case NodeKind::op: s += n.op->name; break;
+  }
+  if (!n.label.empty() && n.kind != NodeKind::op) s += " '" + n.label + "'";
+  return s + ")";
+}
+
+template <class T>
+void OpContext<T>::fail(const std::string& message) const {
+  throw Error(tape_.describe(id_) + ": " + message);
+}
+
+template <class T>
+int Tape<T>::check(Var<T> v) const {
+  if (v.tape != this || v.id < 0 || static_cast<std::size_t>(v.id) >= nodes_.size())
+    throw Error("variable " + std::to_string(v.id) + " does not belong to this tape");
+  return v.id;
+}
+
+template <class T>
+Node<T>& Tape<T>::leaf(Var<T> v, const char* what) {
+  Node<T>& n = nodes_[static_cast<std::size_t>(check(v))];
+  if (n.kind == NodeKind::op) throw Error(std::string(what) + ": " + describe(v.id) + " is not a leaf");
+  return n;
+}
+
+// ---- record ----
+
+template <class T>
+Var<T> Tape<T>::add_leaf(NodeKind kind, Tensor<T> value, bool asks_grad, std::string label) {
+  Node<T> n;
+  n.kind = kind;
+  n.label = std::move(label);
+  n.asks_grad = n.requires_grad = asks_grad;
+  n.value = std::move(value);
+  nodes_.push_back(std::move(n));
+  return {this, static_cast<int>(nodes_.size() - 1)};
+}
+
+template <class T>
+Var<T> Tape<T>::input(Tensor<T> value, bool requires_grad, std::string label) {
+  return add_leaf(NodeKind::input, std::move(value), requires_grad, std::move(label));
+}
+
+template <class T>
+Var<T> Tape<T>::parameter(Tensor<T> value, bool requires_grad, std::string label) {
+  return add_leaf(NodeKind::parameter, std::move(value), requires_grad, std::move(label));
+}
+
+template <class T>
+Var<T> Tape<T>::constant(Tensor<T> value, std::string label) {
+  return add_leaf(NodeKind::constant, std::move(value), false, std::move(label));
+}
+
+template <class T>
+Var<T> Tape<T>::record(const OpFns<T>& op, std::vector<int> inputs, Attrs attrs) {
+  const int id = static_cast<int>(nodes_.size());
+  for (int in : inputs)
+    if (in < 0 || in >= id) throw Error(std::string(op.name) + ": input " + std::to_string(in) + " is not on this tape");
+  Node<T> n;
+  n.op = &op;
+  n.inputs = std::move(inputs);
+  n.attrs = std::move(attrs);
+  n.requires_grad = std::any_of(n.inputs.begin(), n.inputs.end(),
+                                [&](int in) { return nodes_[static_cast<std::size_t>(in)].requires_grad; });
+  nodes_.push_back(std::move(n));
+  try {
+    evaluate(id);
+  } catch (...) {
+    nodes_.pop_back();  // a node whose shapes do not fit is not kept
+    throw;
+  }
+  return {this, id};
+}
+
+// ---- forward ----
+
+template <class T>
+void Tape<T>::evaluate(int id) {
+  OpContext<T> ctx(*this, id);
+  Node<T>& n = nodes_[static_cast<std::size_t>(id)];
+  n.value.resize(n.op->shape(ctx));  // no allocation when the shape is unchanged
+  n.op->forward(ctx);
+}
+
+template <class T>
+void Tape<T>::set_value(Var<T> v, const Tensor<T>& value) {
+  Node<T>& n = leaf(v, "set_value");
+  if (n.kind == NodeKind::constant) throw Error("set_value: " + describe(v.id) + " is a constant");
+  n.value.resize(value.shape());
+  std::copy(value.data(), value.data() + value.size(), n.value.data());
+}
+
+template <class T>
+void Tape<T>::forward() {
+  stats_.forward_nodes = 0;
+  for (std::size_t id = 0; id < nodes_.size(); ++id) {
+    if (nodes_[id].kind != NodeKind::op) continue;
+    evaluate(static_cast<int>(id));
+    ++stats_.forward_nodes;
+  }
+}
+
+// ---- backward ----
+
+template <class T>
+void Tape<T>::zero_grad() {
+  for (Node<T>& n : nodes_)
+    if (n.kind != NodeKind::op && n.requires_grad) resize_zero(n.grad, n.value.shape());
+}
+
+template <class T>
+void Tape<T>::backward(Var<T> out, const Tensor<T>& seed) {
+  const int top = check(out);
+  Node<T>& o = nodes_[static_cast<std::size_t>(top)];
+  if (seed.shape() != o.value.shape())
+    throw Error("backward: seed shape " + to_string(seed.shape()) + " differs from " + describe(top) +
+                "'s shape " + to_string(o.value.shape()));
+  if (!o.requires_grad) throw Error("backward: " + describe(top) + " depends on no leaf that requires grad");
+
+  // Leaves keep (accumulate) their gradients until zero_grad(); a leaf that has none yet, or
+  // whose value changed shape, starts from zero.
+  for (Node<T>& n : nodes_)
+    if (n.kind != NodeKind::op && n.requires_grad && n.grad.shape() != n.value.shape())
+      resize_zero(n.grad, n.value.shape());
+
+  live_.assign(nodes_.size(), 0);  // keeps capacity: no allocation after the first call
+  auto make_live = [&](int id) {
+    Node<T>& n = nodes_[static_cast<std::size_t>(id)];
+    if (live_[static_cast<std::size_t>(id)]) return;
+    live_[static_cast<std::size_t>(id)] = 1;
+    if (n.kind == NodeKind::op) resize_zero(n.grad, n.value.shape());  // intermediates restart at zero
+  };
+  make_live(top);
+  for (std::size_t i = 0; i < seed.size(); ++i) o.grad.data()[i] += seed.data()[i];
+
+  stats_.backward_nodes = 0;
+  for (int id = top; id >= 0; --id) {
+    Node<T>& n = nodes_[static_cast<std::size_t>(id)];
+    if (!live_[static_cast<std::size_t>(id)] || n.kind != NodeKind::op) continue;
+    for (int in : n.inputs)
+      if (nodes_[static_cast<std::size_t>(in)].requires_grad) make_live(in);
+    OpContext<T> ctx(*this, id);
+    n.op->backward(ctx);
+    ++stats_.backward_nodes;
+  }
+}
+
+template <class T>
+void Tape<T>::backward(Var<T> out) {
+  ones_.resize(node(out).value.shape());  // kept on the tape: no allocation in the steady state
+  ones_.fill(T(1));
+  backward(out, ones_);
+}
+
+template <class T>
+const Tensor<T>& Tape<T>::grad(Var<T> v) const {
+  const Node<T>& n = node(v);
+  if (!n.requires_grad) throw Error("grad: " + describe(v.id) + " does not require grad");
+  if (n.grad.shape() != n.value.shape()) throw Error("grad: " + describe(v.id) + " has no gradient yet; run backward");
+  return n.grad;
+}
+
+template <class T>
+void Tape<T>::set_requires_grad(Var<T> v, bool asks) {
+  Node<T>& n = leaf(v, "set_requires_grad");
+  if (n.kind == NodeKind::constant && asks) throw Error("set_requires_grad: " + describe(v.id) + " is a constant");
+  n.asks_grad = asks;
+  update_requires_grad();
+}
+
+template <class T>
+void Tape<T>::update_requires_grad() {
+  for (Node<T>& n : nodes_) {
+    if (n.kind != NodeKind::op) {
+      n.requires_grad = n.asks_grad;
+      continue;
+    }
+    n.requires_grad = false;
+    for (int in : n.inputs) n.requires_grad = n.requires_grad || nodes_[static_cast<std::size_t>(in)].requires_grad;
+  }
+}
+
+// ---- tangent ----
+
+template <class T>
+void Tape<T>::set_direction(Var<T> v, const Tensor<T>& direction) {
+  Node<T>& n = leaf(v, "set_direction");
+  if (direction.shape() != n.value.shape())
+    throw Error("set_direction: direction shape " + to_string(direction.shape()) + " differs from " +
+                describe(v.id) + "'s shape " + to_string(n.value.shape()));
+  n.tangent.resize(direction.shape());
+  std::copy(direction.data(), direction.data() + direction.size(), n.tangent.data());
+  n.has_direction = true;
+}
+
+template <class T>
+void Tape<T>::clear_directions() {
+  for (Node<T>& n : nodes_) n.has_direction = n.has_tangent = false;
+}
+
+template <class T>
+void Tape<T>::tangent() {
+  stats_.tangent_nodes = 0;
+  for (std::size_t id = 0; id < nodes_.size(); ++id) {
+    Node<T>& n = nodes_[id];
+    if (n.kind != NodeKind::op) {
+      n.has_tangent = n.has_direction && n.tangent.shape() == n.value.shape();
+      continue;
+    }
+    n.has_tangent = false;
+    for (int in : n.inputs) n.has_tangent = n.has_tangent || nodes_[static_cast<std::size_t>(in)].has_tangent;
+    if (!n.has_tangent) continue;
+    n.tangent.resize(n.value.shape());
+    OpContext<T> ctx(*this, static_cast<int>(id));
+    n.op->tangent(ctx);
+    ++stats_.tangent_nodes;
+  }
+}
+
+template <class T>
+const Tensor<T>& Tape<T>::tangent(Var<T> v) const {
+  const Node<T>& n = node(v);
+  if (!n.has_tangent) throw Error("tangent: " + describe(v.id) + " has no tangent; set a direction on a leaf it depends on and run tangent()");
+  return n.tangent;
+}
+
+template class Tape<float>;
+template class Tape<double>;
+template class OpContext<float>;
+template class OpContext<double>;
+
+}  // namespace ax

@@ -1,0 +1,176 @@
+// The tape: a flat array of nodes recorded in forward order, and the four passes over it.
+//
+//   record    building an expression appends nodes and computes their values once;
+//   forward   replays the tape with new input values (same structure, buffers reused);
+//   backward  seeds an output's gradient and walks the array backwards; each op adds (+=) its
+//             vector-Jacobian product into the gradients of the inputs that want one;
+//   tangent   walks forwards with directions set on inputs and gives every node's
+//             directional derivative (Jacobian-vector product).
+//
+// A node's input ids are always smaller than its own id, so array order is a topological order.
+// A node "requires grad" when it is, or depends on, a leaf that asks for gradients; backward
+// visits only those nodes, so parameters' gradients are never computed unless asked for.
+#pragma once
+
+#include "tensor.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ax {
+
+template <class T>
+class Tape;
+
+// A handle on one node of a tape.
+template <class T>
+struct Var {
+  Tape<T>* tape = nullptr;
+  int id = -1;
+};
+
+// Op attributes. Each op documents the fields it reads; the rest keep their defaults.
+struct Attrs {
+  double a = 0, b = 0;         // affine: y = a x + b; leaky_relu: slope a
+  int axis = -1;               // sum, mean, concat, softmax: a non-negative axis; sum/mean: -1 = all
+  bool keep_dim = false;       // sum, mean: keep the reduced axis with size 1
+  xt::svector<long, 6> dims;   // reshape: the per-sample shape (the batch is kept); one -1 allowed
+};
+
+enum class NodeKind : std::uint8_t { input, parameter, constant, op };
+
+template <class T>
+class OpContext;
+
+// What an op is to the tape: its name and its functions. Each op fills one of these (ops.cpp).
+template <class T>
+struct OpFns {
+  const char* name;
+  Shape (*shape)(const OpContext<T>&);  // output shape from the inputs' shapes; throws Error
+  void (*forward)(OpContext<T>&);       // y = f(x)
+  void (*backward)(OpContext<T>&);      // gx += J^T gy, for each input that wants a gradient
+  void (*tangent)(OpContext<T>&);       // ty = J tx, inputs without a tangent count as zero
+};
+
+template <class T>
+struct Node {
+  NodeKind kind = NodeKind::op;
+  const OpFns<T>* op = nullptr;  // null for leaves
+  std::vector<int> inputs;
+  Attrs attrs;
+  std::string label;             // for leaves and error messages; may be empty
+  bool asks_grad = false;        // leaves: the user wants this leaf's gradient
+  bool requires_grad = false;    // asks_grad, or depends on a leaf that does
+  bool has_tangent = false;      // set by the tangent pass
+  bool has_direction = false;    // leaves: a direction was set for the tangent pass
+  Tensor<T> value, grad, tangent;
+  Tensor<T> aux;                 // op-private buffer kept across passes (none need it yet)
+};
+
+// Counters of the last passes, for tests and benchmarks.
+struct TapeStats {
+  std::size_t forward_nodes = 0;   // op nodes evaluated by the last forward()
+  std::size_t backward_nodes = 0;  // op nodes whose backward ran in the last backward()
+  std::size_t tangent_nodes = 0;   // op nodes whose tangent ran in the last tangent()
+};
+
+template <class T>
+class Tape {
+ public:
+  // ---- record ----
+  // A leaf whose value the forward pass may replace; `requires_grad` asks for its gradient.
+  Var<T> input(Tensor<T> value, bool requires_grad = true, std::string label = "input");
+  // A leaf that holds a weight: no gradient unless asked for.
+  Var<T> parameter(Tensor<T> value, bool requires_grad = false, std::string label = "parameter");
+  // A leaf that never changes and never takes a gradient.
+  Var<T> constant(Tensor<T> value, std::string label = "constant");
+  // Appends an op node and computes its value; throws Error (naming the op) if shapes do not fit.
+  Var<T> record(const OpFns<T>& op, std::vector<int> inputs, Attrs attrs = {});
+
+  // ---- forward (replay) ----
+  // Replace an input's value (its shape may change, e.g. another batch size).
+  void set_value(Var<T> leaf, const Tensor<T>& value);
+  // Re-evaluate every op node in order. Allocates nothing when shapes are unchanged.
+  void forward();
+
+  // ---- backward ----
+  // Sets every leaf gradient to zero (intermediate gradients are reset by each backward).
+  void zero_grad();
+  // Adds seed^T J to the gradients of the leaves that require grad. `seed` has out's shape.
+  void backward(Var<T> out, const Tensor<T>& seed);
+  // Same with a seed of ones (for a scalar output: d out / d leaf).
+  void backward(Var<T> out);
+
+  // ---- tangent ----
+  // Sets the direction of a leaf for the tangent pass (shape of its value).
+  void set_direction(Var<T> leaf, const Tensor<T>& direction);
+  void clear_directions();
+  // Propagates the directions forwards: every node depending on one gets its tangent.
+  void tangent();
+
+  // ---- access ----
+  const Tensor<T>& value(Var<T> v) const { return node(v).value; }
+  const Tensor<T>& grad(Var<T> v) const;      // throws unless v requires grad
+  const Tensor<T>& tangent(Var<T> v) const;   // throws unless v has a tangent
+  bool requires_grad(Var<T> v) const { return node(v).requires_grad; }
+  // Changes whether a leaf asks for its gradient, and updates every node's flag.
+  void set_requires_grad(Var<T> leaf, bool asks);
+
+  std::size_t size() const { return nodes_.size(); }
+  const Node<T>& node(int id) const { return nodes_.at(static_cast<std::size_t>(id)); }
+  const Node<T>& node(Var<T> v) const { return node(check(v)); }
+  const TapeStats& stats() const { return stats_; }
+  // "node 7 (softmax)" or "node 0 (input 'x')": how errors name a node.
+  std::string describe(int id) const;
+
+ private:
+  friend class OpContext<T>;
+  int check(Var<T> v) const;
+  Node<T>& leaf(Var<T> v, const char* what);
+  Var<T> add_leaf(NodeKind kind, Tensor<T> value, bool asks_grad, std::string label);
+  void evaluate(int id);
+  void update_requires_grad();
+
+  std::vector<Node<T>> nodes_;
+  std::vector<char> live_;  // backward: this node's gradient has received a contribution
+  Tensor<T> ones_;          // backward(out): the seed of ones
+  TapeStats stats_;
+};
+
+// What an op sees of its node: input values, its own buffers, and the derivative buffers.
+template <class T>
+class OpContext {
+ public:
+  OpContext(Tape<T>& tape, int id)
+      : tape_(tape), node_(tape.nodes_[static_cast<std::size_t>(id)]), id_(id) {}
+
+  const Attrs& attrs() const { return node_.attrs; }
+  int arity() const { return static_cast<int>(node_.inputs.size()); }
+  const char* name() const { return node_.op->name; }
+
+  const Tensor<T>& x(int i) const { return in(i).value; }
+  Tensor<T>& y() { return node_.value; }
+  const Tensor<T>& y() const { return node_.value; }
+  const Tensor<T>& gy() const { return node_.grad; }
+  // The gradient of input i to add into, or nullptr when input i takes no gradient.
+  Tensor<T>* gx(int i) { Node<T>& n = in(i); return n.requires_grad ? &n.grad : nullptr; }
+  // The tangent of input i, or nullptr when it is zero.
+  const Tensor<T>* tx(int i) const { const Node<T>& n = in(i); return n.has_tangent ? &n.tangent : nullptr; }
+  Tensor<T>& ty() { return node_.tangent; }
+  Tensor<T>& aux() { return node_.aux; }
+
+  // Throws Error("<node description>: <message>").
+  [[noreturn]] void fail(const std::string& message) const;
+
+ private:
+  Node<T>& in(int i) const { return tape_.nodes_[static_cast<std::size_t>(node_.inputs[static_cast<std::size_t>(i)])]; }
+  Tape<T>& tape_;
+  Node<T>& node_;
+  int id_;
+};
+
+extern template class Tape<float>;
+extern template class Tape<double>;
+
+}  // namespace ax

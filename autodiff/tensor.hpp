@@ -1,0 +1,78 @@
+// Tensor: owned, 64-byte aligned, row-major storage plus a shape.
+//
+// A Tensor is an xtensor container, so the whole xtensor API works on it (element access,
+// expressions, xt::noalias assignment, printing). Two choices make it fit a tape:
+//   - the storage is a std::vector with an aligned allocator: it keeps its capacity, so a tape
+//     replayed with a smaller batch after a larger one allocates nothing;
+//   - the shape is a small inline vector of up to 6 dimensions: resizing to a shape of rank <= 6
+//     never touches the heap.
+// The leading dimension is the batch wherever a tape is concerned.
+#pragma once
+
+#include <xsimd/memory/xsimd_aligned_allocator.hpp>
+#include <xtensor/xarray.hpp>
+#include <xtensor/xnoalias.hpp>
+
+#include <cstddef>
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace ax {
+
+// Every fault the library reports is one of these, with a one-line message.
+struct Error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+using Shape = xt::svector<std::size_t, 6>;
+
+template <class T>
+using Buffer = std::vector<T, xsimd::aligned_allocator<T, 64>>;
+
+template <class T>
+using Tensor = xt::xarray_container<Buffer<T>, xt::layout_type::row_major, Shape>;
+
+// "[2, 3, 4]"; "[]" for a scalar.
+std::string to_string(const Shape& shape);
+
+inline std::size_t numel(const Shape& shape) {
+  std::size_t n = 1;
+  for (std::size_t d : shape) n *= d;
+  return n;
+}
+
+// A tensor of the given shape filled with one value.
+template <class T>
+Tensor<T> full(const Shape& shape, T value) {
+  Tensor<T> t(shape);
+  t.fill(value);
+  return t;
+}
+
+template <class T>
+Tensor<T> zeros(const Shape& shape) {
+  return full<T>(shape, T(0));
+}
+
+// A tensor of the given shape holding `values` in row-major order.
+template <class T>
+Tensor<T> from_values(const Shape& shape, std::initializer_list<T> values) {
+  if (values.size() != numel(shape))
+    throw Error("from_values: shape " + to_string(shape) + " holds " + std::to_string(numel(shape)) +
+                " values, " + std::to_string(values.size()) + " given");
+  Tensor<T> t(shape);
+  std::size_t i = 0;
+  for (T v : values) t.data()[i++] = v;
+  return t;
+}
+
+// Resize `t` to `shape` (keeping capacity) and set every element to zero.
+template <class T>
+void resize_zero(Tensor<T>& t, const Shape& shape) {
+  t.resize(shape);
+  t.fill(T(0));
+}
+
+}  // namespace ax

@@ -1,0 +1,126 @@
+// GEMM speed against this machine's fused multiply-add peak. Prints figures; never fails.
+//
+//   peak:  an FMA loop on several independent ymm accumulator chains, on every thread;
+//          each fma on a 256-bit register counts 2 flops per lane
+//   gemm:  C = A B for square float and double matrices, on 1 and 2 threads, as GFLOP/s
+//          (2 M N K flops) and as a percent of the peak
+// Every figure is the median of several runs (the machine is shared and noisy).
+#include "../autodiff/kernels/gemm.hpp"
+
+#include <xsimd/xsimd.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace {
+
+#if XSIMD_WITH_FMA3_AVX2
+using Arch = xsimd::fma3<xsimd::avx2>;
+#else
+using Arch = xsimd::default_arch;
+#endif
+
+double seconds_now() {
+  using clock = std::chrono::steady_clock;
+  return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
+}
+
+template <class F>
+double median_seconds(int runs, F f) {
+  std::vector<double> times;
+  for (int r = 0; r < runs; ++r) {
+    const double t0 = seconds_now();
+    f();
+    times.push_back(seconds_now() - t0);
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+void set_threads(int n) {
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#else
+  (void)n;
+#endif
+}
+
+// GFLOP/s of `threads` threads each running `chains` independent fma chains on float batches.
+// acc = acc * m + d converges to d / (1 - m), so the values stay normal and finite.
+double fma_peak_gflops(int threads, int runs) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int chains = 12;          // > FMA latency x FMA ports, so the ports never wait
+  constexpr long iterations = 20'000'000;
+  volatile float sink = 0;
+  set_threads(threads);
+  const double t = median_seconds(runs, [&] {
+#pragma omp parallel
+    {
+      B acc[chains];
+      for (int c = 0; c < chains; ++c) acc[c] = B(float(c));
+      const B m(0.999f), d(0.001f);
+      for (long i = 0; i < iterations; ++i)
+        for (int c = 0; c < chains; ++c) acc[c] = xsimd::fma(acc[c], m, d);
+      B total = acc[0];
+      for (int c = 1; c < chains; ++c) total += acc[c];
+      sink = sink + xsimd::hadd(total);
+    }
+  });
+  return 2.0 * B::size * chains * double(iterations) * threads / t * 1e-9;
+}
+
+template <class T>
+double gemm_gflops(std::size_t n, int threads, int runs, bool reference = false) {
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<T> dist(T(-1), T(1));
+  std::vector<T> A(n * n), B(n * n), C(n * n);
+  for (T& x : A) x = dist(rng);
+  for (T& x : B) x = dist(rng);
+  set_threads(threads);
+  auto run = [&] {
+    if (reference)
+      ax::kernels::gemm_reference<T>(false, false, n, n, n, T(1), A.data(), n, B.data(), n, T(0), C.data(), n);
+    else
+      ax::kernels::gemm<T>(false, false, n, n, n, T(1), A.data(), n, B.data(), n, T(0), C.data(), n);
+  };
+  run();  // warm up: page in the matrices, grow the packing buffers, start the threads
+  return 2.0 * double(n) * n * n / median_seconds(runs, run) * 1e-9;
+}
+
+}  // namespace
+
+int main() {
+  const int runs = 21;
+  const double peak1 = fma_peak_gflops(1, 7);
+  const double peak2 = fma_peak_gflops(2, 7);
+  std::printf("FMA peak (float, %d-lane fma, 12 chains), median of 7 runs:\n", int(xsimd::batch<float, Arch>::size));
+  std::printf("  1 thread   %7.1f GFLOP/s\n  2 threads  %7.1f GFLOP/s\n\n", peak1, peak2);
+
+  std::printf("gemm, C = A B (square, no transposes), median of %d runs:\n", runs);
+  std::printf("  %-7s %5s %8s %10s %12s\n", "type", "n", "threads", "GFLOP/s", "% of peak");
+  for (int threads : {1, 2}) {
+    const double peak = threads == 1 ? peak1 : peak2;
+    const double f = gemm_gflops<float>(512, threads, runs);
+    std::printf("  %-7s %5d %8d %10.1f %11.0f%%\n", "float", 512, threads, f, 100 * f / peak);
+    // double: half the lanes, so half the flop peak
+    const double d = gemm_gflops<double>(512, threads, runs);
+    std::printf("  %-7s %5d %8d %10.1f %11.0f%%\n", "double", 512, threads, d, 200 * d / peak);
+  }
+
+  std::printf("\nsmall problems (where threading starts to pay), float GFLOP/s:\n");
+  std::printf("  %5s %10s %10s\n", "n", "1 thread", "2 threads");
+  for (std::size_t n : {32, 48, 64, 96, 128, 256})
+    std::printf("  %5zu %10.1f %10.1f\n", n, gemm_gflops<float>(n, 1, runs), gemm_gflops<float>(n, 2, runs));
+
+  std::printf("\nreference triple loop, 256^3, 1 thread, median of 3 runs:\n");
+  std::printf("  float  %6.2f GFLOP/s\n", gemm_gflops<float>(256, 1, 3, true));
+  std::printf("  double %6.2f GFLOP/s\n", gemm_gflops<double>(256, 1, 3, true));
+  return 0;
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the Debian packages axiomatic needs (only those missing, and says which), then
+# configures and builds into build/. Works as root or as a user with sudo.
+#   bash tools/setup.sh            # then run the main job or the tests (see README.md)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+packages=(
+  g++ cmake make pkg-config
+  xtensor-dev libxsimd-dev xtl-dev  # tensors and SIMD
+  doctest-dev                       # tests
+  nlohmann-json3-dev                # JSON (model graphs, reports)
+  libstb-dev                        # PNG
+  libcli11-dev                      # the command line
+  zlib1g-dev                        # gzip'd IDX data files
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing missing packages: ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "setup: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all ${#packages[@]} packages present"
+fi
+
+cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release
+cmake --build "$root/build" -j2
