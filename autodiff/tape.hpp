@@ -65,7 +65,8 @@ struct Node {
   bool has_tangent = false;      // set by the tangent pass
   bool has_direction = false;    // leaves: a direction was set for the tangent pass
   Tensor<T> value, grad, tangent;
-  Tensor<T> aux;                 // op-private buffer kept across passes (none need it yet)
+  Tensor<T> aux;                 // op-private buffer kept across passes
+  std::vector<std::uint32_t> index;  // op-private integer buffer kept across passes (e.g. argmax)
 };
 
 // Counters of the last passes, for tests and benchmarks.
@@ -135,6 +136,7 @@ class Tape {
   std::vector<Node<T>> nodes_;
   std::vector<char> live_;  // backward: this node's gradient has received a contribution
   Tensor<T> ones_;          // backward(out): the seed of ones
+  Tensor<T> workspace_;     // OpContext::workspace()
   TapeStats stats_;
 };
 
@@ -159,6 +161,10 @@ class OpContext {
   const Tensor<T>* tx(int i) const { const Node<T>& n = in(i); return n.has_tangent ? &n.tangent : nullptr; }
   Tensor<T>& ty() { return node_.tangent; }
   Tensor<T>& aux() { return node_.aux; }
+  std::vector<std::uint32_t>& index() { return node_.index; }
+  // Scratch space shared by all nodes of the tape: valid only during one call of one op
+  // (e.g. im2col columns). Resize it as needed; it keeps its capacity.
+  Tensor<T>& workspace() { return tape_.workspace_; }
 
   // Throws Error("<node description>: <message>").
   [[noreturn]] void fail(const std::string& message) const;
