@@ -37,9 +37,10 @@ int Tape<T>::check(Var<T> v) const {
 }
 
 template <class T>
-Node<T>& Tape<T>::leaf(Var<T> v, const char* what) {
+Node<T>& Tape<T>::leaf(Var<T> v, const char* what, bool writable) {
   Node<T>& n = nodes_[static_cast<std::size_t>(check(v))];
   if (n.kind == NodeKind::op) throw Error(std::string(what) + ": " + describe(v.id) + " is not a leaf");
+  if (writable && n.kind == NodeKind::constant) throw Error(std::string(what) + ": " + describe(v.id) + " is a constant");
   return n;
 }
 
@@ -104,10 +105,14 @@ void Tape<T>::evaluate(int id) {
 
 template <class T>
 void Tape<T>::set_value(Var<T> v, const Tensor<T>& value) {
-  Node<T>& n = leaf(v, "set_value");
-  if (n.kind == NodeKind::constant) throw Error("set_value: " + describe(v.id) + " is a constant");
+  Node<T>& n = leaf(v, "set_value", true);
   n.value.resize(value.shape());
   std::copy(value.data(), value.data() + value.size(), n.value.data());
+}
+
+template <class T>
+Tensor<T>& Tape<T>::leaf_value(Var<T> v) {
+  return leaf(v, "leaf_value", true).value;
 }
 
 template <class T>

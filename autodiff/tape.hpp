@@ -112,6 +112,9 @@ class Tape {
 
   // ---- access ----
   const Tensor<T>& value(Var<T> v) const { return node(v).value; }
+  // A leaf's value to change in place (e.g. an optimizer stepping a parameter); run forward()
+  // afterwards. Throws for op nodes and constants.
+  Tensor<T>& leaf_value(Var<T> leaf);
   const Tensor<T>& grad(Var<T> v) const;      // throws unless v requires grad
   const Tensor<T>& tangent(Var<T> v) const;   // throws unless v has a tangent
   bool requires_grad(Var<T> v) const { return node(v).requires_grad; }
@@ -128,7 +131,7 @@ class Tape {
  private:
   friend class OpContext<T>;
   int check(Var<T> v) const;
-  Node<T>& leaf(Var<T> v, const char* what);
+  Node<T>& leaf(Var<T> v, const char* what, bool writable = false);
   Var<T> add_leaf(NodeKind kind, Tensor<T> value, bool asks_grad, std::string label);
   void evaluate(int id);
   void update_requires_grad();

@@ -13,6 +13,7 @@ packages=(
   libstb-dev                        # PNG
   libcli11-dev                      # the command line
   zlib1g-dev                        # gzip'd IDX data files
+  dataset-fashion-mnist             # training data of the shipped model
 )
 
 missing=()

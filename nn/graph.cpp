@@ -1,0 +1,170 @@
+#include "graph.hpp"
+
+#include <algorithm>
+
+namespace ax::nn {
+namespace {
+
+Shape to_shape(const std::vector<std::size_t>& dims) {
+  Shape s;
+  for (std::size_t d : dims) s.push_back(d);
+  return s;
+}
+
+template <class T>
+Tensor<T> to_tensor(const TensorData& data) {
+  Tensor<T> t(to_shape(data.shape));
+  std::transform(data.values.begin(), data.values.end(), t.begin(), [](double v) { return static_cast<T>(v); });
+  return t;
+}
+
+// Records one node; `fail` throws with the node named.
+template <class T>
+class NodeRecorder {
+ public:
+  NodeRecorder(const ModelSpec& spec, const NodeSpec& node, Tape<T>& tape, const RecordOptions& options,
+               std::vector<std::pair<std::string, Var<T>>>& parameters)
+      : spec_(spec), node_(node), tape_(tape), options_(options), parameters_(parameters) {}
+
+  [[noreturn]] void fail(const std::string& what) const {
+    throw Error(options_.source + ": node '" + node_.name + "': " + what);
+  }
+
+  bool has(const std::string& param) const { return spec_.tensors.count(node_.name + "." + param) > 0; }
+
+  // The parameter `<node>.<param>` as a leaf, after checking its shape against `expected`
+  // (a 0 in `expected` accepts any size there).
+  Var<T> parameter(const std::string& param, const Shape& expected) {
+    const std::string name = node_.name + "." + param;
+    const auto found = spec_.tensors.find(name);
+    if (found == spec_.tensors.end()) fail("parameter '" + name + "' is missing");
+    const Shape shape = to_shape(found->second.shape);
+    bool fits = shape.size() == expected.size();
+    for (std::size_t d = 0; fits && d < shape.size(); ++d) fits = expected[d] == 0 || expected[d] == shape[d];
+    if (!fits) {
+      std::string want = "[";
+      for (std::size_t d = 0; d < expected.size(); ++d)
+        want += (d ? ", " : "") + (expected[d] ? std::to_string(expected[d]) : std::string("*"));
+      fail("parameter '" + name + "' has shape " + to_string(shape) + ", expected " + want + "]");
+    }
+    if (found->second.values.size() != numel(shape)) fail("parameter '" + name + "' is not floating point");
+    const Var<T> v = tape_.parameter(to_tensor<T>(found->second), options_.parameters_require_grad, name);
+    parameters_.emplace_back(name, v);
+    return v;
+  }
+
+  // An axis as written (batch included, may be negative) resolved against a rank; the batch
+  // dimension is refused.
+  int axis(std::int64_t written, std::size_t rank, const char* what) const {
+    const std::int64_t r = static_cast<std::int64_t>(rank);
+    const std::int64_t resolved = written < 0 ? written + r : written;
+    if (resolved < 0 || resolved >= r)
+      fail(std::string(what) + " " + std::to_string(written) + " is out of range for rank " + std::to_string(rank));
+    if (resolved == 0) fail(std::string(what) + " " + std::to_string(written) + " names the batch dimension");
+    return static_cast<int>(resolved);
+  }
+
+  const NodeSpec& spec() const { return node_; }
+
+ private:
+  const ModelSpec& spec_;
+  const NodeSpec& node_;
+  Tape<T>& tape_;
+  const RecordOptions& options_;
+  std::vector<std::pair<std::string, Var<T>>>& parameters_;
+};
+
+template <class T>
+Var<T> record_node(NodeRecorder<T>& r, const std::vector<Var<T>>& in) {
+  const NodeSpec& n = r.spec();
+  const Shape x = in[0].tape->value(in[0]).shape();
+  const std::string& op = n.op;
+  if (op == "linear") {
+    if (x.size() < 2) r.fail("linear needs an input with features, got shape " + to_string(x));
+    const Var<T> w = r.parameter("weight", {0, x.back()});
+    const std::size_t out = in[0].tape->value(w).shape()[0];
+    return r.has("bias") ? linear(in[0], w, r.parameter("bias", {out})) : linear(in[0], w);
+  }
+  if (op == "relu") return relu(in[0]);
+  if (op == "leaky_relu") return leaky_relu(in[0], n.negative_slope);
+  if (op == "sigmoid") return sigmoid(in[0]);
+  if (op == "tanh") return tanh(in[0]);
+  if (op == "identity") return in[0];
+  if (op == "flatten") return flatten(in[0], r.axis(n.start_dim, x.size(), "start_dim"));
+  if (op == "softmax") return softmax(in[0], r.axis(n.axis, x.size(), "axis"));
+  if (op == "log_softmax") return log_softmax(in[0], r.axis(n.axis, x.size(), "axis"));
+  if (op == "concat") return concat(in, r.axis(n.axis, x.size(), "axis"));
+  if (op == "add") {
+    Var<T> sum_so_far = in[0] + in[1];
+    for (std::size_t i = 2; i < in.size(); ++i) sum_so_far = sum_so_far + in[i];
+    return sum_so_far;
+  }
+  if (op == "sub") return in[0] - in[1];
+  if (op == "mul") return in[0] * in[1];
+  r.fail("op '" + op + "' cannot be recorded yet");
+}
+
+}  // namespace
+
+template <class T>
+Network<T>::Network(const ModelSpec& spec, Tape<T>& tape, const RecordOptions& options) : tape_(&tape) {
+  const GraphSpec& g = spec.graph;
+  Shape input_shape{options.batch};
+  for (std::size_t d : g.input.shape) input_shape.push_back(d);
+  input_ = tape.input(zeros<T>(input_shape), options.input_requires_grad, g.input.name);
+  by_name_[g.input.name] = input_;
+
+  for (const NodeSpec& n : g.nodes) {
+    NodeRecorder<T> recorder(spec, n, tape, options, parameters_);
+    std::vector<Var<T>> in;
+    for (const std::string& name : n.inputs) {
+      const auto found = by_name_.find(name);
+      if (found == by_name_.end()) recorder.fail("input '" + name + "' names no earlier node");
+      in.push_back(found->second);
+    }
+    if (in.empty()) recorder.fail("has no inputs");
+    try {
+      by_name_[n.name] = record_node(recorder, in);
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      if (what.rfind(options.source + ": ", 0) == 0) throw;
+      recorder.fail(what);  // a tape error: say which graph node it came from
+    }
+  }
+  const auto out = by_name_.find(g.output);
+  if (out == by_name_.end()) throw Error(options.source + ": output '" + g.output + "' names no node");
+  output_ = out->second;
+  const Shape out_shape = tape.value(output_).shape();
+  const std::size_t per_sample = numel(out_shape) / std::max<std::size_t>(options.batch, 1);
+  if (!g.labels.empty() && g.labels.size() != per_sample)
+    throw Error(options.source + ": " + std::to_string(g.labels.size()) + " labels for an output of " +
+                std::to_string(per_sample) + " values");
+}
+
+template <class T>
+Var<T> Network<T>::node(const std::string& name) const {
+  const auto found = by_name_.find(name);
+  if (found == by_name_.end()) throw Error("network has no node '" + name + "'");
+  return found->second;
+}
+
+template <class T>
+std::vector<Var<T>> Network<T>::parameter_vars() const {
+  std::vector<Var<T>> vars;
+  for (const auto& p : parameters_) vars.push_back(p.second);
+  return vars;
+}
+
+template <class T>
+void Network<T>::store_parameters(ModelSpec& spec) const {
+  for (const auto& [name, var] : parameters_) {
+    const Tensor<T>& value = tape_->value(var);
+    TensorData& data = spec.tensors[name];
+    data.values.assign(value.begin(), value.end());
+  }
+}
+
+template class Network<float>;
+template class Network<double>;
+
+}  // namespace ax::nn

@@ -1,0 +1,50 @@
+// A network: a model's graph recorded onto a tape. Built from a ModelSpec, which comes from a
+// model file (nn/model_file) or is written in code. Recording checks what the file reader
+// could not: each parameter's shape against its node's input, and that shapes compose.
+#pragma once
+
+#include "../autodiff/ops.hpp"
+#include "model_spec.hpp"
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace ax::nn {
+
+struct RecordOptions {
+  std::size_t batch = 1;               // the leading dimension of the input leaf
+  bool input_requires_grad = true;     // attribution: d(target)/d(input)
+  bool parameters_require_grad = false;  // training: true
+  std::string source = "model";        // names the model in error messages (its path)
+};
+
+template <class T>
+class Network {
+ public:
+  // Records `spec` onto `tape` (which may already hold other nodes). Throws Error
+  // ("<source>: node '<name>': <fault>") when a parameter's shape or the shapes do not fit.
+  Network(const ModelSpec& spec, Tape<T>& tape, const RecordOptions& options = {});
+
+  Var<T> input() const { return input_; }
+  Var<T> output() const { return output_; }
+  // A node by its graph name (the input's name included); throws if there is none.
+  Var<T> node(const std::string& name) const;
+  // Every parameter leaf, by tensor name ("conv1.weight"), in graph order.
+  const std::vector<std::pair<std::string, Var<T>>>& parameters() const { return parameters_; }
+  std::vector<Var<T>> parameter_vars() const;
+  // Copies the tape's current parameter values into spec.tensors (e.g. after training).
+  void store_parameters(ModelSpec& spec) const;
+  Tape<T>& tape() const { return *tape_; }
+
+ private:
+  Tape<T>* tape_;
+  Var<T> input_, output_;
+  std::map<std::string, Var<T>> by_name_;
+  std::vector<std::pair<std::string, Var<T>>> parameters_;
+};
+
+extern template class Network<float>;
+extern template class Network<double>;
+
+}  // namespace ax::nn
