@@ -53,6 +53,7 @@ class Adam {
  public:
   Adam(Tape<T>& tape, std::vector<Var<T>> parameters, AdamOptions options = {});
   void step();
+  void set_learning_rate(double learning_rate) { options_.learning_rate = learning_rate; }
 
  private:
   Tape<T>& tape_;

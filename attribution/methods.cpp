@@ -1,0 +1,390 @@
+#include "methods.hpp"
+
+#include "random.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+
+namespace ax::attr {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+template <class T>
+void check_same_shape(const TargetFunction<T>& f, const Tensor<T>& t, const char* what) {
+  if (t.shape() != f.input_shape())
+    throw Error(std::string(what) + " has shape " + to_string(t.shape()) + ", the model expects " +
+                to_string(f.input_shape()));
+}
+
+// F at x and at x', and the completeness figures of `values` against them.
+template <class T>
+void report_completeness(Attribution<T>& a, double f_input, double f_baseline) {
+  a.f_input = f_input;
+  a.f_baseline = f_baseline;
+  a.sum = 0;
+  for (T v : a.values) a.sum += double(v);
+  a.delta = a.sum - (f_input - f_baseline);
+  const double change = std::abs(f_input - f_baseline);
+  a.relative_delta = change > 0 ? std::abs(a.delta) / change : std::abs(a.delta);
+}
+
+// F at single points, without gradients.
+template <class T>
+std::vector<double> values_at(TargetFunction<T>& f, std::initializer_list<const Tensor<T>*> points) {
+  Shape shape{points.size()};
+  for (std::size_t d : f.input_shape()) shape.push_back(d);
+  Tensor<T> batch(shape);
+  std::size_t at = 0;
+  for (const Tensor<T>* p : points) at = static_cast<std::size_t>(std::copy(p->begin(), p->end(), batch.data() + at) - batch.data());
+  std::vector<double> values;
+  f.evaluate(batch, values, nullptr);
+  return values;
+}
+
+// Points [n, input shape], filled row by row by `fill(row index, row pointer)`.
+template <class T, class Fill>
+void make_points(const TargetFunction<T>& f, std::size_t n, Tensor<T>& points, Fill fill) {
+  Shape shape{n};
+  for (std::size_t d : f.input_shape()) shape.push_back(d);
+  points.resize(shape);
+  const std::size_t size = numel(f.input_shape());
+  for (std::size_t i = 0; i < n; ++i) fill(i, points.data() + i * size);
+}
+
+// One pass of IG's sum over a quadrature: sum_k w_k dF/dx(x' + a_k (x - x')), evaluated in groups
+// of the engine's chunk size. Gradients already in `cache` (keyed by the exact alpha: equal
+// fractions round to equal doubles) are reused; new ones are added while the cache has room.
+template <class T>
+struct PathCache {
+  std::map<double, std::pair<double, Tensor<T>>> at;  // alpha -> (F, dF/dx)
+  std::size_t bytes = 0, limit = 0;
+};
+
+template <class T>
+Tensor<T> weighted_gradient_sum(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+                                const Quadrature& q, PathCache<T>& cache, Attribution<T>* diagnostics) {
+  const std::size_t size = x.size();
+  Tensor<T> total = zeros<T>(x.shape());
+  std::vector<double> f_at(q.alphas.size()), dot_at(q.alphas.size());
+  // the alphas that need evaluating, in groups of the chunk size
+  std::vector<std::size_t> todo;
+  std::vector<char> cached(q.alphas.size(), 0);
+  for (std::size_t k = 0; k < q.alphas.size(); ++k) {
+    cached[k] = cache.at.count(q.alphas[k]) > 0;
+    if (!cached[k]) todo.push_back(k);
+  }
+
+  auto accumulate = [&](std::size_t k, double f_value, const T* g) {
+    const T w = T(q.weights[k]);
+    T* out = total.data();
+    double dot = 0;
+    // [input values]
+    for (std::size_t i = 0; i < size; ++i) {
+      out[i] += w * g[i];
+      dot += double(g[i]) * (double(x.data()[i]) - double(baseline.data()[i]));
+    }
+    f_at[k] = f_value;
+    dot_at[k] = q.weights[k] * dot;
+  };
+
+  Tensor<T> points, grads;
+  std::vector<double> values;
+  const std::size_t group = std::max<std::size_t>(f.chunk(), 1);
+  for (std::size_t begin = 0; begin < todo.size(); begin += group) {
+    const std::size_t n = std::min(group, todo.size() - begin);
+    make_points(f, n, points, [&](std::size_t i, T* row) {
+      const T a = T(q.alphas[todo[begin + i]]);
+      for (std::size_t j = 0; j < size; ++j) row[j] = baseline.data()[j] + a * (x.data()[j] - baseline.data()[j]);
+    });
+    f.evaluate(points, values, &grads);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t k = todo[begin + i];
+      const T* g = grads.data() + i * size;
+      if (cache.bytes + size * sizeof(T) <= cache.limit) {
+        Tensor<T> kept(x.shape());
+        std::copy(g, g + size, kept.data());
+        cache.at.emplace(q.alphas[k], std::pair{values[i], std::move(kept)});
+        cache.bytes += size * sizeof(T);
+      }
+      accumulate(k, values[i], g);
+    }
+  }
+  for (std::size_t k = 0; k < q.alphas.size(); ++k)
+    if (cached[k]) {
+      const auto& [f_value, g] = cache.at.at(q.alphas[k]);
+      accumulate(k, f_value, g.data());
+    }
+  if (diagnostics) {
+    diagnostics->path_alpha = q.alphas;
+    diagnostics->path_f = f_at;
+    diagnostics->path_cumulative.assign(q.alphas.size(), 0.0);
+    double running = 0;
+    for (std::size_t k = 0; k < q.alphas.size(); ++k) diagnostics->path_cumulative[k] = running += dot_at[k];
+  }
+  return total;
+}
+
+// The next step count of the adaptive doubling: chosen so that the nodes nest where the rule
+// allows it (riemann_left/right: k/n within k/2n; trapezoid: k/(n-1) within k/(2n-2)).
+std::size_t doubled(Rule rule, std::size_t n) { return rule == Rule::riemann_trapezoid ? 2 * n - 1 : 2 * n; }
+
+template <class T>
+Attribution<T> start(TargetFunction<T>& f, const Tensor<T>& x, const std::string& method) {
+  check_same_shape(f, x, "the input");
+  check_finite(x, "the input");
+  Attribution<T> a;
+  a.method = method;
+  a.target = f.resolve_class(x);
+  return a;
+}
+
+}  // namespace
+
+template <class T>
+void check_finite(const Tensor<T>& t, const std::string& what) {
+  for (std::size_t i = 0; i < t.size(); ++i)
+    if (!std::isfinite(t.data()[i]))
+      throw Error(what + ": " + (std::isnan(t.data()[i]) ? "NaN" : "Inf") + " at index " + std::to_string(i));
+}
+
+const char* smooth_name(SmoothKind kind) {
+  switch (kind) {
+    case SmoothKind::smoothgrad: return "smoothgrad";
+    case SmoothKind::smoothgrad_sq: return "smoothgrad_sq";
+    case SmoothKind::vargrad: return "vargrad";
+  }
+  return "?";
+}
+
+template <class T>
+Attribution<T> gradient(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, bool absolute) {
+  const auto clock = Clock::now();
+  Attribution<T> a = start(f, x, "gradient");
+  check_same_shape(f, baseline, "the baseline");
+  Tensor<T> points;
+  make_points(f, 1, points, [&](std::size_t, T* row) { std::copy(x.begin(), x.end(), row); });
+  std::vector<double> values;
+  f.evaluate(points, values, &a.values);
+  a.values.reshape(x.shape());
+  if (absolute)
+    for (T& v : a.values) v = std::abs(v);
+  a.steps = 1;
+  report_completeness(a, values[0], values_at(f, {&baseline})[0]);
+  a.seconds = seconds_since(clock);
+  return a;
+}
+
+template <class T>
+Attribution<T> input_x_gradient(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline) {
+  const auto clock = Clock::now();
+  Attribution<T> a = gradient(f, x, baseline, false);
+  a.method = "inputxgradient";
+  for (std::size_t i = 0; i < x.size(); ++i) a.values.data()[i] *= x.data()[i];
+  report_completeness(a, a.f_input, a.f_baseline);
+  a.seconds = seconds_since(clock);
+  return a;
+}
+
+template <class T>
+Attribution<T> integrated_gradients(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+                                    const IgOptions& options) {
+  const auto clock = Clock::now();
+  Attribution<T> a = start(f, x, "ig");
+  check_same_shape(f, baseline, "the baseline");
+  check_finite(baseline, "the baseline");
+  a.rule = rule_name(options.rule);
+  const std::vector<double> ends = values_at(f, {&x, &baseline});
+  PathCache<T> cache;
+  // reuse only pays when adaptive; keep it within the engine's memory budget
+  if (options.tolerance > 0) cache.limit = f.chunk() * f.bytes_per_point() / 2;
+  std::size_t steps = options.steps;
+  for (;;) {
+    const Quadrature q = quadrature(options.rule, steps);
+    const Tensor<T> g = weighted_gradient_sum(f, x, baseline, q, cache, options.diagnostics ? &a : nullptr);
+    a.values.resize(x.shape());
+    for (std::size_t i = 0; i < x.size(); ++i) a.values.data()[i] = (x.data()[i] - baseline.data()[i]) * g.data()[i];
+    report_completeness(a, ends[0], ends[1]);
+    a.steps = steps;
+    const std::size_t next = doubled(options.rule, steps);
+    if (options.tolerance <= 0 || a.relative_delta <= options.tolerance || next > options.max_steps) break;
+    steps = next;
+  }
+  a.seconds = seconds_since(clock);
+  return a;
+}
+
+template <class T>
+Attribution<T> integrated_gradients_multi(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baselines,
+                                          const IgOptions& options) {
+  const auto clock = Clock::now();
+  if (baselines.dimension() != x.dimension() + 1 || baselines.shape()[0] == 0)
+    throw Error("baselines have shape " + to_string(baselines.shape()) + ", expected [B] + " + to_string(x.shape()));
+  const std::size_t count = baselines.shape()[0], size = x.size();
+  Attribution<T> total;
+  double f_baselines = 0;
+  Tensor<T> one(x.shape());
+  for (std::size_t b = 0; b < count; ++b) {
+    std::copy(baselines.data() + b * size, baselines.data() + (b + 1) * size, one.data());
+    Attribution<T> a = integrated_gradients(f, x, one, options);
+    if (b == 0) total = a;
+    else
+      for (std::size_t i = 0; i < size; ++i) total.values.data()[i] += a.values.data()[i];
+    f_baselines += a.f_baseline;
+  }
+  for (T& v : total.values) v /= T(count);
+  total.method = "ig";
+  total.path_alpha.clear();
+  total.path_f.clear();
+  total.path_cumulative.clear();
+  report_completeness(total, total.f_input, f_baselines / double(count));
+  total.seconds = seconds_since(clock);
+  return total;
+}
+
+template <class T>
+Attribution<T> expected_gradients(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& data,
+                                  std::size_t samples, std::uint64_t seed) {
+  const auto clock = Clock::now();
+  Attribution<T> a = start(f, x, "eg");
+  if (data.dimension() != x.dimension() + 1 || data.shape()[0] == 0)
+    throw Error("the baseline data set has shape " + to_string(data.shape()) + ", expected [D] + " + to_string(x.shape()));
+  if (samples < 2) throw Error("expected gradients needs at least 2 samples for its standard error");
+  check_finite(data, "the baseline data set");
+  const std::size_t size = x.size(), rows = data.shape()[0];
+  Random random(seed);
+  a.seed = seed;
+  a.values = zeros<T>(x.shape());
+  // Per-sample contributions c_j = (x - x'_j) * dF/dx(x'_j + a_j (x - x'_j)); their sums give
+  // the standard error, F at the drawn baselines gives the expected F(x').
+  std::vector<std::size_t> drawn(samples);
+  std::vector<T> alphas(samples);
+  for (std::size_t j = 0; j < samples; ++j) {
+    drawn[j] = static_cast<std::size_t>(random.below(rows));
+    alphas[j] = T(random.uniform());
+  }
+  double sum_of_sums = 0, sum_of_squares = 0, f_baselines = 0;
+  Tensor<T> points, grads, baseline_points;
+  std::vector<double> values, baseline_values;
+  const std::size_t group = std::max<std::size_t>(f.chunk(), 1);
+  for (std::size_t begin = 0; begin < samples; begin += group) {
+    const std::size_t n = std::min(group, samples - begin);
+    auto baseline_row = [&](std::size_t j) { return data.data() + drawn[begin + j] * size; };
+    make_points(f, n, points, [&](std::size_t j, T* row) {
+      const T* b = baseline_row(j);
+      for (std::size_t i = 0; i < size; ++i) row[i] = b[i] + alphas[begin + j] * (x.data()[i] - b[i]);
+    });
+    f.evaluate(points, values, &grads);
+    make_points(f, n, baseline_points, [&](std::size_t j, T* row) { std::copy(baseline_row(j), baseline_row(j) + size, row); });
+    f.evaluate(baseline_points, baseline_values, nullptr);
+    for (std::size_t j = 0; j < n; ++j) {
+      const T* b = baseline_row(j);
+      const T* g = grads.data() + j * size;
+      double contribution_sum = 0;
+      // [input values]
+      for (std::size_t i = 0; i < size; ++i) {
+        const T c = (x.data()[i] - b[i]) * g[i];
+        a.values.data()[i] += c;
+        contribution_sum += double(c);
+      }
+      sum_of_sums += contribution_sum;
+      sum_of_squares += contribution_sum * contribution_sum;
+      f_baselines += baseline_values[j];
+    }
+  }
+  const double m = double(samples);
+  for (T& v : a.values) v /= T(m);
+  const double mean = sum_of_sums / m;
+  a.standard_error = std::sqrt(std::max(0.0, (sum_of_squares / m - mean * mean) * m / (m - 1)) / m);
+  a.steps = samples;
+  report_completeness(a, values_at(f, {&x})[0], f_baselines / m);
+  a.seconds = seconds_since(clock);
+  return a;
+}
+
+template <class T>
+Attribution<T> smoothgrad(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, SmoothKind kind,
+                          double sigma, bool relative_sigma, std::size_t samples, std::uint64_t seed) {
+  const auto clock = Clock::now();
+  Attribution<T> a = start(f, x, smooth_name(kind));
+  check_same_shape(f, baseline, "the baseline");
+  if (samples < 2) throw Error(std::string(smooth_name(kind)) + " needs at least 2 samples");
+  if (!(sigma >= 0) || !std::isfinite(sigma)) throw Error("sigma must be a finite number >= 0, got " + std::to_string(sigma));
+  if (relative_sigma) {
+    if (!f.graph().input.range)
+      throw Error("a relative sigma needs the model's input range, and the model file gives none");
+    sigma *= f.graph().input.range->second - f.graph().input.range->first;
+  }
+  const std::size_t size = x.size();
+  Random random(seed);
+  a.seed = seed;
+  // Welford's running mean and squared deviations of g, per input value: stable for VarGrad
+  Tensor<double> mean = zeros<double>(x.shape()), squares = zeros<double>(x.shape());
+  double sum_of_sums = 0, sum_of_squares = 0;
+  Tensor<T> points, grads;
+  std::vector<double> values;
+  std::size_t seen = 0;
+  const std::size_t group = std::max<std::size_t>(f.chunk(), 1);
+  for (std::size_t begin = 0; begin < samples; begin += group) {
+    const std::size_t n = std::min(group, samples - begin);
+    make_points(f, n, points, [&](std::size_t, T* row) {
+      for (std::size_t i = 0; i < size; ++i) row[i] = x.data()[i] + T(sigma * random.normal());
+    });
+    f.evaluate(points, values, &grads);
+    for (std::size_t j = 0; j < n; ++j) {
+      ++seen;
+      const T* g = grads.data() + j * size;
+      double sample_sum = 0;
+      // [input values]
+      for (std::size_t i = 0; i < size; ++i) {
+        const double gi = double(g[i]);
+        const double d = gi - mean.data()[i];
+        mean.data()[i] += d / double(seen);
+        squares.data()[i] += d * (gi - mean.data()[i]);
+        sample_sum += kind == SmoothKind::smoothgrad_sq ? gi * gi : gi;
+      }
+      sum_of_sums += sample_sum;
+      sum_of_squares += sample_sum * sample_sum;
+    }
+  }
+  const double m = double(samples);
+  a.values.resize(x.shape());
+  for (std::size_t i = 0; i < size; ++i) {
+    const double var = squares.data()[i] / m;  // population variance, as Captum's VarGrad
+    const double mu = mean.data()[i];
+    a.values.data()[i] = T(kind == SmoothKind::smoothgrad ? mu : kind == SmoothKind::smoothgrad_sq ? var + mu * mu : var);
+  }
+  if (kind != SmoothKind::vargrad) {
+    const double mu = sum_of_sums / m;
+    a.standard_error = std::sqrt(std::max(0.0, (sum_of_squares / m - mu * mu) * m / (m - 1)) / m);
+  }
+  a.steps = samples;
+  const std::vector<double> ends = values_at(f, {&x, &baseline});
+  report_completeness(a, ends[0], ends[1]);
+  a.seconds = seconds_since(clock);
+  return a;
+}
+
+#define AX_INSTANTIATE_METHODS(T)                                                                                  \
+  template void check_finite(const Tensor<T>&, const std::string&);                                               \
+  template Attribution<T> gradient(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&, bool);                \
+  template Attribution<T> input_x_gradient(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&);              \
+  template Attribution<T> integrated_gradients(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&,          \
+                                               const IgOptions&);                                                 \
+  template Attribution<T> integrated_gradients_multi(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&,    \
+                                                     const IgOptions&);                                           \
+  template Attribution<T> expected_gradients(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&, std::size_t, \
+                                             std::uint64_t);                                                      \
+  template Attribution<T> smoothgrad(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&, SmoothKind, double, \
+                                     bool, std::size_t, std::uint64_t);
+
+AX_INSTANTIATE_METHODS(float)
+AX_INSTANTIATE_METHODS(double)
+
+}  // namespace ax::attr

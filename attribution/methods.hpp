@@ -1,0 +1,80 @@
+// The attribution methods, each a few batched passes of a TargetFunction (DESIGN.md,
+// "Attribution, defined once"). Every result reports completeness: F(x), F(x'), the sum of the
+// attributions, the gap delta = sum - (F(x) - F(x')) and |delta| / |F(x) - F(x')|.
+#pragma once
+
+#include "path.hpp"
+#include "target.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ax::attr {
+
+template <class T>
+struct Attribution {
+  Tensor<T> values;           // one attribution per input value (the input's shape)
+  std::string method;         // "gradient", "ig", ...
+  std::string rule;           // IG's quadrature rule; empty for the others
+  std::size_t steps = 0;      // path points or samples evaluated for the result
+  int target = -1;            // the class explained
+  double f_input = 0, f_baseline = 0;  // F(x), F(x') (expected gradients: the mean over baselines)
+  double sum = 0, delta = 0, relative_delta = 0;
+  double standard_error = 0;  // expected gradients, SmoothGrad family: Monte-Carlo SE of the sum
+  std::uint64_t seed = 0;     // the random methods' seed
+  std::size_t pieces = 0;     // exact IG: the number of linear pieces of the path
+  double seconds = 0;
+  // Path diagnostics (IG, on request): at each node a_k, F(g(a_k)) and the attributions'
+  // cumulative sum up to a_k. The curve shows whether the quadrature has converged.
+  std::vector<double> path_alpha, path_f, path_cumulative;
+};
+
+struct IgOptions {
+  Rule rule = Rule::gausslegendre;
+  std::size_t steps = 50;
+  double tolerance = 0;          // > 0: double the steps until relative_delta <= tolerance
+  std::size_t max_steps = 4096;  // the cap of the adaptive doubling
+  bool diagnostics = false;      // fill path_alpha, path_f, path_cumulative
+};
+
+// dF/dx (its absolute value when `absolute`). Completeness is reported against `baseline`.
+template <class T>
+Attribution<T> gradient(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, bool absolute = false);
+
+// x * dF/dx.
+template <class T>
+Attribution<T> input_x_gradient(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline);
+
+// (x - x') * sum_k w_k dF/dx(x' + a_k (x - x')), with the rule's nodes and weights; with a
+// tolerance, adaptive (IgOptions::tolerance).
+template <class T>
+Attribution<T> integrated_gradients(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+                                    const IgOptions& options = {});
+
+// The mean of IG over several baselines [B, input shape]; F(x') is the mean of F over them.
+template <class T>
+Attribution<T> integrated_gradients_multi(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baselines,
+                                          const IgOptions& options = {});
+
+// Expected gradients: the mean over `samples` draws of a baseline x' from `data` [D, input
+// shape] and a ~ U(0, 1) of (x - x') * dF/dx(x' + a (x - x')).
+template <class T>
+Attribution<T> expected_gradients(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& data,
+                                  std::size_t samples, std::uint64_t seed);
+
+enum class SmoothKind { smoothgrad, smoothgrad_sq, vargrad };
+const char* smooth_name(SmoothKind kind);
+
+// SmoothGrad: over `samples` draws eps ~ N(0, sigma^2) of g = dF/dx(x + eps): the mean of g
+// (smoothgrad), of g^2 (smoothgrad_sq) or the variance of g (vargrad). `sigma` is absolute, or
+// relative to the input's range (hi - lo) when `relative_sigma`.
+template <class T>
+Attribution<T> smoothgrad(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, SmoothKind kind,
+                          double sigma, bool relative_sigma, std::size_t samples, std::uint64_t seed);
+
+// Throws Error("<what>: NaN or Inf at index i") unless every value is finite.
+template <class T>
+void check_finite(const Tensor<T>& t, const std::string& what);
+
+}  // namespace ax::attr
