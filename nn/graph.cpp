@@ -85,6 +85,47 @@ Var<T> record_node(NodeRecorder<T>& r, const std::vector<Var<T>>& in) {
     const std::size_t out = in[0].tape->value(w).shape()[0];
     return r.has("bias") ? linear(in[0], w, r.parameter("bias", {out})) : linear(in[0], w);
   }
+  if (op == "conv2d") {
+    if (x.size() != 4) r.fail("conv2d needs an [N, C, H, W] input, got shape " + to_string(x));
+    if (n.groups < 1 || x[1] % static_cast<std::size_t>(n.groups) != 0)
+      r.fail("groups " + std::to_string(n.groups) + " does not divide the input's " + std::to_string(x[1]) + " channels");
+    const Var<T> w = r.parameter("weight", {0, x[1] / static_cast<std::size_t>(n.groups), 0, 0});
+    const std::size_t out = in[0].tape->value(w).shape()[0];
+    const Pair2d stride(n.stride[0], n.stride[1]), padding(n.padding[0], n.padding[1]);
+    const Pair2d dilation(n.dilation[0], n.dilation[1]);
+    return r.has("bias") ? conv2d(in[0], w, r.parameter("bias", {out}), stride, padding, dilation, n.groups)
+                         : conv2d(in[0], w, stride, padding, dilation, n.groups);
+  }
+  if (op == "maxpool2d" || op == "avgpool2d") {
+    if (x.size() != 4) r.fail(op + " needs an [N, C, H, W] input, got shape " + to_string(x));
+    const Pair2d kernel(n.kernel[0], n.kernel[1]), stride(n.stride[0], n.stride[1]);
+    const Pair2d padding(n.padding[0], n.padding[1]);
+    return op == "maxpool2d" ? maxpool2d(in[0], kernel, stride, padding, n.ceil_mode)
+                             : avgpool2d(in[0], kernel, stride, padding, n.ceil_mode, n.count_include_pad);
+  }
+  if (op == "adaptive_avgpool2d") {
+    if (x.size() != 4) r.fail(op + " needs an [N, C, H, W] input, got shape " + to_string(x));
+    return adaptive_avgpool2d(in[0], Pair2d(n.output_size[0], n.output_size[1]));
+  }
+  if (op == "batchnorm2d") {
+    if (x.size() < 2) r.fail("batchnorm2d needs channels on dimension 1, got shape " + to_string(x));
+    const Shape c{x[1]};
+    const Var<T> mean = r.parameter("running_mean", c), var = r.parameter("running_var", c);
+    if (r.has("weight") || r.has("bias")) {
+      const Var<T> w = r.has("weight") ? r.parameter("weight", c) : in[0].tape->constant(full<T>(c, T(1)), n.name + ".weight");
+      const Var<T> b = r.has("bias") ? r.parameter("bias", c) : in[0].tape->constant(zeros<T>(c), n.name + ".bias");
+      return batchnorm2d(in[0], mean, var, w, b, n.eps);
+    }
+    return batchnorm2d(in[0], mean, var, n.eps);
+  }
+  if (op == "normalize") {
+    if (x.size() < 2) r.fail("normalize needs channels on dimension 1, got shape " + to_string(x));
+    const auto fits = [&](const std::vector<double>& v) { return v.size() == 1 || v.size() == x[1]; };
+    if (!fits(n.mean) || !fits(n.std))
+      r.fail("mean and std need one number or " + std::to_string(x[1]) + " (one per channel), got " +
+             std::to_string(n.mean.size()) + " and " + std::to_string(n.std.size()));
+    return normalize(in[0], n.mean, n.std);
+  }
   if (op == "relu") return relu(in[0]);
   if (op == "leaky_relu") return leaky_relu(in[0], n.negative_slope);
   if (op == "sigmoid") return sigmoid(in[0]);
@@ -101,7 +142,7 @@ Var<T> record_node(NodeRecorder<T>& r, const std::vector<Var<T>>& in) {
   }
   if (op == "sub") return in[0] - in[1];
   if (op == "mul") return in[0] * in[1];
-  r.fail("op '" + op + "' cannot be recorded yet");
+  r.fail("unknown op '" + op + "'");
 }
 
 }  // namespace
