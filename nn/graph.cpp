@@ -1,6 +1,7 @@
 #include "graph.hpp"
 
 #include <algorithm>
+#include <cstdio>
 
 namespace ax::nn {
 namespace {
@@ -203,6 +204,48 @@ void Network<T>::store_parameters(ModelSpec& spec) const {
     TensorData& data = spec.tensors[name];
     data.values.assign(value.begin(), value.end());
   }
+}
+
+namespace {
+std::string number(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", v);
+  return text;
+}
+}  // namespace
+
+std::string describe(const ModelSpec& spec, const std::string& source) {
+  Tape<float> tape;
+  RecordOptions options;
+  options.source = source;
+  const Network<float> net(spec, tape, options);
+  const GraphSpec& g = spec.graph;
+  auto per_sample = [&](Var<float> v) {
+    const Shape& s = tape.value(v).shape();
+    return to_string(Shape(s.begin() + 1, s.end()));
+  };
+  std::string out = "model " + source + "\n";
+  out += "input  " + g.input.name + " " + per_sample(net.input());
+  if (g.input.range)
+    out += " in [" + number(g.input.range->first) + ", " + number(g.input.range->second) + "]";
+  out += "\nnodes\n";
+  std::size_t width = 4;
+  for (const NodeSpec& n : g.nodes) width = std::max(width, n.name.size());
+  for (const NodeSpec& n : g.nodes) {
+    std::string line = "  " + n.name + std::string(width - n.name.size() + 2, ' ') + n.op;
+    line += std::string(line.size() < width + 24 ? width + 24 - line.size() : 1, ' ') + per_sample(net.node(n.name));
+    out += line + "\n";
+  }
+  std::size_t parameters = 0;
+  for (const auto& [name, var] : net.parameters()) parameters += tape.value(var).size();
+  out += "parameters " + std::to_string(parameters) + " in " + std::to_string(net.parameters().size()) + " tensors\n";
+  out += "output " + g.output + " " + per_sample(net.output()) + "\n";
+  if (!g.labels.empty()) {
+    out += "labels";
+    for (std::size_t k = 0; k < g.labels.size(); ++k) out += (k ? ", " : " ") + std::to_string(k) + " " + g.labels[k];
+    out += "\n";
+  }
+  return out;
 }
 
 template class Network<float>;

@@ -44,6 +44,10 @@ class Network {
   std::vector<std::pair<std::string, Var<T>>> parameters_;
 };
 
+// A model's summary, as `axiomatic info` prints it: input, each node with its op and output
+// shape (for one sample), parameter count, output and labels.
+std::string describe(const ModelSpec& spec, const std::string& source);
+
 extern template class Network<float>;
 extern template class Network<double>;
 

@@ -1060,4 +1060,10 @@ void write_model(const std::string& path, const ModelSpec& model, const WriteOpt
   });
 }
 
+ModelSpec load_model(const std::string& path) {
+  const std::string suffix = ".json";
+  const bool toy = path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return toy ? read_toy_json(path) : read_model(path);
+}
+
 }  // namespace ax::nn

@@ -41,6 +41,9 @@ void write_model(const std::string& path, const ModelSpec& model, const WriteOpt
 // Parameters become F64 tensors and are checked as a model file's are.
 ModelSpec read_toy_json(const std::string& path);
 
+// A model by its file name: a toy model when it ends in .json, a model file otherwise.
+ModelSpec load_model(const std::string& path);
+
 // The graph document alone: parses and validates it (FORMAT.md, "The graph"), fills in defaults.
 // Throws ax::Error("<name>: <fault>").
 GraphSpec parse_graph(const nlohmann::json& graph, const std::string& name);

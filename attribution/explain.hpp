@@ -1,0 +1,43 @@
+// One explanation end to end, as the `axiomatic explain` command runs it: read the model and the
+// input, build the target and the baseline, run the method, write the attributions, and
+// report. The command line only fills an ExplainRequest.
+#pragma once
+
+#include "methods.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace ax::attr {
+
+struct ExplainRequest {
+  std::string model;                 // .safetensors model file, or a toy .json
+  std::string input;                 // .png or .npy of the model's input shape
+  std::string out;                   // .npy for the attributions ("" writes none)
+  std::string path_csv;              // IG only: alpha, F, cumulative sum per node ("" writes none)
+  TargetSpec target;
+  std::string method = "ig";         // gradient|inputxgradient|ig|eg|smoothgrad|smoothgrad_sq|vargrad
+  Rule rule = Rule::gausslegendre;
+  std::size_t steps = 50;
+  double tolerance = 0;
+  std::size_t max_steps = 4096;
+  std::string baseline = "zero";     // a SPEC of baseline.hpp
+  std::size_t samples = 0;           // 0: the method's default (eg 100, smoothgrad 50, random baselines 10)
+  double sigma = 0.15;               // SmoothGrad's noise
+  bool sigma_absolute = false;       // false: sigma is relative to the input range (hi - lo)
+  bool absolute = false;             // gradient: |dF/dx|
+  std::uint64_t seed = 0;
+  bool float64 = false;              // --precision f64
+  std::size_t memory = std::size_t(1) << 30;
+};
+
+// Runs the request; returns the report (method, rule, steps, target, label, f_input, f_baseline,
+// sum, delta, relative_delta, seconds, ...). Throws Error with a one-line message.
+nlohmann::json explain(const ExplainRequest& request);
+
+// The report of an attribution as JSON (without file names).
+template <class T>
+nlohmann::json report(const Attribution<T>& a, const nn::GraphSpec& graph);
+
+}  // namespace ax::attr

@@ -1,0 +1,173 @@
+#include "io.hpp"
+
+#include <stb/stb_image.h>
+#include <stb/stb_image_write.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace ax::attr {
+namespace {
+
+template <class T>
+const char* npy_dtype();
+template <>
+const char* npy_dtype<float>() { return "<f4"; }
+template <>
+const char* npy_dtype<double>() { return "<f8"; }
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open");
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
+
+// The value of `key` in NumPy's header dictionary, e.g. "'<f4'" or "(1, 28, 28)".
+std::string header_field(const std::string& header, const std::string& key, const std::string& path) {
+  const std::size_t at = header.find("'" + key + "'");
+  if (at == std::string::npos) throw Error(path + ": .npy header has no '" + key + "'");
+  std::size_t begin = header.find(':', at);
+  if (begin == std::string::npos) throw Error(path + ": malformed .npy header");
+  ++begin;
+  while (begin < header.size() && header[begin] == ' ') ++begin;
+  std::size_t end = begin;
+  if (begin < header.size() && header[begin] == '(') end = header.find(')', begin) + 1;
+  else end = header.find_first_of(",}", begin);
+  if (end == std::string::npos || end == 0 || end > header.size()) throw Error(path + ": malformed .npy header");
+  return header.substr(begin, end - begin);
+}
+
+}  // namespace
+
+template <class T>
+Tensor<T> read_npy(const std::string& path) {
+  const std::string bytes = read_file(path);
+  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw Error(path + ": not a .npy file");
+  const unsigned major = static_cast<unsigned char>(bytes[6]);
+  std::size_t header_length = 0, header_start = 0;
+  if (major == 1) {
+    header_length = static_cast<unsigned char>(bytes[8]) | (static_cast<std::size_t>(static_cast<unsigned char>(bytes[9])) << 8);
+    header_start = 10;
+  } else if (major == 2 || major == 3) {
+    if (bytes.size() < 12) throw Error(path + ": truncated .npy header");
+    for (int i = 3; i >= 0; --i) header_length = (header_length << 8) | static_cast<unsigned char>(bytes[8 + i]);
+    header_start = 12;
+  } else {
+    throw Error(path + ": .npy format version " + std::to_string(major) + " is not supported");
+  }
+  if (header_start + header_length > bytes.size()) throw Error(path + ": truncated .npy header");
+  const std::string header = bytes.substr(header_start, header_length);
+  const std::string descr = header_field(header, "descr", path);
+  const bool is_f4 = descr == "'<f4'", is_f8 = descr == "'<f8'";
+  if (!is_f4 && !is_f8) throw Error(path + ": dtype " + descr + ", expected float32 ('<f4') or float64 ('<f8')");
+  if (header_field(header, "fortran_order", path) != "False") throw Error(path + ": Fortran order is not supported");
+  Shape shape;
+  std::string dims = header_field(header, "shape", path);
+  for (char& c : dims)
+    if (c == '(' || c == ')' || c == ',') c = ' ';
+  std::istringstream in(dims);
+  std::size_t d = 0, count = 1;
+  while (in >> d) {
+    if (shape.size() == 6) throw Error(path + ": more than 6 dimensions");
+    shape.push_back(d);
+    if (d && count > (std::size_t(1) << 40) / d) throw Error(path + ": shape too large");
+    count *= d;
+  }
+  if (!in.eof()) throw Error(path + ": malformed shape in .npy header");
+  const std::size_t width = is_f4 ? 4 : 8, data_start = header_start + header_length;
+  if (bytes.size() - data_start != count * width)
+    throw Error(path + ": holds " + std::to_string(bytes.size() - data_start) + " data bytes, shape " + to_string(shape) +
+                " needs " + std::to_string(count * width));
+  Tensor<T> t(shape);
+  for (std::size_t i = 0; i < count; ++i) {
+    if (is_f4) {
+      float v;
+      std::memcpy(&v, bytes.data() + data_start + 4 * i, 4);
+      t.data()[i] = static_cast<T>(v);
+    } else {
+      double v;
+      std::memcpy(&v, bytes.data() + data_start + 8 * i, 8);
+      t.data()[i] = static_cast<T>(v);
+    }
+  }
+  return t;
+}
+
+template <class T>
+void write_npy(const std::string& path, const Tensor<T>& t) {
+  std::string shape = "(";
+  for (std::size_t d : t.shape()) shape += std::to_string(d) + ", ";
+  if (t.dimension() > 1) shape.resize(shape.size() - 2);
+  else if (t.dimension() == 1) shape.resize(shape.size() - 1);  // "(3,)"
+  shape += ")";
+  std::string header = "{'descr': '" + std::string(npy_dtype<T>()) + "', 'fortran_order': False, 'shape': " + shape + ", }";
+  // magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64
+  header.append(63 - (10 + header.size()) % 64, ' ');
+  header += '\n';
+  std::ofstream out(path, std::ios::binary);
+  if (!out) throw Error(path + ": cannot write");
+  out.write("\x93NUMPY\x01\x00", 8);
+  const char length[2] = {static_cast<char>(header.size() & 0xff), static_cast<char>(header.size() >> 8)};
+  out.write(length, 2);
+  out << header;
+  out.write(reinterpret_cast<const char*>(t.data()), static_cast<std::streamsize>(t.size() * sizeof(T)));
+  if (!out) throw Error(path + ": write failed");
+}
+
+Tensor<float> read_png(const std::string& path) {
+  const std::string bytes = read_file(path);
+  int width = 0, height = 0, channels = 0;
+  if (!stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size()), &width,
+                             &height, &channels))
+    throw Error(path + ": not a readable image (" + stbi_failure_reason() + ")");
+  if (stbi_is_16_bit_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size())))
+    throw Error(path + ": 16-bit images are not supported; expected 8-bit gray or RGB");
+  if (channels == 2 || channels == 4) throw Error(path + ": has an alpha channel; expected 8-bit gray or RGB");
+  stbi_uc* pixels = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size()),
+                                          &width, &height, &channels, 0);
+  if (!pixels) throw Error(path + ": cannot decode (" + stbi_failure_reason() + ")");
+  const std::size_t c = static_cast<std::size_t>(channels), h = static_cast<std::size_t>(height),
+                    w = static_cast<std::size_t>(width);
+  Tensor<float> image(Shape{c, h, w});
+  // interleaved [H, W, C] bytes to planar [C, H, W] in [0, 1]
+  for (std::size_t ch = 0; ch < c; ++ch)
+    for (std::size_t y = 0; y < h; ++y)
+      for (std::size_t x = 0; x < w; ++x) image(ch, y, x) = static_cast<float>(pixels[(y * w + x) * c + ch]) / 255.0f;
+  stbi_image_free(pixels);
+  return image;
+}
+
+void write_png(const std::string& path, const std::vector<std::uint8_t>& pixels, std::size_t width, std::size_t height,
+               std::size_t channels) {
+  if (pixels.size() != width * height * channels) throw Error(path + ": pixel count does not match the image size");
+  if (!stbi_write_png(path.c_str(), static_cast<int>(width), static_cast<int>(height), static_cast<int>(channels),
+                      pixels.data(), static_cast<int>(width * channels)))
+    throw Error(path + ": cannot write PNG");
+}
+
+template <class T>
+Tensor<T> read_array(const std::string& path, const Shape& expected) {
+  const auto ends_with = [&](const char* suffix) {
+    const std::size_t n = std::strlen(suffix);
+    return path.size() >= n && path.compare(path.size() - n, n, suffix) == 0;
+  };
+  Tensor<T> t;
+  if (ends_with(".npy")) t = read_npy<T>(path);
+  else if (ends_with(".png") || ends_with(".PNG")) t = read_png(path);
+  else throw Error(path + ": unknown file type; expected .png or .npy");
+  if (t.shape() != expected)
+    throw Error(path + ": has shape " + to_string(t.shape()) + ", the model expects " + to_string(expected));
+  return t;
+}
+
+template Tensor<float> read_npy(const std::string&);
+template Tensor<double> read_npy(const std::string&);
+template void write_npy(const std::string&, const Tensor<float>&);
+template void write_npy(const std::string&, const Tensor<double>&);
+template Tensor<float> read_array(const std::string&, const Shape&);
+template Tensor<double> read_array(const std::string&, const Shape&);
+
+}  // namespace ax::attr
