@@ -52,7 +52,6 @@ nlohmann::json run(const ExplainRequest& r, const nn::ModelSpec& model) {
   if (r.method == "gradient") a = gradient(f, x, first, r.absolute);
   else if (r.method == "inputxgradient") a = input_x_gradient(f, x, first);
   else if (r.method == "ig") {
-    if (r.rule == Rule::exact) throw Error("--rule exact is not available yet in this build");
     a = baselines.shape()[0] == 1 ? integrated_gradients(f, x, first, ig) : integrated_gradients_multi(f, x, baselines, ig);
   } else if (r.method == "eg") {
     if (spec.kind != BaselineSpec::Kind::data)

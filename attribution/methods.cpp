@@ -205,13 +205,16 @@ Attribution<T> integrated_gradients(TargetFunction<T>& f, const Tensor<T>& x, co
   // reuse only pays when adaptive; keep it within the engine's memory budget
   if (options.tolerance > 0) cache.limit = f.chunk() * f.bytes_per_point() / 2;
   std::size_t steps = options.steps;
+  const bool exact = options.rule == Rule::exact;
   for (;;) {
-    const Quadrature q = quadrature(options.rule, steps);
+    // exact: one gradient per linear piece (Gauss-Legendre inside each piece for prob/logprob)
+    const Quadrature q = exact ? exact_quadrature(f, x, baseline, options.exact, a.pieces) : quadrature(options.rule, steps);
     const Tensor<T> g = weighted_gradient_sum(f, x, baseline, q, cache, options.diagnostics ? &a : nullptr);
     a.values.resize(x.shape());
     for (std::size_t i = 0; i < x.size(); ++i) a.values.data()[i] = (x.data()[i] - baseline.data()[i]) * g.data()[i];
     report_completeness(a, ends[0], ends[1]);
-    a.steps = steps;
+    a.steps = q.alphas.size();
+    if (exact) break;
     const std::size_t next = doubled(options.rule, steps);
     if (options.tolerance <= 0 || a.relative_delta <= options.tolerance || next > options.max_steps) break;
     steps = next;

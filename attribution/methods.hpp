@@ -3,6 +3,7 @@
 // attributions, the gap delta = sum - (F(x) - F(x')) and |delta| / |F(x) - F(x')|.
 #pragma once
 
+#include "exact.hpp"
 #include "path.hpp"
 #include "target.hpp"
 
@@ -36,6 +37,7 @@ struct IgOptions {
   double tolerance = 0;          // > 0: double the steps until relative_delta <= tolerance
   std::size_t max_steps = 4096;  // the cap of the adaptive doubling
   bool diagnostics = false;      // fill path_alpha, path_f, path_cumulative
+  ExactOptions exact;            // Rule::exact: the piece cap, Gauss-Legendre nodes per piece
 };
 
 // dF/dx (its absolute value when `absolute`). Completeness is reported against `baseline`.

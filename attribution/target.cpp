@@ -92,13 +92,14 @@ void TargetFunction<T>::seed_rows(std::size_t n) {
 }
 
 template <class T>
-void TargetFunction<T>::load_chunk(const T* points, std::size_t n) {
+void TargetFunction<T>::forward_points(const T* points, std::size_t n, Var<T> last) {
   Shape shape{n};
   for (std::size_t d : input_shape_) shape.push_back(d);
   Tensor<T>& input = tape_.leaf_value(network_.input());
   input.resize(shape);  // keeps capacity: no allocation once the largest chunk has been seen
   std::copy(points, points + input.size(), input.data());
-  tape_.forward();
+  if (last.id < 0) tape_.forward();
+  else tape_.forward(last);
   evaluations_ += n;
 }
 
@@ -107,7 +108,7 @@ std::vector<double> TargetFunction<T>::scores(const Tensor<T>& x) {
   if (x.size() != numel(input_shape_))
     throw Error(options_.source + ": input has shape " + to_string(x.shape()) + ", the model expects " +
                 to_string(input_shape_));
-  load_chunk(x.data(), 1);
+  forward_points(x.data(), 1);
   const Tensor<T>& z = tape_.value(scores_);
   return std::vector<double>(z.begin(), z.end());
 }
@@ -139,7 +140,7 @@ void TargetFunction<T>::evaluate(const Tensor<T>& points, std::vector<double>& f
   const std::size_t k = static_cast<std::size_t>(target_.class_index);
   for (std::size_t begin = 0; begin < count; begin += chunk_) {
     const std::size_t n = std::min(chunk_, count - begin);
-    load_chunk(points.data() + begin * per_point, n);
+    forward_points(points.data() + begin * per_point, n);
     const Tensor<T>& z = tape_.value(scores_);
     for (std::size_t i = 0; i < n; ++i)
       f[begin + i] = double(z(i, k)) - (target_.minus_class >= 0 ? double(z(i, static_cast<std::size_t>(target_.minus_class))) : 0.0);

@@ -57,12 +57,15 @@ class TargetFunction {
   std::size_t bytes_per_point() const { return bytes_per_point_; }
   std::size_t evaluations() const { return evaluations_; }  // points evaluated so far
 
+  // Loads n points [n, input shape] into the input and runs the forward pass up to `last` (the
+  // whole tape when last.id < 0). For callers that read node values themselves (exact IG).
+  void forward_points(const T* points, std::size_t n, Var<T> last = {});
+
   Tape<T>& tape() { return tape_; }
   nn::Network<T>& network() { return network_; }
   Var<T> score_var() const { return scores_; }
 
  private:
-  void load_chunk(const T* points, std::size_t n);
   void seed_rows(std::size_t n);
 
   nn::GraphSpec graph_;

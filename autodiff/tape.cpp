@@ -117,8 +117,14 @@ Tensor<T>& Tape<T>::leaf_value(Var<T> v) {
 
 template <class T>
 void Tape<T>::forward() {
+  if (!nodes_.empty()) forward(Var<T>{this, static_cast<int>(nodes_.size() - 1)});
+}
+
+template <class T>
+void Tape<T>::forward(Var<T> last) {
+  const std::size_t end = static_cast<std::size_t>(check(last)) + 1;
   stats_.forward_nodes = 0;
-  for (std::size_t id = 0; id < nodes_.size(); ++id) {
+  for (std::size_t id = 0; id < end; ++id) {
     if (nodes_[id].kind != NodeKind::op) continue;
     evaluate(static_cast<int>(id));
     ++stats_.forward_nodes;

@@ -30,12 +30,39 @@ struct Var {
   int id = -1;
 };
 
+// A pair of sizes or steps over the two spatial dimensions of NCHW, [h, w]. One number means
+// both, as in PyTorch (`stride = 2`). Signed, so that a negative value can be named in an error.
+struct Pair2d {
+  std::int64_t h = 0, w = 0;
+  Pair2d() = default;
+  Pair2d(std::int64_t both) : h(both), w(both) {}  // implicit on purpose: conv2d(x, w, 2)
+  Pair2d(std::int64_t h_, std::int64_t w_) : h(h_), w(w_) {}
+};
+
+// The window of a convolution or pooling over [H, W]. Which op reads which field:
+//   conv2d              stride, padding, dilation, groups (its kernel is the weight's [KH, KW])
+//   maxpool2d           kernel, stride, padding, ceil_mode
+//   avgpool2d           kernel, stride, padding, ceil_mode, count_include_pad
+//   adaptive_avgpool2d  output_size
+struct Window2d {
+  Pair2d kernel{1, 1};
+  Pair2d stride{1, 1};
+  Pair2d padding{0, 0};             // zeros for conv2d, -inf for maxpool2d, zeros for avgpool2d
+  Pair2d dilation{1, 1};
+  std::int64_t groups = 1;
+  bool ceil_mode = false;           // output size rounded up (a window starting in the padding is dropped)
+  bool count_include_pad = true;    // the average divides by the padding it covers too
+  Pair2d output_size{1, 1};
+};
+
 // Op attributes. Each op documents the fields it reads; the rest keep their defaults.
 struct Attrs {
-  double a = 0, b = 0;         // affine: y = a x + b; leaky_relu: slope a
+  double a = 0, b = 0;         // affine: y = a x + b; leaky_relu: slope a; batchnorm2d: eps a
   int axis = -1;               // sum, mean, concat, softmax: a non-negative axis; sum/mean: -1 = all
   bool keep_dim = false;       // sum, mean: keep the reduced axis with size 1
   xt::svector<long, 6> dims;   // reshape: the per-sample shape (the batch is kept); one -1 allowed
+  Window2d window;             // conv2d and the pools (see Window2d)
+  std::vector<double> mean, stddev;  // normalize: one per channel, or one for all channels
 };
 
 enum class NodeKind : std::uint8_t { input, parameter, constant, op };
@@ -94,6 +121,8 @@ class Tape {
   void set_value(Var<T> leaf, const Tensor<T>& value);
   // Re-evaluate every op node in order. Allocates nothing when shapes are unchanged.
   void forward();
+  // Re-evaluate the op nodes up to and including `last` only (e.g. to read one layer's input).
+  void forward(Var<T> last);
 
   // ---- backward ----
   // Sets every leaf gradient to zero (intermediate gradients are reset by each backward).
