@@ -36,8 +36,9 @@ using Batch = xsimd::batch<T, Arch>;
 
 // Register tile and cache blocks, in elements. The tile is MR rows x NR = two registers wide:
 // 6 x 2 = 12 accumulators, plus two B registers and one broadcast A, of AVX2's 16 registers.
-// KC x NR of packed B fits L1 (16 KiB of 32), MC x KC of packed A fits L2 (about 1/4 of 1 MiB),
-// KC x NC of packed B fits a share of L3.
+// A KC x NR panel of packed B is 16 KiB (L1 is 32 KiB); an MC x KC block of packed A is 144 KiB
+// (float) or 192 KiB (double) in a 1 MiB L2; a KC x NC block of packed B is 2 or 4 MiB of L3.
+// Measured: KC 128-384 and MC 48-240 are all within noise of these at n = 512 and 1536.
 template <class T>
 struct Blocking {
   static constexpr std::size_t MR = 6;
@@ -47,8 +48,10 @@ struct Blocking {
   static constexpr std::size_t NC = 2048;                        // a multiple of NR
 };
 
-// Below this many multiply-adds, starting a second thread costs more than it saves (measured).
-constexpr std::size_t kParallelMinFlops = 64 * 64 * 64;
+// Below this many multiply-adds (M * N * K) one thread is used. Measured on 2 cores: waking
+// the sleeping OpenMP pool costs 40-60 us, so a second thread pays from about 128^3 when the
+// pool is cold (from about 32^3 when it is still spinning after a previous call).
+constexpr std::size_t kParallelMinMultiplyAdds = std::size_t(128) * 128 * 128;
 
 // A 64-byte aligned scratch array that grows on demand and keeps its capacity, so repeated
 // calls of the same size allocate nothing. One per thread (thread_local below).
@@ -78,7 +81,8 @@ class Scratch {
 
 // Pack rows [0, n) x columns [0, kc) of a strided matrix X(i, k) = x[i * rs + k * cs] into
 // slivers W rows wide, each stored k-major: out[s][k][w] = X(s * W + w, k). Rows past n are
-// zero, so the micro-kernel always computes a full tile and the padding adds exact zeros.
+// zero, so the micro-kernel always computes a full tile; what padding produces lands only in
+// the part of a tile that is never written back, and zeros keep it free of NaN and denormals.
 // Blocks of op(A) are packed with W = MR (X = op(A)); panels of op(B) with W = NR (X = op(B)^T).
 // Row-major storage makes rs or cs equal 1; each case gets the loop order that reads memory
 // sequentially, with the sliver width W fixed at compile time so the copies vectorize.
@@ -106,11 +110,17 @@ void pack(const T* x, std::size_t rs, std::size_t cs, std::size_t n, std::size_t
 // The micro-kernel: an MR x NR tile of C from one packed sliver of A and one panel of B.
 //   acc[MR][NR] = sum over k < kc of a[k][r] * b[k][j]          (k in order, one fma each)
 //   C = alpha * acc                 if beta == 0 (C is not read)
-//   C = alpha * acc + beta * C      otherwise (fused)
+//   C = fma(alpha, acc, beta * C)   otherwise (later KC blocks pass beta = 1: C += alpha * acc)
 template <class T>
 void micro_kernel(std::size_t kc, const T* a, const T* b, T alpha, T beta, T* c, std::size_t ldc) {
   using B = Batch<T>;
-  constexpr std::size_t MR = Blocking<T>::MR, L = B::size;
+  constexpr std::size_t MR = Blocking<T>::MR, NR = Blocking<T>::NR, L = B::size;
+
+  // Start fetching the C tile now; it is needed only after the k loop.
+  for (std::size_t r = 0; r < MR; ++r) {
+    __builtin_prefetch(c + r * ldc);
+    __builtin_prefetch(c + r * ldc + NR - 1);
+  }
 
   B acc[MR][2];
   for (std::size_t r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = B(T(0));
@@ -125,6 +135,7 @@ void micro_kernel(std::size_t kc, const T* a, const T* b, T alpha, T beta, T* c,
     }
   }
 
+  // C[MR][2L] (row stride ldc) <- alpha * acc (+ beta * C)
   const B va(alpha), vb(beta);
   for (std::size_t r = 0; r < MR; ++r)
     for (std::size_t h = 0; h < 2; ++h) {
@@ -141,10 +152,11 @@ void micro_kernel_edge(std::size_t kc, const T* a, const T* b, T alpha, T beta, 
                        std::size_t ldc, std::size_t rows, std::size_t cols) {
   constexpr std::size_t MR = Blocking<T>::MR, NR = Blocking<T>::NR;
   alignas(64) T tile[MR * NR] = {};
-  if (beta != T(0))
+  if (beta != T(0))  // tile[rows][cols] <- C[rows][cols] (row stride ldc)
     for (std::size_t r = 0; r < rows; ++r)
       for (std::size_t j = 0; j < cols; ++j) tile[r * NR + j] = c[r * ldc + j];
   micro_kernel(kc, a, b, alpha, beta, tile, NR);
+  // C[rows][cols] <- tile[rows][cols]
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t j = 0; j < cols; ++j) c[r * ldc + j] = tile[r * NR + j];
 }
@@ -228,12 +240,16 @@ void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t 
   const std::size_t tiles = ((split_columns ? N : M) + tile - 1) / tile;
   int parts = 1;
 #ifdef _OPENMP
-  if (M * N * K >= kParallelMinFlops && omp_get_max_threads() > 1 && !omp_in_parallel())
+  if (M * N * K >= kParallelMinMultiplyAdds && !omp_in_parallel())
     parts = static_cast<int>(std::min<std::size_t>(omp_get_max_threads(), tiles));
 #endif
+  if (parts == 1) {  // no parallel region at all: even a one-thread region allocates in libgomp
+    gemm_slab(trans_a, trans_b, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
 
   // parts[P] -> slab [t0, t1) of tiles along the split side
-#pragma omp parallel for schedule(static) num_threads(parts) if (parts > 1)
+#pragma omp parallel for schedule(static) num_threads(parts)
   for (int part = 0; part < parts; ++part) {
     const std::size_t t0 = tiles * part / parts, t1 = tiles * (part + 1) / parts;
     const std::size_t end = split_columns ? N : M;

@@ -6,6 +6,7 @@
 // op(A) is A (M x K, row stride lda) or, when trans_a, A^T (A stored K x M, row stride lda);
 // op(B) likewise. beta == 0 means C is written without being read, so it may hold garbage
 // (even NaN). alpha == 0 or K == 0 leaves C = beta * C and reads neither A nor B.
+// C must not overlap A or B.
 //
 // gemm is the fast one (packed panels, cache blocking, an xsimd register-tiled micro-kernel,
 // OpenMP over fixed slabs of C); gemm_reference is the plain triple loop it is tested against.
