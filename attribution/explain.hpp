@@ -30,11 +30,19 @@ struct ExplainRequest {
   std::uint64_t seed = 0;
   bool float64 = false;              // --precision f64
   std::size_t memory = std::size_t(1) << 30;
+  std::size_t max_pieces = 1000000;  // --rule exact: the cap on linear pieces
+  // `axiomatic check` only
+  std::string equivalent;            // a functionally equivalent model file ("" : a rescaled twin)
+  double check_tolerance = -1;       // < 0: the default for the precision and rule
 };
 
 // Runs the request; returns the report (method, rule, steps, target, label, f_input, f_baseline,
 // sum, delta, relative_delta, seconds, ...). Throws Error with a one-line message.
 nlohmann::json explain(const ExplainRequest& request);
+
+// Runs the axiom checks (axioms.hpp) of IG with the request's rule on its model, input and
+// baseline: {"checks": [{axiom, error, tolerance, passed, applicable, detail}], "passed": bool}.
+nlohmann::json check(const ExplainRequest& request);
 
 // The report of an attribution as JSON (without file names).
 template <class T>

@@ -57,7 +57,42 @@ void add_explain(CLI::App& app, ax::attr::ExplainRequest& r, std::string& memory
   app.add_option("--precision", precision, "f32 or f64: the type the tape computes in")->check(CLI::IsMember({"f32", "f64"}));
   app.add_option("--memory", memory, "memory budget for batched path points (bytes, or 512M, 1G)");
   app.add_option("--path-csv", r.path_csv, "IG: write alpha, F and the cumulative sum along the path");
+  app.add_option("--max-pieces", r.max_pieces, "--rule exact: stop with an error past this many linear pieces")
+      ->check(CLI::Range(1, 1 << 30));
   app.add_flag("--json", json, "print one JSON object on stdout");
+}
+
+void add_check(CLI::App& app, ax::attr::ExplainRequest& r, std::string& memory, std::string& rule,
+               std::string& output, std::string& precision, bool& json) {
+  app.add_option("--model", r.model, "model file (.safetensors) or toy model (.json)")->required()->check(CLI::ExistingFile);
+  app.add_option("--input", r.input, "input: PNG or .npy of the model's input shape")->required()->check(CLI::ExistingFile);
+  app.add_option("--target", r.target.class_index, "class index (default: the predicted class)");
+  app.add_option("--output", output, "logit, prob or logprob")->check(CLI::IsMember({"logit", "prob", "logprob"}));
+  app.add_option("--rule", rule, "IG's rule (default exact: the network must be piecewise linear)")
+      ->check(CLI::IsMember({"riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre", "exact"}));
+  app.add_option("--steps", r.steps, "IG's path points (quadrature rules)")->check(CLI::Range(1, 1 << 24));
+  app.add_option("--baseline", r.baseline, "a deterministic baseline SPEC (zero, white, constant:V, mean, blur:S, maxdist, file:PATH)");
+  app.add_option("--equivalent", r.equivalent, "a functionally equivalent model for implementation invariance")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tolerance", r.check_tolerance, "relative tolerance of every check (default: by precision and rule)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--precision", precision, "f32 or f64")->check(CLI::IsMember({"f32", "f64"}));
+  app.add_option("--memory", memory, "memory budget (bytes, or 512M, 1G)");
+  app.add_option("--max-pieces", r.max_pieces, "--rule exact: the cap on linear pieces")->check(CLI::Range(1, 1 << 30));
+  app.add_flag("--json", json, "print one JSON object on stdout");
+}
+
+void print_checks(const nlohmann::json& j) {
+  std::printf("axiom checks of IG (%s, %s)\n", j.at("rule").get<std::string>().c_str(), j.at("precision").get<std::string>().c_str());
+  for (const nlohmann::json& c : j.at("checks")) {
+    const std::string axiom = c.at("axiom").get<std::string>();
+    if (!c.at("applicable").get<bool>()) {
+      std::printf("  %-26s n/a   %s\n", axiom.c_str(), c.at("detail").get<std::string>().c_str());
+      continue;
+    }
+    std::printf("  %-26s %-5s error %.3g (tolerance %.3g)  %s\n", axiom.c_str(), c.at("passed").get<bool>() ? "pass" : "FAIL",
+                c.at("error").get<double>(), c.at("tolerance").get<double>(), c.at("detail").get<std::string>().c_str());
+  }
 }
 
 void print_summary(const nlohmann::json& j) {
@@ -85,6 +120,13 @@ int main(int argc, char** argv) {
   CLI::App* explain = app.add_subcommand("explain", "attribute one prediction to the input's values");
   add_explain(*explain, request, memory, rule, output, precision, json);
 
+  ax::attr::ExplainRequest check_request;
+  check_request.rule = ax::attr::Rule::exact;
+  std::string check_memory = "1G", check_rule = "exact", check_output = "logit", check_precision = "f64";
+  bool check_json = false;
+  CLI::App* check = app.add_subcommand("check", "check the attribution axioms of IG on a model and an input");
+  add_check(*check, check_request, check_memory, check_rule, check_output, check_precision, check_json);
+
   std::string info_model;
   CLI::App* info = app.add_subcommand("info", "a model's nodes, shapes, parameter count and labels");
   info->add_option("--model", info_model, "model file or toy model")->required()->check(CLI::ExistingFile);
@@ -109,6 +151,15 @@ int main(int argc, char** argv) {
       const nlohmann::json result = ax::attr::explain(request);
       if (json) std::cout << result.dump() << std::endl;
       else print_summary(result);
+    } else if (*check) {
+      check_request.memory = parse_bytes(check_memory);
+      check_request.rule = ax::attr::parse_rule(check_rule);
+      check_request.target.output = ax::attr::parse_output(check_output);
+      check_request.float64 = check_precision == "f64";
+      const nlohmann::json result = ax::attr::check(check_request);
+      if (check_json) std::cout << result.dump() << std::endl;
+      else print_checks(result);
+      return result.at("passed").get<bool>() ? 0 : 1;
     } else if (*info) {
       std::cout << ax::nn::describe(ax::nn::load_model(info_model), info_model);
     }
