@@ -1,0 +1,128 @@
+// The axiomatic command: outputs, exit status (0 success, 2 bad usage, 1 any other failure) and
+// one line on stderr that says what was wrong.
+#include "attribution/io.hpp"
+#include "support.hpp"
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <sys/wait.h>
+
+using namespace ax;
+
+namespace {
+
+struct Run {
+  int status;
+  std::string out, err;
+};
+
+std::string temp(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("axiomatic_cli_" + name)).string();
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+Run run(const std::string& args) {
+  const std::string out = temp("stdout"), err = temp("stderr");
+  const int raw = std::system((std::string(AXIOMATIC_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null").c_str());
+  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
+}
+
+std::size_t lines(const std::string& s) {
+  std::size_t n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+const std::string toy = std::string(AXIOMATIC_SOURCE) + "/examples/toys/relu_sensitivity.json";
+
+}  // namespace
+
+TEST_CASE("axiomatic explain: JSON report, attributions file, every method") {
+  const std::string input = temp("x.npy"), out = temp("attr.npy");
+  attr::write_npy(input, from_values<double>({1}, {2.0}));
+  const Run r = run("explain --model " + toy + " --input " + input + " --rule riemann_left --steps 8 --precision f64 --json --out " + out);
+  REQUIRE(r.status == 0);
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  for (const char* key : {"method", "rule", "steps", "target", "f_input", "f_baseline", "sum", "delta", "relative_delta", "seconds"})
+    CHECK(j.contains(key));
+  CHECK(j["sum"] == 1.0);
+  CHECK(j["steps"] == 8);
+  CHECK(attr::read_npy<double>(out)(0) == 1.0);
+  for (const char* method : {"gradient", "inputxgradient", "ig", "smoothgrad", "smoothgrad_sq", "vargrad"}) {
+    CAPTURE(method);
+    const Run m = run("explain --model " + toy + " --input " + input + " --method " + method + " --json");
+    CHECK(m.status == 0);
+    CHECK(nlohmann::json::parse(m.out)["method"] == method);
+  }
+  const Run exact = run("explain --model " + toy + " --input " + input + " --rule exact --json");
+  CHECK(exact.status == 0);
+  CHECK(nlohmann::json::parse(exact.out)["pieces"] == 2);
+}
+
+TEST_CASE("axiomatic info and check") {
+  const Run info = run("info --model " + toy);
+  CHECK(info.status == 0);
+  CHECK(info.out.find("relu") != std::string::npos);
+  CHECK(info.out.find("parameters 4") != std::string::npos);
+  const std::string input = temp("x.npy");
+  attr::write_npy(input, from_values<double>({1}, {2.0}));
+  const Run check = run("check --model " + toy + " --input " + input + " --json");
+  CHECK(check.status == 0);
+  CHECK(nlohmann::json::parse(check.out)["passed"] == true);
+  // a quadrature rule that puts a node on the kink breaks completeness: the check fails, status 1
+  const Run failing = run("check --model " + toy + " --input " + input + " --rule riemann_right --steps 4");
+  CHECK(failing.status == 1);
+  CHECK(failing.out.find("FAIL") != std::string::npos);
+}
+
+TEST_CASE("bad usage exits 2, other failures exit 1, each with one line on stderr") {
+  const std::string input = temp("x.npy");
+  attr::write_npy(input, from_values<double>({1}, {2.0}));
+  struct Case {
+    std::string args;
+    int status;
+    std::string says;
+  };
+  const std::string bad_model = temp("bad.safetensors");
+  std::ofstream(bad_model) << "not a model";
+  const std::string nan_input = temp("nan.npy");
+  attr::write_npy(nan_input, from_values<double>({1}, {std::nan("")}));
+  const std::string wrong_shape = temp("wrong.npy");
+  attr::write_npy(wrong_shape, from_values<double>({2}, {1.0, 2.0}));
+  for (const Case& c : {
+           Case{"", 2, "subcommand"},
+           Case{"explain --input " + input, 2, "--model"},
+           Case{"explain --model " + toy + " --input " + input + " --rule simpson", 2, "--rule"},
+           Case{"explain --model " + toy + " --input " + input + " --steps 0", 2, "--steps"},
+           Case{"explain --model " + toy + " --input " + input + " --memory lots", 2, "--memory"},
+           Case{"explain --model " + toy + " --input " + input + " --frobnicate", 2, "frobnicate"},
+           Case{"explain --model " + bad_model + " --input " + input, 1, bad_model},
+           Case{"explain --model " + toy + " --input " + nan_input, 1, "NaN at index 0"},
+           Case{"explain --model " + toy + " --input " + wrong_shape, 1, "has shape [2], the model expects [1]"},
+           Case{"explain --model " + toy + " --input " + input + " --target 5", 1, "target 5 is out of range"},
+           Case{"explain --model " + toy + " --input " + input + " --baseline white", 1, ""},
+           Case{"explain --model " + toy + " --input " + input + " --baseline sideways", 1, "unknown baseline 'sideways'"},
+           Case{"explain --model " + toy + " --input " + input + " --method eg", 1, "data:PATH"},
+       }) {
+    CAPTURE(c.args);
+    const Run r = run(c.args);
+    if (c.says.empty()) {
+      CHECK(r.status == 0);  // white is inside the toy's range [0, 2]
+      continue;
+    }
+    CHECK(r.status == c.status);
+    CHECK(lines(r.err) == 1);
+    CHECK(r.err.find(c.says) != std::string::npos);
+  }
+}
