@@ -1,6 +1,7 @@
 // The `axiomatic` command: parses arguments and calls the library. Exit status 0 on success,
 // 2 on bad usage, 1 on any other failure, with one line on stderr saying what was wrong.
 #include "attribution/explain.hpp"
+#include "attribution/report.hpp"
 #include "nn/graph.hpp"
 #include "nn/model_file.hpp"
 
@@ -127,6 +128,19 @@ int main(int argc, char** argv) {
   CLI::App* check = app.add_subcommand("check", "check the attribution axioms of IG on a model and an input");
   add_check(*check, check_request, check_memory, check_rule, check_output, check_precision, check_json);
 
+  ax::attr::ReportRequest report_request;
+  std::string report_rule = "exact", report_precision = "f32", report_memory = "1G";
+  CLI::App* report = app.add_subcommand("report", "explain a model's predictions for images: pictures and a report");
+  report->add_option("--model", report_request.model, "model file or toy model")->required()->check(CLI::ExistingFile);
+  report->add_option("--images", report_request.images, "images (PNG or .npy)")->required()->check(CLI::ExistingFile);
+  report->add_option("--out", report_request.out, "folder for report.md, report.json and the pictures")->required();
+  report->add_option("--rule", report_rule, "IG's rule (exact falls back to gausslegendre on smooth networks)")
+      ->check(CLI::IsMember({"riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre", "exact"}));
+  report->add_option("--steps", report_request.steps, "steps of a quadrature rule")->check(CLI::Range(1, 1 << 24));
+  report->add_option("--baseline", report_request.baseline, "a deterministic baseline SPEC");
+  report->add_option("--precision", report_precision, "f32 or f64")->check(CLI::IsMember({"f32", "f64"}));
+  report->add_option("--memory", report_memory, "memory budget (bytes, or 512M, 1G)");
+
   std::string info_model;
   CLI::App* info = app.add_subcommand("info", "a model's nodes, shapes, parameter count and labels");
   info->add_option("--model", info_model, "model file or toy model")->required()->check(CLI::ExistingFile);
@@ -160,6 +174,18 @@ int main(int argc, char** argv) {
       if (check_json) std::cout << result.dump() << std::endl;
       else print_checks(result);
       return result.at("passed").get<bool>() ? 0 : 1;
+    } else if (*report) {
+      report_request.rule = ax::attr::parse_rule(report_rule);
+      report_request.float64 = report_precision == "f64";
+      report_request.memory = parse_bytes(report_memory);
+      const nlohmann::json result = ax::attr::write_report(report_request);
+      for (const nlohmann::json& j : result.at("images"))
+        std::printf("%-28s %-12s p=%.3f  %s, %zu pieces, relative delta %.2e (GL-50: %.2e, %.2f%% off)  %.2f s\n",
+                    j.at("name").get<std::string>().c_str(), j.at("label").get<std::string>().c_str(),
+                    j.at("probability").get<double>(), j.at("rule").get<std::string>().c_str(), j.at("pieces").get<std::size_t>(),
+                    j.at("relative_delta").get<double>(), j.at("gausslegendre50_relative_delta").get<double>(),
+                    100 * j.at("gausslegendre50_relative_l2_from_this").get<double>(), j.at("seconds").get<double>());
+      std::printf("wrote %s/report.md, report.json and the pictures\n", report_request.out.c_str());
     } else if (*info) {
       std::cout << ax::nn::describe(ax::nn::load_model(info_model), info_model);
     }
