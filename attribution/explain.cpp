@@ -53,7 +53,11 @@ nlohmann::json run(const ExplainRequest& r, const nn::ModelSpec& model) {
   Attribution<T> a;
   if (r.method == "gradient") a = gradient(f, x, first, r.absolute);
   else if (r.method == "inputxgradient") a = input_x_gradient(f, x, first);
-  else if (r.method == "ig") {
+  else if (r.method == "conductance" || (r.method == "ig" && !r.layer.empty())) {
+    if (r.layer.empty()) throw Error("--method conductance needs --layer NAME");
+    if (baselines.shape()[0] != 1) throw Error("layer attribution takes one baseline, not '" + r.baseline + "'");
+    a = r.method == "ig" ? layer_integrated_gradients(f, x, first, r.layer, ig) : conductance(f, x, first, r.layer, ig);
+  } else if (r.method == "ig") {
     a = baselines.shape()[0] == 1 ? integrated_gradients(f, x, first, ig) : integrated_gradients_multi(f, x, baselines, ig);
   } else if (r.method == "eg") {
     if (spec.kind != BaselineSpec::Kind::data)
@@ -65,8 +69,10 @@ nlohmann::json run(const ExplainRequest& r, const nn::ModelSpec& model) {
     a = smoothgrad(f, x, first, kind, r.sigma, !r.sigma_absolute, samples, r.seed);
   } else {
     throw Error("unknown method '" + r.method +
-                "'; expected gradient, inputxgradient, ig, eg, smoothgrad, smoothgrad_sq or vargrad");
+                "'; expected gradient, inputxgradient, ig, eg, smoothgrad, smoothgrad_sq, vargrad or conductance");
   }
+  if (!r.layer.empty() && r.method != "ig" && r.method != "conductance")
+    throw Error("--layer applies to --method ig (layer IG) and conductance");
   if (!r.out.empty()) write_npy(r.out, a.values);
   if (!r.path_csv.empty()) {
     if (a.path_alpha.empty()) throw Error("--path-csv applies to IG from a single baseline");
@@ -76,6 +82,7 @@ nlohmann::json run(const ExplainRequest& r, const nn::ModelSpec& model) {
   j["precision"] = r.float64 ? "f64" : "f32";
   j["output"] = output_name(r.target.output);
   j["baseline"] = r.baseline;
+  if (!r.layer.empty()) j["layer"] = r.layer;
   j["chunk"] = f.chunk();
   j["evaluations"] = f.evaluations();
   if (r.method == "smoothgrad" || r.method == "smoothgrad_sq" || r.method == "vargrad") {

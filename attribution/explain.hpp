@@ -17,7 +17,8 @@ struct ExplainRequest {
   std::string out;                   // .npy for the attributions ("" writes none)
   std::string path_csv;              // IG only: alpha, F, cumulative sum per node ("" writes none)
   TargetSpec target;
-  std::string method = "ig";         // gradient|inputxgradient|ig|eg|smoothgrad|smoothgrad_sq|vargrad
+  std::string method = "ig";         // gradient|inputxgradient|ig|eg|smoothgrad|smoothgrad_sq|vargrad|conductance
+  std::string layer;                 // ig: layer IG on this hidden node; conductance: required
   Rule rule = Rule::gausslegendre;
   std::size_t steps = 50;
   double tolerance = 0;

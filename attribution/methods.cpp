@@ -374,6 +374,93 @@ Attribution<T> smoothgrad(TargetFunction<T>& f, const Tensor<T>& x, const Tensor
   return a;
 }
 
+template <class T>
+Attribution<T> layer_integrated_gradients(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+                                          const std::string& layer, const IgOptions& options) {
+  const auto clock = Clock::now();
+  Attribution<T> a = start(f, x, "layer_ig");
+  check_same_shape(f, baseline, "the baseline");
+  check_finite(baseline, "the baseline");
+  if (options.rule == Rule::exact) throw Error("layer IG has no exact rule: its path lies in the layer's space; use a quadrature rule");
+  const Var<T> h = f.network().node(layer);
+  a.rule = rule_name(options.rule);
+  // h(x') and h(x)
+  Tensor<T> h_baseline, h_input;
+  f.forward_points(baseline.data(), 1, h);
+  h_baseline = f.tape().value(h);
+  f.forward_points(x.data(), 1, h);
+  h_input = f.tape().value(h);
+  const std::size_t per_h = h_input.size();
+  const Quadrature q = quadrature(options.rule, options.steps);
+  const std::size_t count = q.alphas.size();
+  // every point is x; h is replaced by h(x') + a_k (h(x) - h(x')), plus the two ends
+  Tensor<T> points, replacement, grads;
+  make_points(f, count + 2, points, [&](std::size_t, T* row) { std::copy(x.begin(), x.end(), row); });
+  Shape r_shape = h_input.shape();
+  r_shape[0] = count + 2;
+  replacement.resize(r_shape);
+  for (std::size_t k = 0; k < count + 2; ++k) {
+    const T alpha = k < count ? T(q.alphas[k]) : T(k == count ? 0 : 1);
+    for (std::size_t j = 0; j < per_h; ++j)
+      replacement.data()[k * per_h + j] = h_baseline.data()[j] + alpha * (h_input.data()[j] - h_baseline.data()[j]);
+  }
+  std::vector<double> values;
+  f.evaluate_node(points, h, values, grads, &replacement);
+  Shape v_shape = h_input.shape();
+  v_shape.erase(v_shape.begin());
+  a.values = zeros<T>(v_shape);
+  for (std::size_t k = 0; k < count; ++k)
+    for (std::size_t j = 0; j < per_h; ++j)
+      a.values.data()[j] += T(q.weights[k]) * grads.data()[k * per_h + j];
+  for (std::size_t j = 0; j < per_h; ++j) a.values.data()[j] *= h_input.data()[j] - h_baseline.data()[j];
+  a.steps = count;
+  report_completeness(a, values[count + 1], values[count]);
+  a.seconds = seconds_since(clock);
+  return a;
+}
+
+template <class T>
+Attribution<T> conductance(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+                           const std::string& layer, const IgOptions& options) {
+  const auto clock = Clock::now();
+  Attribution<T> a = start(f, x, "conductance");
+  check_same_shape(f, baseline, "the baseline");
+  check_finite(baseline, "the baseline");
+  const Var<T> h = f.network().node(layer);
+  a.rule = rule_name(options.rule);
+  const Quadrature q = options.rule == Rule::exact ? exact_quadrature(f, x, baseline, options.exact, a.pieces)
+                                                   : quadrature(options.rule, options.steps);
+  const std::size_t size = x.size(), count = q.alphas.size();
+  Tensor<T> direction(x.shape());
+  for (std::size_t i = 0; i < size; ++i) direction.data()[i] = x.data()[i] - baseline.data()[i];
+  Tensor<T> points, grads, tangents;
+  std::vector<double> values;
+  const std::size_t group = std::max<std::size_t>(f.chunk(), 1);
+  for (std::size_t begin = 0; begin < count; begin += group) {
+    const std::size_t n = std::min(group, count - begin);
+    make_points(f, n, points, [&](std::size_t i, T* row) {
+      const T alpha = T(q.alphas[begin + i]);
+      for (std::size_t j = 0; j < size; ++j) row[j] = baseline.data()[j] + alpha * direction.data()[j];
+    });
+    f.evaluate_node(points, h, values, grads, nullptr, &direction, &tangents);
+    const std::size_t per_h = grads.size() / n;
+    if (begin == 0) {
+      Shape v_shape = grads.shape();
+      v_shape.erase(v_shape.begin());
+      a.values = zeros<T>(v_shape);
+    }
+    // [points, neurons]: the flow through each neuron, dF/dh * dh/da, weighted
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j < per_h; ++j)
+        a.values.data()[j] += T(q.weights[begin + i]) * grads.data()[i * per_h + j] * tangents.data()[i * per_h + j];
+  }
+  a.steps = count;
+  const std::vector<double> ends = values_at(f, {&x, &baseline});
+  report_completeness(a, ends[0], ends[1]);
+  a.seconds = seconds_since(clock);
+  return a;
+}
+
 #define AX_INSTANTIATE_METHODS(T)                                                                                  \
   template void check_finite(const Tensor<T>&, const std::string&);                                               \
   template Attribution<T> gradient(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&, bool);                \
@@ -385,7 +472,11 @@ Attribution<T> smoothgrad(TargetFunction<T>& f, const Tensor<T>& x, const Tensor
   template Attribution<T> expected_gradients(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&, std::size_t, \
                                              std::uint64_t);                                                      \
   template Attribution<T> smoothgrad(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&, SmoothKind, double, \
-                                     bool, std::size_t, std::uint64_t);
+                                     bool, std::size_t, std::uint64_t);                                           \
+  template Attribution<T> layer_integrated_gradients(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&,    \
+                                                     const std::string&, const IgOptions&);                       \
+  template Attribution<T> conductance(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&, const std::string&, \
+                                      const IgOptions&);
 
 AX_INSTANTIATE_METHODS(float)
 AX_INSTANTIATE_METHODS(double)

@@ -75,6 +75,22 @@ template <class T>
 Attribution<T> smoothgrad(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, SmoothKind kind,
                           double sigma, bool relative_sigma, std::size_t samples, std::uint64_t seed);
 
+// Layer IG: IG credited to the neurons of the hidden node `layer`, along the straight path from
+// h(x') to h(x) in that node's space while the rest of the network sees x (Captum's
+// LayerIntegratedGradients): (h(x) - h(x')) * sum_k w_k dF/dh. Its sum is F(x) minus F with h set
+// to h(x'), which is F(x') unless other branches bypass h. Quadrature rules only.
+template <class T>
+Attribution<T> layer_integrated_gradients(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+                                          const std::string& layer, const IgOptions& options = {});
+
+// Conductance (Dhamdhere et al., 2018): the part of IG that flows through each neuron of `layer`,
+// sum_k w_k dF/dh(g(a_k)) * dh/da(g(a_k)) on the input's straight path, dh/da from the tangent
+// pass. Exact with Rule::exact (both factors are constant on each linear piece). Its sum is
+// F(x) - F(x') when every path from the input to F goes through `layer`.
+template <class T>
+Attribution<T> conductance(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+                           const std::string& layer, const IgOptions& options = {});
+
 // Throws Error("<what>: NaN or Inf at index i") unless every value is finite.
 template <class T>
 void check_finite(const Tensor<T>& t, const std::string& what);

@@ -153,6 +153,56 @@ void TargetFunction<T>::evaluate(const Tensor<T>& points, std::vector<double>& f
   }
 }
 
+template <class T>
+void TargetFunction<T>::evaluate_node(const Tensor<T>& points, Var<T> h, std::vector<double>& f, Tensor<T>& grads,
+                                      const Tensor<T>* replacement, const Tensor<T>* direction, Tensor<T>* tangents) {
+  if (target_.class_index < 0) throw Error("evaluate_node: the target class is not resolved");
+  if (!tape_.requires_grad(h)) throw Error(tape_.describe(h.id) + " does not depend on the input");
+  const std::size_t per_point = numel(input_shape_), count = points.shape()[0];
+  const std::size_t k = static_cast<std::size_t>(target_.class_index);
+  f.resize(count);
+  Shape h_shape{count};
+  Tensor<T> rows;
+  for (std::size_t begin = 0; begin < count; begin += chunk_) {
+    const std::size_t n = std::min(chunk_, count - begin);
+    if (replacement) {
+      forward_points(points.data() + begin * per_point, n, h);
+      Tensor<T>& value = tape_.mutable_value(h);
+      std::copy(replacement->data() + begin * (value.size() / n), replacement->data() + (begin + n) * (value.size() / n),
+                value.data());
+      tape_.forward_after(h);
+    } else {
+      forward_points(points.data() + begin * per_point, n);
+    }
+    const std::size_t per_h = tape_.value(h).size() / n;
+    if (begin == 0) {
+      const Shape& s = tape_.value(h).shape();
+      h_shape.assign(s.begin(), s.end());
+      h_shape[0] = count;
+      grads.resize(h_shape);
+      if (tangents) tangents->resize(h_shape);
+    }
+    const Tensor<T>& z = tape_.value(scores_);
+    for (std::size_t i = 0; i < n; ++i)
+      f[begin + i] = double(z(i, k)) - (target_.minus_class >= 0 ? double(z(i, static_cast<std::size_t>(target_.minus_class))) : 0.0);
+    seed_rows(n);
+    tape_.zero_grad();
+    tape_.backward(scores_, seed_);
+    const Tensor<T>& g = tape_.grad(h);
+    std::copy(g.begin(), g.end(), grads.data() + begin * per_h);
+    if (tangents && direction) {
+      Shape in_shape{n};
+      for (std::size_t d : input_shape_) in_shape.push_back(d);
+      rows.resize(in_shape);
+      for (std::size_t i = 0; i < n; ++i) std::copy(direction->begin(), direction->end(), rows.data() + i * per_point);
+      tape_.set_direction(network_.input(), rows);
+      tape_.tangent();
+      const Tensor<T>& t = tape_.tangent(h);
+      std::copy(t.begin(), t.end(), tangents->data() + begin * per_h);
+    }
+  }
+}
+
 template class TargetFunction<float>;
 template class TargetFunction<double>;
 

@@ -52,6 +52,13 @@ class TargetFunction {
   // F at each of the P points [P, input shape] and, when grads is not null, dF/dx [P, input
   // shape]. Points are evaluated `chunk()` at a time on the same tape.
   void evaluate(const Tensor<T>& points, std::vector<double>& f, Tensor<T>* grads);
+  // For a hidden node h: F at each point and dF/dh [P, h's per-sample shape]. With `replacement`
+  // [P, h's shape], h's value is replaced by it while the rest of the network sees the points:
+  // layer IG's path through h. With `direction` (the input's shape) and `tangents`, also dh/da
+  // along the direction at each point: the tangent pass (conductance).
+  void evaluate_node(const Tensor<T>& points, Var<T> h, std::vector<double>& f, Tensor<T>& grads,
+                     const Tensor<T>* replacement = nullptr, const Tensor<T>* direction = nullptr,
+                     Tensor<T>* tangents = nullptr);
   std::size_t chunk() const { return chunk_; }
   // Estimated bytes per point of the tape's buffers (values, gradients, tangents).
   std::size_t bytes_per_point() const { return bytes_per_point_; }

@@ -122,9 +122,18 @@ void Tape<T>::forward() {
 
 template <class T>
 void Tape<T>::forward(Var<T> last) {
-  const std::size_t end = static_cast<std::size_t>(check(last)) + 1;
+  forward_range(0, static_cast<std::size_t>(check(last)) + 1);
+}
+
+template <class T>
+void Tape<T>::forward_after(Var<T> node) {
+  forward_range(static_cast<std::size_t>(check(node)) + 1, nodes_.size());
+}
+
+template <class T>
+void Tape<T>::forward_range(std::size_t begin, std::size_t end) {
   stats_.forward_nodes = 0;
-  for (std::size_t id = 0; id < end; ++id) {
+  for (std::size_t id = begin; id < end; ++id) {
     if (nodes_[id].kind != NodeKind::op) continue;
     evaluate(static_cast<int>(id));
     ++stats_.forward_nodes;

@@ -123,6 +123,12 @@ class Tape {
   void forward();
   // Re-evaluate the op nodes up to and including `last` only (e.g. to read one layer's input).
   void forward(Var<T> last);
+  // Re-evaluate the op nodes after `node` only: with mutable_value, runs the rest of the network
+  // from a value put in place of a hidden node's.
+  void forward_after(Var<T> node);
+  // Any node's value, to overwrite before forward_after(node) (layer attribution). Its shape must
+  // stay the same; the next forward() recomputes it.
+  Tensor<T>& mutable_value(Var<T> v) { return nodes_[static_cast<std::size_t>(check(v))].value; }
 
   // ---- backward ----
   // Sets every leaf gradient to zero (intermediate gradients are reset by each backward).
@@ -163,6 +169,7 @@ class Tape {
   Node<T>& leaf(Var<T> v, const char* what, bool writable = false);
   Var<T> add_leaf(NodeKind kind, Tensor<T> value, bool asks_grad, std::string label);
   void evaluate(int id);
+  void forward_range(std::size_t begin, std::size_t end);
   void update_requires_grad();
 
   std::vector<Node<T>> nodes_;

@@ -40,7 +40,8 @@ void add_explain(CLI::App& app, ax::attr::ExplainRequest& r, std::string& memory
   app.add_option("--node", r.target.node, "explain a named node instead of the output");
   app.add_option("--output", output, "logit, prob or logprob")->check(CLI::IsMember({"logit", "prob", "logprob"}));
   app.add_option("--method", r.method, "the method")
-      ->check(CLI::IsMember({"gradient", "inputxgradient", "ig", "eg", "smoothgrad", "smoothgrad_sq", "vargrad"}));
+      ->check(CLI::IsMember({"gradient", "inputxgradient", "ig", "eg", "smoothgrad", "smoothgrad_sq", "vargrad", "conductance"}));
+  app.add_option("--layer", r.layer, "a hidden node: layer IG (--method ig) or conductance; attributions have its shape");
   app.add_option("--rule", rule, "IG's quadrature rule")
       ->check(CLI::IsMember({"riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre", "exact"}));
   app.add_option("--steps", r.steps, "IG's path points")->check(CLI::Range(1, 1 << 24));

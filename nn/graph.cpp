@@ -149,7 +149,7 @@ Var<T> record_node(NodeRecorder<T>& r, const std::vector<Var<T>>& in) {
 }  // namespace
 
 template <class T>
-Network<T>::Network(const ModelSpec& spec, Tape<T>& tape, const RecordOptions& options) : tape_(&tape) {
+Network<T>::Network(const ModelSpec& spec, Tape<T>& tape, const RecordOptions& options) : tape_(&tape), source_(options.source) {
   const GraphSpec& g = spec.graph;
   Shape input_shape{options.batch};
   for (std::size_t d : g.input.shape) input_shape.push_back(d);
@@ -186,7 +186,7 @@ Network<T>::Network(const ModelSpec& spec, Tape<T>& tape, const RecordOptions& o
 template <class T>
 Var<T> Network<T>::node(const std::string& name) const {
   const auto found = by_name_.find(name);
-  if (found == by_name_.end()) throw Error("network has no node '" + name + "'");
+  if (found == by_name_.end()) throw Error(source_ + ": no node '" + name + "'");
   return found->second;
 }
 

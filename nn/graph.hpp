@@ -39,6 +39,7 @@ class Network {
 
  private:
   Tape<T>* tape_;
+  std::string source_;
   Var<T> input_, output_;
   std::map<std::string, Var<T>> by_name_;
   std::vector<std::pair<std::string, Var<T>>> parameters_;

@@ -355,3 +355,48 @@ TEST_CASE("bad requests are refused with a clear message") {
   CHECK_THROWS_WITH_AS(TargetFunction<double>(soft.m, prob), doctest::Contains("node 'p' is already a softmax"), Error);
   CHECK_THROWS_WITH_AS(parse_output("odds"), doctest::Contains("expected logit, prob or logprob"), Error);
 }
+
+TEST_CASE("layer IG: closed form before a linear output, and complete through a hidden layer") {
+  std::mt19937_64 rng(12);
+  const Tensor<double> x = test::uniform({6}, 0, 1, rng), base = test::uniform({6}, 0, 1, rng);
+  const nn::ModelSpec m = mlp("tanh", 12);
+  TargetFunction<double> f(m, target(2));
+  // F is affine in act2 (fc3 follows): layer IG there is (h(x) - h(x')) * w[2] exactly
+  const Attribution<double> last = layer_integrated_gradients(f, x, base, "act2", ig(Rule::riemann_left, 3));
+  Tape<double> tape;
+  nn::Network<double> net(m, tape);
+  auto h_at = [&](const Tensor<double>& p) {
+    tape.set_value(net.input(), Tensor<double>(xt::reshape_view(p, {std::size_t(1), std::size_t(6)})));
+    tape.forward();
+    return Tensor<double>(tape.value(net.node("act2")));
+  };
+  const Tensor<double> hx = h_at(x), hb = h_at(base);
+  const std::vector<double>& w = m.tensors.at("fc3.weight").values;
+  REQUIRE(last.values.shape() == Shape{16});
+  for (std::size_t j = 0; j < 16; ++j) CHECK(last.values(j) == doctest::Approx((hx(0, j) - hb(0, j)) * w[2 * 16 + j]).epsilon(1e-13));
+  // through act1, where every path passes: complete, and F with h = h(x') is F(x')
+  const Attribution<double> hidden = layer_integrated_gradients(f, x, base, "act1", ig(Rule::gausslegendre, 50));
+  CHECK(hidden.relative_delta < 1e-10);
+  CHECK(hidden.f_baseline == doctest::Approx(integrated_gradients(f, x, base).f_baseline).epsilon(1e-14));
+  CHECK_THROWS_WITH_AS(layer_integrated_gradients(f, x, base, "act1", ig(Rule::exact, 1)), doctest::Contains("no exact rule"), Error);
+  CHECK_THROWS_WITH_AS(layer_integrated_gradients(f, x, base, "nothing"), doctest::Contains("no node 'nothing'"), Error);
+}
+
+TEST_CASE("conductance sums to IG at the same nodes, and is exact with the exact rule") {
+  std::mt19937_64 rng(13);
+  const Tensor<double> x = test::uniform({6}, 0, 1, rng), base = zeros<double>({6});
+  {
+    TargetFunction<double> f(mlp("tanh", 13), target(1));
+    for (Rule rule : {Rule::riemann_middle, Rule::gausslegendre}) {
+      const Attribution<double> c = conductance(f, x, base, "act1", ig(rule, 20));
+      const Attribution<double> i = integrated_gradients(f, x, base, ig(rule, 20));
+      CHECK(c.values.shape() == Shape{16});
+      // sum over neurons of dF/dh dh/da is dF/da: the same sum as IG's at every node
+      CHECK(c.sum == doctest::Approx(i.sum).epsilon(1e-12));
+    }
+  }
+  TargetFunction<double> relu(mlp("relu", 14), target(0));
+  const Attribution<double> exact = conductance(relu, x, base, "fc2", ig(Rule::exact, 1));
+  CHECK(exact.pieces > 1);
+  CHECK(exact.relative_delta < 1e-12);
+}
