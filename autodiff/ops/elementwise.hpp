@@ -3,6 +3,7 @@
 // `gx(i)` is null when input i takes no gradient, `tx(i)` null when its tangent is zero.
 #pragma once
 
+#include "../kernels/activation.hpp"
 #include "common.hpp"
 
 namespace ax::ops {
@@ -145,13 +146,19 @@ struct TanhFn {
 };
 using Tanh = Unary<TanhFn>;
 
-// y = max(x, 0); y' = 1 for x > 0, else 0: relu'(0) = 0, as in PyTorch.
-struct ReluFn {
+// y = max(x, 0); y' = 1 for x > 0, else 0: relu'(0) = 0, as in PyTorch. The hottest op of
+// most networks after the convolutions, so it has SIMD kernels of its own.
+struct Relu {
   static constexpr const char* name = "relu";
-  template <class T> static T value(T x) { return x > T(0) ? x : T(0); }
-  template <class T> static T slope(T x, T) { return x > T(0) ? T(1) : T(0); }
+  template <class T> static Shape shape(const OpContext<T>& c) { return same_shape(c); }
+  template <class T> static void forward(OpContext<T>& c) { kernels::relu_forward(c.x(0).data(), c.y().data(), c.y().size()); }
+  template <class T> static void backward(OpContext<T>& c) {
+    kernels::relu_backward(c.x(0).data(), c.gy().data(), c.gx(0)->data(), c.y().size());
+  }
+  template <class T> static void tangent(OpContext<T>& c) {
+    kernels::relu_tangent(c.x(0).data(), c.tx(0)->data(), c.ty().data(), c.y().size());
+  }
 };
-using Relu = Unary<ReluFn>;
 
 // y = x for x > 0, else s x (attribute a = s); y' = 1 for x > 0, else s: at 0 the slope is s,
 // as in PyTorch.

@@ -2,6 +2,7 @@
 // subtracted before exponentiating, so no exp overflows.
 #pragma once
 
+#include "../kernels/activation.hpp"
 #include "common.hpp"
 
 #include <algorithm>
@@ -27,6 +28,8 @@ struct Softmax {
   template <class T> static void forward(OpContext<T>& c) {
     const T* x = c.x(0).data();
     T* y = c.y().data();
+    const kernels::AxisSplit s = kernels::split_at(c.x(0).shape(), static_cast<std::size_t>(c.attrs().axis));
+    if (s.inner == 1) return kernels::softmax_rows(x, y, s.outer, s.n);  // contiguous rows: SIMD
     for_each_row(c, [&](std::size_t at, std::size_t n, std::size_t step) {
       T top = x[at];
       for (std::size_t k = 1; k < n; ++k) top = std::max(top, x[at + k * step]);
@@ -65,6 +68,8 @@ struct LogSoftmax {
   template <class T> static void forward(OpContext<T>& c) {
     const T* x = c.x(0).data();
     T* y = c.y().data();
+    const kernels::AxisSplit s = kernels::split_at(c.x(0).shape(), static_cast<std::size_t>(c.attrs().axis));
+    if (s.inner == 1) return kernels::log_softmax_rows(x, y, s.outer, s.n);  // contiguous rows: SIMD
     for_each_row(c, [&](std::size_t at, std::size_t n, std::size_t step) {
       T top = x[at];
       for (std::size_t k = 1; k < n; ++k) top = std::max(top, x[at + k * step]);

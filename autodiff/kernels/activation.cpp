@@ -1,0 +1,173 @@
+#include "activation.hpp"
+
+#include <xsimd/xsimd.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+namespace ax::kernels {
+namespace {
+
+#if XSIMD_WITH_FMA3_AVX2
+using Arch = xsimd::fma3<xsimd::avx2>;
+#else
+using Arch = xsimd::default_arch;
+#endif
+
+template <class T>
+using Batch = xsimd::batch<T, Arch>;
+
+// Elementwise loops split in fixed blocks among threads, only when there is enough work to pay
+// for waking them.
+constexpr std::size_t block = 1 << 14;
+constexpr std::size_t threaded = 1 << 17;
+
+// f(batch of x, batch of other) over [begin, end) in registers, then the tail one by one.
+template <class T, class Simd, class Scalar>
+void blocked(std::size_t n, Simd simd, Scalar scalar) {
+  const std::size_t blocks = (n + block - 1) / block;
+#pragma omp parallel for schedule(static) if (n >= threaded)
+  for (std::size_t b = 0; b < blocks; ++b) {
+    const std::size_t begin = b * block, end = std::min(n, begin + block);
+    constexpr std::size_t width = Batch<T>::size;
+    std::size_t i = begin;
+    for (; i + width <= end; i += width) simd(i);
+    for (; i < end; ++i) scalar(i);
+  }
+}
+
+}  // namespace
+
+template <class T>
+void relu_forward(const T* x, T* y, std::size_t n) {
+  const Batch<T> zero(T(0));
+  blocked<T>(
+      n, [&](std::size_t i) { xsimd::max(Batch<T>::load_unaligned(x + i), zero).store_unaligned(y + i); },
+      [&](std::size_t i) { y[i] = x[i] > T(0) ? x[i] : T(0); });
+}
+
+template <class T>
+void relu_backward(const T* x, const T* gy, T* gx, std::size_t n) {
+  const Batch<T> zero(T(0));
+  blocked<T>(
+      n,
+      [&](std::size_t i) {
+        const auto open = Batch<T>::load_unaligned(x + i) > zero;
+        const Batch<T> g = Batch<T>::load_unaligned(gx + i) + xsimd::select(open, Batch<T>::load_unaligned(gy + i), zero);
+        g.store_unaligned(gx + i);
+      },
+      [&](std::size_t i) { gx[i] += x[i] > T(0) ? gy[i] : T(0); });
+}
+
+template <class T>
+void relu_tangent(const T* x, const T* tx, T* ty, std::size_t n) {
+  const Batch<T> zero(T(0));
+  blocked<T>(
+      n,
+      [&](std::size_t i) {
+        xsimd::select(Batch<T>::load_unaligned(x + i) > zero, Batch<T>::load_unaligned(tx + i), zero).store_unaligned(ty + i);
+      },
+      [&](std::size_t i) { ty[i] = x[i] > T(0) ? tx[i] : T(0); });
+}
+
+// One row: the maximum, then exp(x - max) and its sum in registers; exp is xsimd's, accurate to
+// a few ulps (the tests compare with std::exp within that).
+template <class T>
+T exp_row(const T* x, T* e, std::size_t n, T& top) {
+  constexpr std::size_t width = Batch<T>::size;
+  top = x[0];
+  std::size_t i = 0;
+  if (n >= width) {
+    Batch<T> m = Batch<T>::load_unaligned(x);
+    for (i = width; i + width <= n; i += width) m = xsimd::max(m, Batch<T>::load_unaligned(x + i));
+    alignas(64) T lanes[width];  // xsimd 8.1 has no horizontal max: store and scan the lanes
+    m.store_aligned(lanes);
+    top = *std::max_element(lanes, lanes + width);
+  }
+  for (; i < n; ++i) top = std::max(top, x[i]);
+  Batch<T> total(T(0));
+  const Batch<T> shift(top);
+  for (i = 0; i + width <= n; i += width) {
+    const Batch<T> v = xsimd::exp(Batch<T>::load_unaligned(x + i) - shift);
+    v.store_unaligned(e + i);
+    total += v;
+  }
+  T sum = xsimd::hadd(total);
+  for (; i < n; ++i) sum += (e[i] = std::exp(x[i] - top));
+  return sum;
+}
+
+template <class T>
+void softmax_rows(const T* x, T* y, std::size_t rows, std::size_t n) {
+#pragma omp parallel for schedule(static) if (rows * n >= threaded)
+  for (std::size_t r = 0; r < rows; ++r) {
+    T top;
+    const T scale = T(1) / exp_row(x + r * n, y + r * n, n, top);
+    for (std::size_t i = 0; i < n; ++i) y[r * n + i] *= scale;
+  }
+}
+
+template <class T>
+void log_softmax_rows(const T* x, T* y, std::size_t rows, std::size_t n) {
+#pragma omp parallel for schedule(static) if (rows * n >= threaded)
+  for (std::size_t r = 0; r < rows; ++r) {
+    T top;
+    const T log_total = std::log(exp_row(x + r * n, y + r * n, n, top)) + top;  // y holds exp(x - max) meanwhile
+    for (std::size_t i = 0; i < n; ++i) y[r * n + i] = x[r * n + i] - log_total;
+  }
+}
+
+// ---- scalar references ----
+
+template <class T>
+void relu_forward_reference(const T* x, T* y, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+}
+
+template <class T>
+void relu_backward_reference(const T* x, const T* gy, T* gx, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) gx[i] += x[i] > T(0) ? gy[i] : T(0);
+}
+
+template <class T>
+void relu_tangent_reference(const T* x, const T* tx, T* ty, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) ty[i] = x[i] > T(0) ? tx[i] : T(0);
+}
+
+template <class T>
+void softmax_rows_reference(const T* x, T* y, std::size_t rows, std::size_t n) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * n;
+    const T top = *std::max_element(xr, xr + n);
+    T total = 0;
+    for (std::size_t i = 0; i < n; ++i) total += std::exp(xr[i] - top);
+    for (std::size_t i = 0; i < n; ++i) y[r * n + i] = std::exp(xr[i] - top) / total;
+  }
+}
+
+template <class T>
+void log_softmax_rows_reference(const T* x, T* y, std::size_t rows, std::size_t n) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * n;
+    const T top = *std::max_element(xr, xr + n);
+    T total = 0;
+    for (std::size_t i = 0; i < n; ++i) total += std::exp(xr[i] - top);
+    for (std::size_t i = 0; i < n; ++i) y[r * n + i] = xr[i] - top - std::log(total);
+  }
+}
+
+#define AX_ACTIVATION(T)                                                                        \
+  template void relu_forward(const T*, T*, std::size_t);                                        \
+  template void relu_backward(const T*, const T*, T*, std::size_t);                             \
+  template void relu_tangent(const T*, const T*, T*, std::size_t);                              \
+  template void softmax_rows(const T*, T*, std::size_t, std::size_t);                           \
+  template void log_softmax_rows(const T*, T*, std::size_t, std::size_t);                       \
+  template void relu_forward_reference(const T*, T*, std::size_t);                              \
+  template void relu_backward_reference(const T*, const T*, T*, std::size_t);                   \
+  template void relu_tangent_reference(const T*, const T*, T*, std::size_t);                    \
+  template void softmax_rows_reference(const T*, T*, std::size_t, std::size_t);                 \
+  template void log_softmax_rows_reference(const T*, T*, std::size_t, std::size_t);
+AX_ACTIVATION(float)
+AX_ACTIVATION(double)
+
+}  // namespace ax::kernels

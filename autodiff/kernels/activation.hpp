@@ -1,0 +1,28 @@
+// SIMD kernels for relu and for softmax / log_softmax along contiguous rows, each with the plain
+// scalar reference the tests compare it with. Elementwise work is split among OpenMP threads in
+// fixed blocks, so results never depend on the thread count.
+#pragma once
+
+#include <cstddef>
+
+namespace ax::kernels {
+
+// y = max(x, 0)
+template <class T> void relu_forward(const T* x, T* y, std::size_t n);
+// gx += gy where x > 0 (relu'(0) = 0)
+template <class T> void relu_backward(const T* x, const T* gy, T* gx, std::size_t n);
+// ty = tx where x > 0, else 0
+template <class T> void relu_tangent(const T* x, const T* tx, T* ty, std::size_t n);
+
+// y[r, :] = softmax(x[r, :]) for `rows` contiguous rows of n values (the maximum subtracted first)
+template <class T> void softmax_rows(const T* x, T* y, std::size_t rows, std::size_t n);
+// y[r, :] = x[r, :] - max - log sum exp(x[r, :] - max)
+template <class T> void log_softmax_rows(const T* x, T* y, std::size_t rows, std::size_t n);
+
+template <class T> void relu_forward_reference(const T* x, T* y, std::size_t n);
+template <class T> void relu_backward_reference(const T* x, const T* gy, T* gx, std::size_t n);
+template <class T> void relu_tangent_reference(const T* x, const T* tx, T* ty, std::size_t n);
+template <class T> void softmax_rows_reference(const T* x, T* y, std::size_t rows, std::size_t n);
+template <class T> void log_softmax_rows_reference(const T* x, T* y, std::size_t rows, std::size_t n);
+
+}  // namespace ax::kernels
