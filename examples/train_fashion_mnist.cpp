@@ -80,6 +80,7 @@ int main(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
     const nn::ImageSet train = nn::fashion_mnist_train(), test = nn::fashion_mnist_test();
     std::printf("read %zu training and %zu test images in %.1f s\n", train.size(), test.size(), seconds_since(start));
+    std::fflush(stdout);
 
     nn::ModelSpec spec = nn::fashion_cnn(seed);
     Tape<float> tape;

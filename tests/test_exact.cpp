@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <omp.h>
 
 using namespace ax;
 using namespace ax::attr;
@@ -151,4 +152,27 @@ TEST_CASE("exact IG in float: completeness to float rounding") {
   const Tensor<float> x = test::uniform<float>({1, 28, 28}, 0, 1, rng), base = zeros<float>({1, 28, 28});
   const Attribution<float> a = integrated_gradients(f, x, base, rule(Rule::exact));
   CHECK(a.relative_delta < 1e-3);
+}
+
+TEST_CASE("same seed, same bits, on one thread or two: IG, exact IG and SmoothGrad on a LeNet") {
+  TargetFunction<float> f(nn::lenet28(10), target(4));
+  std::mt19937_64 rng(10);
+  const Tensor<float> x = test::uniform<float>({1, 28, 28}, 0, 1, rng), base = zeros<float>({1, 28, 28});
+  auto run_all = [&] {
+    std::vector<Tensor<float>> out;
+    out.push_back(integrated_gradients(f, x, base, rule(Rule::gausslegendre, 64)).values);
+    out.push_back(integrated_gradients(f, x, base, rule(Rule::exact)).values);
+    out.push_back(smoothgrad(f, x, base, SmoothKind::smoothgrad, 0.1, false, 20, 99).values);
+    return out;
+  };
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const std::vector<Tensor<float>> one = run_all();
+  omp_set_num_threads(2);
+  const std::vector<Tensor<float>> two = run_all();
+  omp_set_num_threads(threads);
+  for (std::size_t i = 0; i < one.size(); ++i) {
+    CAPTURE(i);
+    CHECK(test::same_bits(one[i], two[i]));
+  }
 }
