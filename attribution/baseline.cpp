@@ -201,6 +201,17 @@ Tensor<T> make_baselines(const BaselineSpec& spec, const Tensor<T>& x, const Ran
   throw Error("unknown baseline kind");
 }
 
+template <class T>
+Tensor<T> make_baseline(const BaselineSpec& spec, const Tensor<T>& x, const Range& range) {
+  if (spec.random()) throw Error("this needs one deterministic baseline, not a random one (uniform, gaussian, data)");
+  Random unused(0);
+  Tensor<T> b = make_baselines(spec, x, range, 1, unused);
+  b.reshape(x.shape());
+  return b;
+}
+
+template Tensor<float> make_baseline(const BaselineSpec&, const Tensor<float>&, const Range&);
+template Tensor<double> make_baseline(const BaselineSpec&, const Tensor<double>&, const Range&);
 template Tensor<float> make_baselines(const BaselineSpec&, const Tensor<float>&, const Range&, std::size_t, Random&);
 template Tensor<double> make_baselines(const BaselineSpec&, const Tensor<double>&, const Range&, std::size_t, Random&);
 template Tensor<float> gaussian_blur(const Tensor<float>&, double);

@@ -43,6 +43,11 @@ template <class T>
 Tensor<T> make_baselines(const BaselineSpec& spec, const Tensor<T>& x, const Range& range, std::size_t count,
                          Random& random);
 
+// One baseline [input shape] of a deterministic kind; throws for the random ones, whose meaning
+// is a set (make_baselines).
+template <class T>
+Tensor<T> make_baseline(const BaselineSpec& spec, const Tensor<T>& x, const Range& range);
+
 // A Gaussian blur of an image [C, H, W], each channel on its own, edges reflected (as
 // scipy.ndimage.gaussian_filter's default mode); the kernel is cut at 4 sigma. Sigma 0 copies.
 template <class T>

@@ -3,6 +3,7 @@
 #include "../nn/graph.hpp"
 #include "../nn/model_file.hpp"
 #include "baseline.hpp"
+#include "explain.hpp"
 #include "io.hpp"
 #include "methods.hpp"
 #include "visualize.hpp"
@@ -44,9 +45,7 @@ nlohmann::json explain_image(const ReportRequest& r, const nn::ModelSpec& model,
   TargetFunction<T> f(model, TargetSpec{}, engine);
   const Tensor<T> x = read_array<T>(image_path, f.input_shape());
   check_finite(x, image_path);
-  Random random(0);
-  const Tensor<T> baselines = make_baselines(parse_baseline(r.baseline), x, model.graph.input.range, 1, random);
-  const Tensor<T> baseline = Tensor<T>(xt::reshape_view(baselines, x.shape()));
+  const Tensor<T> baseline = make_baseline(parse_baseline(r.baseline), x, model.graph.input.range);
 
   const int predicted = f.resolve_class(x);
   const std::vector<double> z = f.scores(x);
@@ -85,21 +84,13 @@ nlohmann::json explain_image(const ReportRequest& r, const nn::ModelSpec& model,
   write_image((out / (name + "_path.png")).string(),
               plot(a.path_alpha, {path_f, a.path_cumulative}, {{{40, 40, 40}}, {{220, 40, 30}}}));
 
-  nlohmann::json j;
+  nlohmann::json j = report(a, model.graph);
   j["image"] = image_path;
   j["name"] = name;
   j["predicted"] = predicted;
-  j["label"] = static_cast<std::size_t>(predicted) < model.graph.labels.size() ? model.graph.labels[static_cast<std::size_t>(predicted)] : "";
-  j["probability"] = 1.0 / total;
-  j["rule"] = rule_name(ig.rule);
-  j["steps"] = a.steps;
+  j["label"] = j.value("label", std::string());
   j["pieces"] = a.pieces;
-  j["f_input"] = a.f_input;
-  j["f_baseline"] = a.f_baseline;
-  j["sum"] = a.sum;
-  j["delta"] = a.delta;
-  j["relative_delta"] = a.relative_delta;
-  j["seconds"] = a.seconds;
+  j["probability"] = 1.0 / total;
   j["gausslegendre50_relative_delta"] = gl50.relative_delta;
   j["gausslegendre50_relative_l2_from_this"] = relative_l2(gl50.values, a.values);
   return j;

@@ -44,11 +44,11 @@ void check_softmax(std::size_t rows, std::size_t n) {
   std::vector<T> fast(rows * n), slow(rows * n);
   // xsimd's exp is within a few ulps of std::exp
   const double tolerance = 16 * std::numeric_limits<T>::epsilon();
-  kernels::softmax_rows(x.data(), fast.data(), rows, n);
-  kernels::softmax_rows_reference(x.data(), slow.data(), rows, n);
+  kernels::softmax(x.data(), fast.data(), rows, n, 1);
+  kernels::softmax_reference(x.data(), slow.data(), rows, n, 1);
   for (std::size_t i = 0; i < x.size(); ++i) CHECK(std::abs(double(fast[i]) - double(slow[i])) <= tolerance * std::max(1e-30, double(slow[i])) + 1e-300);
-  kernels::log_softmax_rows(x.data(), fast.data(), rows, n);
-  kernels::log_softmax_rows_reference(x.data(), slow.data(), rows, n);
+  kernels::log_softmax(x.data(), fast.data(), rows, n, 1);
+  kernels::log_softmax_reference(x.data(), slow.data(), rows, n, 1);
   for (std::size_t i = 0; i < x.size(); ++i) CHECK(std::abs(double(fast[i]) - double(slow[i])) <= tolerance * (1 + std::abs(double(slow[i]))));
 }
 
@@ -79,10 +79,10 @@ TEST_CASE("activation kernels give the same bits on one thread or two") {
   const int threads = omp_get_max_threads();
   omp_set_num_threads(1);
   kernels::relu_forward(x.data(), one.data(), n);
-  kernels::softmax_rows(x.data(), p1.data(), 512, 1024);
+  kernels::softmax(x.data(), p1.data(), 512, 1024, 1);
   omp_set_num_threads(2);
   kernels::relu_forward(x.data(), two.data(), n);
-  kernels::softmax_rows(x.data(), p2.data(), 512, 1024);
+  kernels::softmax(x.data(), p2.data(), 512, 1024, 1);
   omp_set_num_threads(threads);
   CHECK(one == two);
   CHECK(p1 == p2);

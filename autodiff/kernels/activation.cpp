@@ -97,10 +97,30 @@ T exp_row(const T* x, T* e, std::size_t n, T& top) {
   return sum;
 }
 
+// The reference's loop, for rows that are not contiguous: [outer, inner] rows of n values,
+// `inner` apart; `log` picks log_softmax.
 template <class T>
-void softmax_rows(const T* x, T* y, std::size_t rows, std::size_t n) {
-#pragma omp parallel for schedule(static) if (rows * n >= threaded)
-  for (std::size_t r = 0; r < rows; ++r) {
+void strided_softmax(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner, bool log) {
+  // [outer, inner] rows
+  for (std::size_t o = 0; o < outer; ++o)
+    for (std::size_t i = 0; i < inner; ++i) {
+      const T* xr = x + o * n * inner + i;
+      T* yr = y + o * n * inner + i;
+      T top = xr[0];
+      for (std::size_t k = 1; k < n; ++k) top = std::max(top, xr[k * inner]);
+      T total = 0;
+      for (std::size_t k = 0; k < n; ++k) total += std::exp(xr[k * inner] - top);
+      const T log_total = top + std::log(total);
+      for (std::size_t k = 0; k < n; ++k)
+        yr[k * inner] = log ? xr[k * inner] - log_total : std::exp(xr[k * inner] - top) / total;
+    }
+}
+
+template <class T>
+void softmax(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner) {
+  if (inner != 1) return strided_softmax(x, y, outer, n, inner, false);
+#pragma omp parallel for schedule(static) if (outer * n >= threaded)
+  for (std::size_t r = 0; r < outer; ++r) {
     T top;
     const T scale = T(1) / exp_row(x + r * n, y + r * n, n, top);
     for (std::size_t i = 0; i < n; ++i) y[r * n + i] *= scale;
@@ -108,9 +128,10 @@ void softmax_rows(const T* x, T* y, std::size_t rows, std::size_t n) {
 }
 
 template <class T>
-void log_softmax_rows(const T* x, T* y, std::size_t rows, std::size_t n) {
-#pragma omp parallel for schedule(static) if (rows * n >= threaded)
-  for (std::size_t r = 0; r < rows; ++r) {
+void log_softmax(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner) {
+  if (inner != 1) return strided_softmax(x, y, outer, n, inner, true);
+#pragma omp parallel for schedule(static) if (outer * n >= threaded)
+  for (std::size_t r = 0; r < outer; ++r) {
     T top;
     const T log_total = std::log(exp_row(x + r * n, y + r * n, n, top)) + top;  // y holds exp(x - max) meanwhile
     for (std::size_t i = 0; i < n; ++i) y[r * n + i] = x[r * n + i] - log_total;
@@ -135,38 +156,26 @@ void relu_tangent_reference(const T* x, const T* tx, T* ty, std::size_t n) {
 }
 
 template <class T>
-void softmax_rows_reference(const T* x, T* y, std::size_t rows, std::size_t n) {
-  for (std::size_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * n;
-    const T top = *std::max_element(xr, xr + n);
-    T total = 0;
-    for (std::size_t i = 0; i < n; ++i) total += std::exp(xr[i] - top);
-    for (std::size_t i = 0; i < n; ++i) y[r * n + i] = std::exp(xr[i] - top) / total;
-  }
+void softmax_reference(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner) {
+  strided_softmax(x, y, outer, n, inner, false);
 }
 
 template <class T>
-void log_softmax_rows_reference(const T* x, T* y, std::size_t rows, std::size_t n) {
-  for (std::size_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * n;
-    const T top = *std::max_element(xr, xr + n);
-    T total = 0;
-    for (std::size_t i = 0; i < n; ++i) total += std::exp(xr[i] - top);
-    for (std::size_t i = 0; i < n; ++i) y[r * n + i] = xr[i] - top - std::log(total);
-  }
+void log_softmax_reference(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner) {
+  strided_softmax(x, y, outer, n, inner, true);
 }
 
 #define AX_ACTIVATION(T)                                                                        \
   template void relu_forward(const T*, T*, std::size_t);                                        \
   template void relu_backward(const T*, const T*, T*, std::size_t);                             \
   template void relu_tangent(const T*, const T*, T*, std::size_t);                              \
-  template void softmax_rows(const T*, T*, std::size_t, std::size_t);                           \
-  template void log_softmax_rows(const T*, T*, std::size_t, std::size_t);                       \
+  template void softmax(const T*, T*, std::size_t, std::size_t, std::size_t);                   \
+  template void log_softmax(const T*, T*, std::size_t, std::size_t, std::size_t);               \
   template void relu_forward_reference(const T*, T*, std::size_t);                              \
   template void relu_backward_reference(const T*, const T*, T*, std::size_t);                   \
   template void relu_tangent_reference(const T*, const T*, T*, std::size_t);                    \
-  template void softmax_rows_reference(const T*, T*, std::size_t, std::size_t);                 \
-  template void log_softmax_rows_reference(const T*, T*, std::size_t, std::size_t);
+  template void softmax_reference(const T*, T*, std::size_t, std::size_t, std::size_t);         \
+  template void log_softmax_reference(const T*, T*, std::size_t, std::size_t, std::size_t);
 AX_ACTIVATION(float)
 AX_ACTIVATION(double)
 

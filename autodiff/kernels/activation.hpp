@@ -14,15 +14,16 @@ template <class T> void relu_backward(const T* x, const T* gy, T* gx, std::size_
 // ty = tx where x > 0, else 0
 template <class T> void relu_tangent(const T* x, const T* tx, T* ty, std::size_t n);
 
-// y[r, :] = softmax(x[r, :]) for `rows` contiguous rows of n values (the maximum subtracted first)
-template <class T> void softmax_rows(const T* x, T* y, std::size_t rows, std::size_t n);
-// y[r, :] = x[r, :] - max - log sum exp(x[r, :] - max)
-template <class T> void log_softmax_rows(const T* x, T* y, std::size_t rows, std::size_t n);
+// Along the middle axis of x seen as [outer, n, inner] (the row maximum subtracted first):
+// y = softmax(x), and y = x - max - log sum exp(x - max). Rows are contiguous when inner == 1
+// and then run in SIMD registers.
+template <class T> void softmax(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner);
+template <class T> void log_softmax(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner);
 
 template <class T> void relu_forward_reference(const T* x, T* y, std::size_t n);
 template <class T> void relu_backward_reference(const T* x, const T* gy, T* gx, std::size_t n);
 template <class T> void relu_tangent_reference(const T* x, const T* tx, T* ty, std::size_t n);
-template <class T> void softmax_rows_reference(const T* x, T* y, std::size_t rows, std::size_t n);
-template <class T> void log_softmax_rows_reference(const T* x, T* y, std::size_t rows, std::size_t n);
+template <class T> void softmax_reference(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner);
+template <class T> void log_softmax_reference(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner);
 
 }  // namespace ax::kernels

@@ -26,17 +26,8 @@ struct Softmax {
   static constexpr const char* name = "softmax";
   template <class T> static Shape shape(const OpContext<T>& c) { return same_shape(c); }
   template <class T> static void forward(OpContext<T>& c) {
-    const T* x = c.x(0).data();
-    T* y = c.y().data();
     const kernels::AxisSplit s = kernels::split_at(c.x(0).shape(), static_cast<std::size_t>(c.attrs().axis));
-    if (s.inner == 1) return kernels::softmax_rows(x, y, s.outer, s.n);  // contiguous rows: SIMD
-    for_each_row(c, [&](std::size_t at, std::size_t n, std::size_t step) {
-      T top = x[at];
-      for (std::size_t k = 1; k < n; ++k) top = std::max(top, x[at + k * step]);
-      T total = 0;
-      for (std::size_t k = 0; k < n; ++k) total += (y[at + k * step] = std::exp(x[at + k * step] - top));
-      for (std::size_t k = 0; k < n; ++k) y[at + k * step] /= total;
-    });
+    kernels::softmax(c.x(0).data(), c.y().data(), s.outer, s.n, s.inner);
   }
   template <class T> static void backward(OpContext<T>& c) {
     const T* y = c.y().data();
@@ -66,18 +57,8 @@ struct LogSoftmax {
   static constexpr const char* name = "log_softmax";
   template <class T> static Shape shape(const OpContext<T>& c) { return same_shape(c); }
   template <class T> static void forward(OpContext<T>& c) {
-    const T* x = c.x(0).data();
-    T* y = c.y().data();
     const kernels::AxisSplit s = kernels::split_at(c.x(0).shape(), static_cast<std::size_t>(c.attrs().axis));
-    if (s.inner == 1) return kernels::log_softmax_rows(x, y, s.outer, s.n);  // contiguous rows: SIMD
-    for_each_row(c, [&](std::size_t at, std::size_t n, std::size_t step) {
-      T top = x[at];
-      for (std::size_t k = 1; k < n; ++k) top = std::max(top, x[at + k * step]);
-      T total = 0;
-      for (std::size_t k = 0; k < n; ++k) total += std::exp(x[at + k * step] - top);
-      const T log_total = top + std::log(total);
-      for (std::size_t k = 0; k < n; ++k) y[at + k * step] = x[at + k * step] - log_total;
-    });
+    kernels::log_softmax(c.x(0).data(), c.y().data(), s.outer, s.n, s.inner);
   }
   template <class T> static void backward(OpContext<T>& c) {
     const T* y = c.y().data();
