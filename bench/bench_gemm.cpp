@@ -8,7 +8,7 @@
 // is printed beside it, as what the kernel does when nothing else competes for the cores.
 #include "../autodiff/kernels/gemm.hpp"
 
-#include <xsimd/xsimd.hpp>
+#include "../autodiff/kernels/simd.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -21,12 +21,6 @@
 #endif
 
 namespace {
-
-#if XSIMD_WITH_FMA3_AVX2
-using Arch = xsimd::fma3<xsimd::avx2>;
-#else
-using Arch = xsimd::default_arch;
-#endif
 
 double seconds_now() {
   using clock = std::chrono::steady_clock;
@@ -61,7 +55,7 @@ void set_threads(int n) {
 // GFLOP/s of `threads` threads each running `chains` independent fma chains on float batches.
 // acc = acc * m + d converges to d / (1 - m), so the values stay normal and finite.
 MedianBest fma_peak_gflops(int threads, int runs) {
-  using B = xsimd::batch<float, Arch>;
+  using B = ax::kernels::Batch<float>;
   constexpr int chains = 12;          // > FMA latency x FMA ports, so the ports never wait
   constexpr long iterations = 20'000'000;
   volatile float sink = 0;
@@ -111,7 +105,7 @@ int main() {
   const MedianBest peak1 = fma_peak_gflops(1, 7);
   const MedianBest peak2 = fma_peak_gflops(2, 7);
   std::printf("FMA peak (float, %d-lane fma, 12 chains), 7 runs: median and fastest\n",
-              int(xsimd::batch<float, Arch>::size));
+              int(ax::kernels::Batch<float>::size));
   std::printf("  1 thread   %7.1f %7.1f GFLOP/s\n", peak1.median, peak1.best);
   std::printf("  2 threads  %7.1f %7.1f GFLOP/s\n", peak2.median, peak2.best);
   std::printf("  (percentages below are of the fastest: another process on a core lowers the median)\n\n");

@@ -1,21 +1,12 @@
 #include "activation.hpp"
 
-#include <xsimd/xsimd.hpp>
+#include "simd.hpp"
 
 #include <algorithm>
 #include <cmath>
 
 namespace ax::kernels {
 namespace {
-
-#if XSIMD_WITH_FMA3_AVX2
-using Arch = xsimd::fma3<xsimd::avx2>;
-#else
-using Arch = xsimd::default_arch;
-#endif
-
-template <class T>
-using Batch = xsimd::batch<T, Arch>;
 
 // Elementwise loops split in fixed blocks among threads, only when there is enough work to pay
 // for waking them.

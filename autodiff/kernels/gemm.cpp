@@ -12,7 +12,7 @@
 // there, and one micro-kernel serves every case.
 #include "gemm.hpp"
 
-#include <xsimd/xsimd.hpp>
+#include "simd.hpp"
 
 #include <algorithm>
 #include <cstdlib>
@@ -24,15 +24,6 @@
 
 namespace ax::kernels {
 namespace {
-
-#if XSIMD_WITH_FMA3_AVX2
-using Arch = xsimd::fma3<xsimd::avx2>;  // 256-bit registers, fused multiply-add
-#else
-using Arch = xsimd::default_arch;       // a portable build: same algorithm, narrower tile
-#endif
-
-template <class T>
-using Batch = xsimd::batch<T, Arch>;
 
 // Register tile and cache blocks, in elements. The tile is MR rows x NR = two registers wide:
 // 6 x 2 = 12 accumulators, plus two B registers and one broadcast A, of AVX2's 16 registers.
