@@ -126,3 +126,22 @@ TEST_CASE("bad usage exits 2, other failures exit 1, each with one line on stder
     CHECK(r.err.find(c.says) != std::string::npos);
   }
 }
+
+TEST_CASE("axiomatic report on the shipped model: exact IG, pictures and the report files") {
+  const std::string out = temp("report");
+  std::filesystem::remove_all(out);
+  const std::string model = std::string(AXIOMATIC_SOURCE) + "/examples/models/fashion_mnist.safetensors";
+  const std::string image = std::string(AXIOMATIC_SOURCE) + "/examples/images/test0008_sandal.png";
+  const Run r = run("report --model " + model + " --images " + image + " --out " + out);
+  REQUIRE(r.status == 0);
+  for (const char* file : {"report.md", "report.json", "test0008_sandal_overlay.png", "test0008_sandal_heatmap.png",
+                           "test0008_sandal_path.png"})
+    CHECK(std::filesystem::exists(out + "/" + file));
+  const nlohmann::json j = nlohmann::json::parse(slurp(out + "/report.json"))["images"][0];
+  CHECK(j["label"] == "Sandal");  // the shipped model gets this test image right
+  CHECK(j["rule"] == "exact");
+  CHECK(j["pieces"].get<std::size_t>() > 100);
+  CHECK(j["relative_delta"].get<double>() < 1e-5);  // float32, exact pieces
+  CHECK(j["gausslegendre50_relative_delta"].get<double>() > j["relative_delta"].get<double>());
+  CHECK(attr::read_png(out + "/test0008_sandal_overlay.png").shape() == Shape{3, 224, 224});
+}
