@@ -2,8 +2,11 @@
 // The op structs themselves (forward, backward and tangent side by side) are in ops/*.hpp.
 #include "ops.hpp"
 
+#include "ops/conv.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/linalg.hpp"
+#include "ops/norm.hpp"
+#include "ops/pool.hpp"
 #include "ops/reduce.hpp"
 #include "ops/shape.hpp"
 #include "ops/softmax.hpp"
@@ -134,6 +137,72 @@ template <class T> Var<T> log_softmax(Var<T> x, int axis) {
   return record<ops::LogSoftmax>({x}, attrs);
 }
 
+namespace {
+
+// The window attributes of conv2d and the pools (the rest keep Window2d's defaults).
+Attrs conv_attrs(Pair2d stride, Pair2d padding, Pair2d dilation, std::int64_t groups) {
+  Attrs attrs;
+  attrs.window.stride = stride;
+  attrs.window.padding = padding;
+  attrs.window.dilation = dilation;
+  attrs.window.groups = groups;
+  return attrs;
+}
+Attrs pool_attrs(Pair2d kernel, Pair2d stride, Pair2d padding, bool ceil_mode, bool count_include_pad) {
+  Attrs attrs;
+  attrs.window.kernel = kernel;
+  attrs.window.stride = stride;
+  attrs.window.padding = padding;
+  attrs.window.ceil_mode = ceil_mode;
+  attrs.window.count_include_pad = count_include_pad;
+  return attrs;
+}
+
+}  // namespace
+
+template <class T> Var<T> conv2d(Var<T> x, Var<T> weight, Pair2d stride, Pair2d padding, Pair2d dilation,
+                                 std::int64_t groups) {
+  return record<ops::Conv2d>({x, weight}, conv_attrs(stride, padding, dilation, groups));
+}
+template <class T> Var<T> conv2d(Var<T> x, Var<T> weight, Var<T> bias, Pair2d stride, Pair2d padding,
+                                 Pair2d dilation, std::int64_t groups) {
+  return record<ops::Conv2d>({x, weight, bias}, conv_attrs(stride, padding, dilation, groups));
+}
+
+template <class T> Var<T> maxpool2d(Var<T> x, Pair2d kernel) { return maxpool2d(x, kernel, kernel); }
+template <class T> Var<T> maxpool2d(Var<T> x, Pair2d kernel, Pair2d stride, Pair2d padding, bool ceil_mode) {
+  return record<ops::MaxPool2d>({x}, pool_attrs(kernel, stride, padding, ceil_mode, true));
+}
+template <class T> Var<T> avgpool2d(Var<T> x, Pair2d kernel) { return avgpool2d(x, kernel, kernel); }
+template <class T> Var<T> avgpool2d(Var<T> x, Pair2d kernel, Pair2d stride, Pair2d padding, bool ceil_mode,
+                                    bool count_include_pad) {
+  return record<ops::AvgPool2d>({x}, pool_attrs(kernel, stride, padding, ceil_mode, count_include_pad));
+}
+template <class T> Var<T> adaptive_avgpool2d(Var<T> x, Pair2d output_size) {
+  Attrs attrs;
+  attrs.window.output_size = output_size;
+  return record<ops::AdaptiveAvgPool2d>({x}, attrs);
+}
+
+template <class T> Var<T> batchnorm2d(Var<T> x, Var<T> running_mean, Var<T> running_var, double eps) {
+  Attrs attrs;
+  attrs.a = eps;
+  return record<ops::BatchNorm2d>({x, running_mean, running_var}, attrs);
+}
+template <class T> Var<T> batchnorm2d(Var<T> x, Var<T> running_mean, Var<T> running_var, Var<T> weight,
+                                      Var<T> bias, double eps) {
+  Attrs attrs;
+  attrs.a = eps;
+  return record<ops::BatchNorm2d>({x, running_mean, running_var, weight, bias}, attrs);
+}
+
+template <class T> Var<T> normalize(Var<T> x, const std::vector<double>& mean, const std::vector<double>& stddev) {
+  Attrs attrs;
+  attrs.mean = mean;
+  attrs.stddev = stddev;
+  return record<ops::Normalize>({x}, attrs);
+}
+
 #define AX_INSTANTIATE_OPS(T)                                              \
   template Var<T> operator+(Var<T>, Var<T>);                               \
   template Var<T> operator-(Var<T>, Var<T>);                               \
@@ -157,7 +226,21 @@ template <class T> Var<T> log_softmax(Var<T> x, int axis) {
   template Var<T> flatten(Var<T>, int);                                    \
   template Var<T> concat(const std::vector<Var<T>>&, int);                 \
   template Var<T> softmax(Var<T>, int);                                    \
-  template Var<T> log_softmax(Var<T>, int);
+  template Var<T> log_softmax(Var<T>, int);                                \
+  template Var<T> conv2d(Var<T>, Var<T>, Pair2d, Pair2d, Pair2d,           \
+                         std::int64_t);                                    \
+  template Var<T> conv2d(Var<T>, Var<T>, Var<T>, Pair2d, Pair2d, Pair2d,   \
+                         std::int64_t);                                    \
+  template Var<T> maxpool2d(Var<T>, Pair2d);                               \
+  template Var<T> maxpool2d(Var<T>, Pair2d, Pair2d, Pair2d, bool);         \
+  template Var<T> avgpool2d(Var<T>, Pair2d);                               \
+  template Var<T> avgpool2d(Var<T>, Pair2d, Pair2d, Pair2d, bool, bool);   \
+  template Var<T> adaptive_avgpool2d(Var<T>, Pair2d);                      \
+  template Var<T> batchnorm2d(Var<T>, Var<T>, Var<T>, double);             \
+  template Var<T> batchnorm2d(Var<T>, Var<T>, Var<T>, Var<T>, Var<T>,       \
+                              double);                                     \
+  template Var<T> normalize(Var<T>, const std::vector<double>&,            \
+                            const std::vector<double>&);
 
 AX_INSTANTIATE_OPS(float)
 AX_INSTANTIATE_OPS(double)

@@ -6,6 +6,7 @@
 
 #include "tape.hpp"
 
+#include <cstdint>
 #include <vector>
 
 namespace ax {
@@ -56,5 +57,33 @@ template <class T> Var<T> concat(const std::vector<Var<T>>& xs, int axis);
 
 template <class T> Var<T> softmax(Var<T> x, int axis = -1);
 template <class T> Var<T> log_softmax(Var<T> x, int axis = -1);
+
+// ---- convolutional networks: x is [N, C, H, W]; PyTorch's functions of the same names ----
+// Pairs are [h, w], and one number means both: conv2d(x, w, b, 2, 1) has stride 2, padding 1.
+
+// weight[O, C/groups, KH, KW], bias[O]; zero padding. groups == C == O is a depthwise convolution.
+template <class T> Var<T> conv2d(Var<T> x, Var<T> weight, Pair2d stride = 1, Pair2d padding = 0,
+                                 Pair2d dilation = 1, std::int64_t groups = 1);
+template <class T> Var<T> conv2d(Var<T> x, Var<T> weight, Var<T> bias, Pair2d stride = 1, Pair2d padding = 0,
+                                 Pair2d dilation = 1, std::int64_t groups = 1);
+// The stride is the kernel unless given. Padding (at most half the kernel) is -inf for maxpool2d
+// and zeros for avgpool2d, whose divisor counts it unless count_include_pad is false. ceil_mode
+// rounds the output size up, dropping a last window that would start in the right padding.
+// maxpool2d's gradient (and tangent) goes to the first maximum of a window in row-major order.
+template <class T> Var<T> maxpool2d(Var<T> x, Pair2d kernel);
+template <class T> Var<T> maxpool2d(Var<T> x, Pair2d kernel, Pair2d stride, Pair2d padding = 0, bool ceil_mode = false);
+template <class T> Var<T> avgpool2d(Var<T> x, Pair2d kernel);
+template <class T> Var<T> avgpool2d(Var<T> x, Pair2d kernel, Pair2d stride, Pair2d padding = 0, bool ceil_mode = false,
+                                    bool count_include_pad = true);
+// Output [N, C, oh, ow], window i over rows [floor(i H / oh), ceil((i + 1) H / oh)); any size >= 1.
+template <class T> Var<T> adaptive_avgpool2d(Var<T> x, Pair2d output_size);
+// BatchNorm2d in eval mode: (x - running_mean) / sqrt(running_var + eps) * weight + bias per
+// channel; all of [C]. Without weight and bias, they are 1 and 0.
+template <class T> Var<T> batchnorm2d(Var<T> x, Var<T> running_mean, Var<T> running_var, double eps = 1e-5);
+template <class T> Var<T> batchnorm2d(Var<T> x, Var<T> running_mean, Var<T> running_var, Var<T> weight,
+                                      Var<T> bias, double eps = 1e-5);
+// (x - mean[c]) / stddev[c] per channel c on dimension 1 (any rank >= 2), as torchvision's
+// Normalize: constants, one per channel or one for all; stddev > 0.
+template <class T> Var<T> normalize(Var<T> x, const std::vector<double>& mean, const std::vector<double>& stddev);
 
 }  // namespace ax

@@ -14,7 +14,9 @@ using namespace ax;
 
 namespace {
 
-// A network that uses every op family: linear, elementwise, concat, reshape, reductions, softmax.
+// A network that uses every op family: linear, elementwise, concat, reshape, reductions, softmax,
+// and a convolutional branch (normalize, conv2d, batchnorm2d, the three pools) on the input seen
+// as a 4 x 4 image, with one convolution weight asking for its gradient.
 struct Net {
   Tape<float> tape;
   Var<float> x, out;
@@ -28,7 +30,20 @@ struct Net {
     const Var<float> g = reshape(leaky_relu(h, 0.1) * sigmoid(h), {8, 4});  // [B, 8, 4]
     const Var<float> k = concat(std::vector<Var<float>>{g, tanh(g)}, 1);  // [B, 16, 4]
     const Var<float> m = mean(matmul(k, w2), 1);                          // [B, 8]
-    out = sum(log_softmax(flatten(exp(m / 2.0) - 1.0)) + softmax(m) / (exp(m) + 1.0));
+    const Var<float> dense = sum(log_softmax(flatten(exp(m / 2.0) - 1.0)) + softmax(m) / (exp(m) + 1.0));
+
+    const Var<float> image = normalize(reshape(x, {1, 4, 4}), {0.5}, {2.0});  // [B, 1, 4, 4]
+    const Var<float> wc = tape.parameter(test::uniform<float>({4, 1, 3, 3}, -0.5, 0.5, rng));
+    const Var<float> bc = tape.parameter(test::uniform<float>({4}, -0.1, 0.1, rng));
+    const Var<float> running_mean = tape.parameter(test::uniform<float>({4}, -0.1, 0.1, rng));
+    const Var<float> running_var = tape.parameter(test::uniform<float>({4}, 0.5, 1.5, rng));
+    const Var<float> gamma = tape.parameter(test::uniform<float>({4}, 0.5, 1.5, rng));
+    const Var<float> beta = tape.parameter(test::uniform<float>({4}, -0.1, 0.1, rng));
+    const Var<float> wg = tape.parameter(test::uniform<float>({4, 2, 3, 3}, -0.5, 0.5, rng), true);
+    const Var<float> c1 = batchnorm2d(conv2d(image, wc, bc, 1, 1), running_mean, running_var, gamma, beta);
+    const Var<float> c2 = conv2d(relu(c1), wg, 1, 2, 2, 2);                                   // [B, 4, 4, 4]
+    const Var<float> p = avgpool2d(maxpool2d(c2, 2), 3, 1, 1, true, false);                   // [B, 4, 2, 2]
+    out = dense + sum(adaptive_avgpool2d(p, {3, 1}));
   }
 };
 

@@ -1,0 +1,334 @@
+// Convolution by lowering to GEMM (im2col), and the direct loops it is tested against.
+// See conv.hpp for the shapes and the three products.
+#include "conv.hpp"
+
+#include "gemm.hpp"
+
+#include <algorithm>
+#include <cstddef>
+
+namespace ax::kernels {
+namespace {
+
+// Below this many elements moved, a lowering loop runs on one thread: waking a second thread
+// costs a few microseconds, about what copying this many elements takes.
+constexpr std::size_t kParallelMinElements = std::size_t(1) << 15;
+
+// col2im cuts planes into bands of rows until there are at least this many pieces of work, so
+// that two threads (or a few more) share them evenly.
+constexpr std::size_t kMinItems = 16;
+
+using Index = std::ptrdiff_t;
+
+// The output positions i in [0, out) whose input position i * stride + offset lies in [0, in).
+struct Range {
+  std::size_t begin, end;
+};
+Range inside(std::size_t out, std::size_t in, std::size_t stride, Index offset) {
+  const Index s = Index(stride);
+  const Index begin = offset >= 0 ? 0 : (-offset + s - 1) / s;
+  const Index end = Index(in) - offset <= 0 ? 0 : (Index(in) - offset + s - 1) / s;
+  const std::size_t e = std::min(out, std::size_t(end));
+  return {std::min(std::size_t(begin), e), e};
+}
+
+// Where row r = (c, kh, kw) of the column matrix reads: channel c, and the offsets of input
+// row and column from oh SH and ow SW.
+struct PatchRow {
+  std::size_t c;
+  Index off_h, off_w;
+};
+PatchRow patch_row(const Conv2dShape& s, std::size_t r) {
+  const std::size_t kw = r % s.kernel_w, kh = r / s.kernel_w % s.kernel_h, c = r / (s.kernel_w * s.kernel_h);
+  return {c, Index(kh * s.dilation_h) - Index(s.pad_h), Index(kw * s.dilation_w) - Index(s.pad_w)};
+}
+
+// col[K, nb P] <- the windows of x[n0 .. n0 + nb, c0 .. c0 + C/G]; row (c, kh, kw), column
+// (sample j, oh, ow). Each (row, sample) block of P columns is one thread's.
+template <class T>
+void im2col(const Conv2dShape& s, const T* x, std::size_t n0, std::size_t nb, std::size_t c0, T* col) {
+  const std::size_t H = s.in_h, W = s.in_w, OH = s.out_h(), OW = s.out_w(), P = OH * OW;
+  const std::size_t rows = s.patch(), width = nb * P, sh = s.stride_h, sw = s.stride_w;
+  const Index items = Index(rows * nb);
+  // [K x nb] blocks, each [OH, OW]
+#pragma omp parallel for schedule(static) if (rows * width >= kParallelMinElements)
+  for (Index item = 0; item < items; ++item) {
+    const std::size_t r = std::size_t(item) / nb, j = std::size_t(item) % nb;
+    const PatchRow p = patch_row(s, r);
+    const T* plane = x + ((n0 + j) * s.in_channels + c0 + p.c) * H * W;
+    T* out = col + r * width + j * P;
+    const Range rh = inside(OH, H, sh, p.off_h), rw = inside(OW, W, sw, p.off_w);
+    std::fill(out, out + rh.begin * OW, T(0));  // window rows above the input
+    for (std::size_t oh = rh.begin; oh < rh.end; ++oh) {
+      const T* xrow = plane + std::size_t(Index(oh * sh) + p.off_h) * W;
+      T* o = out + oh * OW;
+      std::fill(o, o + rw.begin, T(0));
+      if (sw == 1 && rw.begin < rw.end) {  // a contiguous run of the input row
+        const T* from = xrow + std::size_t(Index(rw.begin) + p.off_w);
+        std::copy(from, from + (rw.end - rw.begin), o + rw.begin);
+      } else {
+        for (std::size_t ow = rw.begin; ow < rw.end; ++ow) o[ow] = xrow[std::size_t(Index(ow * sw) + p.off_w)];
+      }
+      std::fill(o + rw.end, o + OW, T(0));
+    }
+    std::fill(out + rh.end * OW, out + P, T(0));  // and below it
+  }
+}
+
+// gx[n0 .. n0 + nb, c0 .. c0 + C/G] += the columns dcol[K, nb P] added back where im2col read
+// them. A thread takes one band of input rows of one (sample, channel) plane, so that a single
+// image's three channels still split evenly; every element receives its KH KW taps in order,
+// wherever the bands fall.
+template <class T>
+void col2im_add(const Conv2dShape& s, const T* dcol, std::size_t n0, std::size_t nb, std::size_t c0, T* gx) {
+  const std::size_t H = s.in_h, W = s.in_w, OH = s.out_h(), OW = s.out_w(), P = OH * OW;
+  const std::size_t cg = s.group_in(), taps = s.kernel_h * s.kernel_w, width = nb * P;
+  const std::size_t sh = s.stride_h, sw = s.stride_w;
+  const std::size_t planes = nb * cg, bands = std::min(H, (kMinItems + planes - 1) / planes);
+  const Index items = Index(planes * bands);
+  // [nb x C/G x bands] items, each summing KH KW taps of [OH, OW] into rows [r0, r1) of a plane
+#pragma omp parallel for schedule(static) if (s.patch() * width >= kParallelMinElements)
+  for (Index item = 0; item < items; ++item) {
+    const std::size_t j = std::size_t(item) / bands / cg, c = std::size_t(item) / bands % cg;
+    const std::size_t band = std::size_t(item) % bands, r0 = H * band / bands, r1 = H * (band + 1) / bands;
+    T* plane = gx + ((n0 + j) * s.in_channels + c0 + c) * H * W;
+    for (std::size_t t = 0; t < taps; ++t) {
+      const PatchRow p = patch_row(s, c * taps + t);
+      const T* d = dcol + (c * taps + t) * width + j * P;
+      // the output rows whose input row oh SH + off_h falls in the band
+      const Range rh = inside(OH, r1 - r0, sh, p.off_h - Index(r0)), rw = inside(OW, W, sw, p.off_w);
+      for (std::size_t oh = rh.begin; oh < rh.end; ++oh) {
+        T* grow = plane + std::size_t(Index(oh * sh) + p.off_h) * W;
+        const T* drow = d + oh * OW;
+        for (std::size_t ow = rw.begin; ow < rw.end; ++ow) grow[std::size_t(Index(ow * sw) + p.off_w)] += drow[ow];
+      }
+    }
+  }
+}
+
+
+// y[n0 + j, o0 + o, :] = (accumulate ? y : 0) + block[o, j P .. (j + 1) P] + bias[o0 + o]
+template <class T>
+void scatter_output(const Conv2dShape& s, const T* block, const T* bias, std::size_t n0, std::size_t nb,
+                    std::size_t o0, bool accumulate, T* y) {
+  const std::size_t P = s.out_pixels(), og = s.group_out(), width = nb * P;
+  const Index items = Index(nb * og);
+  // [nb x O/G] rows of P pixels
+#pragma omp parallel for schedule(static) if (og * width >= kParallelMinElements)
+  for (Index item = 0; item < items; ++item) {
+    const std::size_t j = std::size_t(item) / og, o = std::size_t(item) % og;
+    const T* b = block + o * width + j * P;
+    T* out = y + ((n0 + j) * s.out_channels + o0 + o) * P;
+    const T shift = bias ? bias[o0 + o] : T(0);
+    if (accumulate)
+      for (std::size_t p = 0; p < P; ++p) out[p] += b[p] + shift;
+    else
+      for (std::size_t p = 0; p < P; ++p) out[p] = b[p] + shift;
+  }
+}
+
+// rows[o, :] = (accumulate ? rows[o, :] : 0) + bias[o], for O/G rows of P: a one-sample output
+// ready for the GEMM to add onto
+template <class T>
+void add_bias_rows(const T* bias, std::size_t rows, std::size_t P, bool accumulate, T* y) {
+  // [rows, P]
+  for (std::size_t o = 0; o < rows; ++o)
+    if (accumulate)
+      for (std::size_t p = 0; p < P; ++p) y[o * P + p] += bias[o];
+    else
+      std::fill(y + o * P, y + (o + 1) * P, bias[o]);
+}
+
+// block[o, j P .. (j + 1) P] = gy[n0 + j, o0 + o, :]: one group's output gradient as a matrix
+template <class T>
+void gather_output(const Conv2dShape& s, const T* gy, std::size_t n0, std::size_t nb, std::size_t o0, T* block) {
+  const std::size_t P = s.out_pixels(), og = s.group_out(), width = nb * P;
+  const Index items = Index(nb * og);
+  // [nb x O/G] rows of P pixels
+#pragma omp parallel for schedule(static) if (og * width >= kParallelMinElements)
+  for (Index item = 0; item < items; ++item) {
+    const std::size_t j = std::size_t(item) / og, o = std::size_t(item) % og;
+    const T* in = gy + ((n0 + j) * s.out_channels + o0 + o) * P;
+    std::copy(in, in + P, block + o * width + j * P);
+  }
+}
+
+}  // namespace
+
+std::size_t conv2d_chunk(const Conv2dShape& s, std::size_t element_bytes, std::size_t budget_bytes) {
+  const std::size_t per_sample = s.out_pixels() * (s.patch() + s.group_out()) * element_bytes;
+  const std::size_t fits = per_sample == 0 ? s.batch : budget_bytes / per_sample;
+  return std::max<std::size_t>(1, std::min(s.batch, fits));
+}
+
+std::size_t conv2d_workspace(const Conv2dShape& s) {
+  return s.chunk * s.out_pixels() * (s.patch() + s.group_out());
+}
+
+// Workspace layout for all three: col or dcol [K, chunk P], then block [O/G, chunk P]. A chunk of
+// one sample needs no block: its group's output rows are already a matrix [O/G, P] inside y or gy,
+// which the GEMM then reads or writes in place.
+
+template <class T>
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, bool accumulate,
+                    T* workspace) {
+  const std::size_t K = s.patch(), og = s.group_out(), P = s.out_pixels();
+  T* col = workspace;
+  T* block = workspace + s.chunk * P * K;
+  for (std::size_t n0 = 0; n0 < s.batch; n0 += s.chunk) {
+    const std::size_t nb = std::min(s.chunk, s.batch - n0), width = nb * P;
+    for (std::size_t g = 0; g < s.groups; ++g) {
+      im2col(s, x, n0, nb, g * s.group_in(), col);
+      const T* w_g = w + g * og * K;
+      if (nb == 1) {  // y_g[O/G, P] = (accumulate ? y_g : 0) + bias_g + w_g[O/G, K] col[K, P]
+        T* y_g = y + (n0 * s.out_channels + g * og) * P;
+        if (bias) add_bias_rows(bias + g * og, og, P, accumulate, y_g);
+        gemm<T>(false, false, og, P, K, T(1), w_g, K, col, P, T(accumulate || bias ? 1 : 0), y_g, P);
+      } else {  // block[O/G, width] = w_g[O/G, K] col[K, width], then moved into y
+        gemm<T>(false, false, og, width, K, T(1), w_g, K, col, width, T(0), block, width);
+        scatter_output(s, block, bias, n0, nb, g * og, accumulate, y);
+      }
+    }
+  }
+}
+
+template <class T>
+void conv2d_backward_data(const Conv2dShape& s, const T* gy, const T* w, T* gx, T* workspace) {
+  const std::size_t K = s.patch(), og = s.group_out(), P = s.out_pixels();
+  T* dcol = workspace;
+  T* block = workspace + s.chunk * P * K;
+  for (std::size_t n0 = 0; n0 < s.batch; n0 += s.chunk) {
+    const std::size_t nb = std::min(s.chunk, s.batch - n0), width = nb * P;
+    for (std::size_t g = 0; g < s.groups; ++g) {
+      const T* gy_g = gy + (n0 * s.out_channels + g * og) * P;  // [O/G, P] rows of one sample
+      if (nb > 1) {
+        gather_output(s, gy, n0, nb, g * og, block);
+        gy_g = block;
+      }
+      // dcol[K, width] = w_g[O/G, K]^T gy_g[O/G, width]
+      gemm<T>(true, false, K, width, og, T(1), w + g * og * K, K, gy_g, width, T(0), dcol, width);
+      col2im_add(s, dcol, n0, nb, g * s.group_in(), gx);
+    }
+  }
+}
+
+template <class T>
+void conv2d_backward_weights(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* workspace) {
+  const std::size_t K = s.patch(), og = s.group_out(), P = s.out_pixels();
+  T* col = workspace;
+  T* block = workspace + s.chunk * P * K;
+  for (std::size_t n0 = 0; n0 < s.batch; n0 += s.chunk) {
+    const std::size_t nb = std::min(s.chunk, s.batch - n0), width = nb * P;
+    for (std::size_t g = 0; g < s.groups; ++g) {
+      im2col(s, x, n0, nb, g * s.group_in(), col);
+      const T* gy_g = gy + (n0 * s.out_channels + g * og) * P;  // [O/G, P] rows of one sample
+      if (nb > 1) {
+        gather_output(s, gy, n0, nb, g * og, block);
+        gy_g = block;
+      }
+      // gw_g[O/G, K] += gy_g[O/G, width] col[K, width]^T
+      gemm<T>(false, true, og, K, width, T(1), gy_g, width, col, width, T(1), gw + g * og * K, K);
+    }
+  }
+}
+
+template <class T>
+void conv2d_backward_bias(const Conv2dShape& s, const T* gy, T* gbias) {
+  const std::size_t P = s.out_pixels(), O = s.out_channels;
+  // [O] sums over [N, P], each channel by one thread in a fixed order
+#pragma omp parallel for schedule(static) if (s.batch * O * P >= kParallelMinElements)
+  for (Index o = 0; o < Index(O); ++o) {
+    T total = T(0);
+    for (std::size_t n = 0; n < s.batch; ++n) {
+      const T* row = gy + (n * O + std::size_t(o)) * P;
+      for (std::size_t p = 0; p < P; ++p) total += row[p];
+    }
+    gbias[o] += total;
+  }
+}
+
+// ---- references: the definition, one output (or one input) element at a time ----
+
+template <class T>
+void conv2d_forward_reference(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+  const Index H = Index(s.in_h), W = Index(s.in_w);
+  const std::size_t OH = s.out_h(), OW = s.out_w(), cg = s.group_in(), og = s.group_out();
+  // [N, O, OH, OW] outputs, each a sum over [C/G, KH, KW]
+  for (std::size_t n = 0; n < s.batch; ++n)
+    for (std::size_t o = 0; o < s.out_channels; ++o)
+      for (std::size_t oh = 0; oh < OH; ++oh)
+        for (std::size_t ow = 0; ow < OW; ++ow) {
+          T sum = bias ? bias[o] : T(0);
+          for (std::size_t c = 0; c < cg; ++c)
+            for (std::size_t kh = 0; kh < s.kernel_h; ++kh)
+              for (std::size_t kw = 0; kw < s.kernel_w; ++kw) {
+                const Index ih = Index(oh * s.stride_h + kh * s.dilation_h) - Index(s.pad_h);
+                const Index iw = Index(ow * s.stride_w + kw * s.dilation_w) - Index(s.pad_w);
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                const std::size_t ic = o / og * cg + c;
+                sum += x[((n * s.in_channels + ic) * s.in_h + std::size_t(ih)) * s.in_w + std::size_t(iw)] *
+                       w[((o * cg + c) * s.kernel_h + kh) * s.kernel_w + kw];
+              }
+          y[((n * s.out_channels + o) * OH + oh) * OW + ow] = sum;
+        }
+}
+
+template <class T>
+void conv2d_backward_data_reference(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
+  const Index H = Index(s.in_h), W = Index(s.in_w);
+  const std::size_t OH = s.out_h(), OW = s.out_w(), cg = s.group_in(), og = s.group_out();
+  // [N, O, OH, OW] x [C/G, KH, KW]: each product's input element receives gy w
+  for (std::size_t n = 0; n < s.batch; ++n)
+    for (std::size_t o = 0; o < s.out_channels; ++o)
+      for (std::size_t oh = 0; oh < OH; ++oh)
+        for (std::size_t ow = 0; ow < OW; ++ow) {
+          const T g = gy[((n * s.out_channels + o) * OH + oh) * OW + ow];
+          for (std::size_t c = 0; c < cg; ++c)
+            for (std::size_t kh = 0; kh < s.kernel_h; ++kh)
+              for (std::size_t kw = 0; kw < s.kernel_w; ++kw) {
+                const Index ih = Index(oh * s.stride_h + kh * s.dilation_h) - Index(s.pad_h);
+                const Index iw = Index(ow * s.stride_w + kw * s.dilation_w) - Index(s.pad_w);
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                const std::size_t ic = o / og * cg + c;
+                gx[((n * s.in_channels + ic) * s.in_h + std::size_t(ih)) * s.in_w + std::size_t(iw)] +=
+                    g * w[((o * cg + c) * s.kernel_h + kh) * s.kernel_w + kw];
+              }
+        }
+}
+
+template <class T>
+void conv2d_backward_weights_reference(const Conv2dShape& s, const T* x, const T* gy, T* gw) {
+  const Index H = Index(s.in_h), W = Index(s.in_w);
+  const std::size_t OH = s.out_h(), OW = s.out_w(), cg = s.group_in(), og = s.group_out();
+  // [O, C/G, KH, KW] weights, each a sum over [N, OH, OW]
+  for (std::size_t o = 0; o < s.out_channels; ++o)
+    for (std::size_t c = 0; c < cg; ++c)
+      for (std::size_t kh = 0; kh < s.kernel_h; ++kh)
+        for (std::size_t kw = 0; kw < s.kernel_w; ++kw) {
+          T sum = T(0);
+          for (std::size_t n = 0; n < s.batch; ++n)
+            for (std::size_t oh = 0; oh < OH; ++oh)
+              for (std::size_t ow = 0; ow < OW; ++ow) {
+                const Index ih = Index(oh * s.stride_h + kh * s.dilation_h) - Index(s.pad_h);
+                const Index iw = Index(ow * s.stride_w + kw * s.dilation_w) - Index(s.pad_w);
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                const std::size_t ic = o / og * cg + c;
+                sum += gy[((n * s.out_channels + o) * OH + oh) * OW + ow] *
+                       x[((n * s.in_channels + ic) * s.in_h + std::size_t(ih)) * s.in_w + std::size_t(iw)];
+              }
+          gw[((o * cg + c) * s.kernel_h + kh) * s.kernel_w + kw] += sum;
+        }
+}
+
+#define AX_INSTANTIATE_CONV_KERNELS(T)                                                            \
+  template void conv2d_forward<T>(const Conv2dShape&, const T*, const T*, const T*, T*, bool, T*); \
+  template void conv2d_backward_data<T>(const Conv2dShape&, const T*, const T*, T*, T*);          \
+  template void conv2d_backward_weights<T>(const Conv2dShape&, const T*, const T*, T*, T*);       \
+  template void conv2d_backward_bias<T>(const Conv2dShape&, const T*, T*);                        \
+  template void conv2d_forward_reference<T>(const Conv2dShape&, const T*, const T*, const T*, T*); \
+  template void conv2d_backward_data_reference<T>(const Conv2dShape&, const T*, const T*, T*);    \
+  template void conv2d_backward_weights_reference<T>(const Conv2dShape&, const T*, const T*, T*);
+AX_INSTANTIATE_CONV_KERNELS(float)
+AX_INSTANTIATE_CONV_KERNELS(double)
+
+}  // namespace ax::kernels
