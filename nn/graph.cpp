@@ -109,7 +109,7 @@ Var<T> record_node(NodeRecorder<T>& r, const std::vector<Var<T>>& in) {
     return adaptive_avgpool2d(in[0], Pair2d(n.output_size[0], n.output_size[1]));
   }
   if (op == "batchnorm2d") {
-    if (x.size() < 2) r.fail("batchnorm2d needs channels on dimension 1, got shape " + to_string(x));
+    if (x.size() != 4) r.fail("batchnorm2d needs an [N, C, H, W] input, got shape " + to_string(x));
     const Shape c{x[1]};
     const Var<T> mean = r.parameter("running_mean", c), var = r.parameter("running_var", c);
     if (r.has("weight") || r.has("bias")) {

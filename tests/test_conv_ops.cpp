@@ -8,6 +8,7 @@
 #include "autodiff/kernels/conv.hpp"
 #include "autodiff/kernels/pool.hpp"
 #include "autodiff/ops.hpp"
+#include "gradcheck_support.hpp"
 #include "support.hpp"
 
 #include <doctest/doctest.h>
@@ -30,21 +31,9 @@ using ax::test::uniform;
 
 namespace {
 
-using Vars = std::vector<Var<double>>;
+using test::Vars;
 
-// The tolerances of tests/test_ops.cpp: central differences with h = 1e-6 are accurate to about
-// 1e-9 relative on these O(1) functions; the dot test is exact up to rounding.
-constexpr double fd_tolerance = 1e-6;
-constexpr double dot_tolerance = 1e-11;
-
-void check(const GradcheckFunction& f, const std::vector<Tensor<double>>& inputs) {
-  const GradcheckReport r = gradcheck(f, inputs);
-  INFO(r.summary());
-  CHECK(r.checked > 0);
-  CHECK(r.backward_error < fd_tolerance);
-  CHECK(r.tangent_error < fd_tolerance);
-  CHECK(r.dot_error < dot_tolerance);
-}
+void check(const GradcheckFunction& f, const std::vector<Tensor<double>>& inputs) { test::check_gradients(f, inputs); }
 
 // Distinct values at least 1 / size apart, shuffled: no two elements of a max-pool window are
 // within the finite-difference step of each other, so no window's maximum switches during a check.
