@@ -18,12 +18,12 @@
 // `/usr/bin/python3 -c "import torch"` succeeds. It stays up in --serve mode: for each workload
 // the runs are split into rounds, and each round runs a block of ours and a block of the peer's
 // (the order alternating), so a burst of load from another process hits both sides alike. Each
-// side times its own runs; a workload's first block on each side is preceded by one untimed run.
+// side times its own runs; each side warms a workload up first (untimed runs for 0.3 s, at least one).
 // Figures are the median of all runs and the fastest run; peer/ours > 1 means we are faster.
-// After each section the bench prints how much of the machine's CPU other processes took
-// meanwhile (/proc/stat less this process, its children and the peer): figures taken while
-// another process competes for a core are slower on both sides, and a 2-thread run whose
-// second thread loses its core waits at every barrier.
+// The column `others` (and a line after each section) says how much of the machine's CPU other
+// processes took meanwhile (/proc/stat less this process, its children and the peer): figures
+// taken while another process competes for a core are slower on both sides, and a 2-thread run
+// whose second thread loses its core waits at every barrier. Trust the lines near 0%.
 //
 //   bench_networks [--no-peer] [--quick] [--wait-quiet S]
 //     --quick         fewer runs, for a smoke test
@@ -271,6 +271,7 @@ void wait_quiet(int limit) {
 struct Timing {
   std::vector<double> ours, peer;  // ms per run
   std::string peer_error;          // why the peer has no figure, if it has none
+  double others = 0;               // percent of the machine's CPU other processes used meanwhile
 };
 
 // Runs `ours` and the peer's `words` `runs` times each, in `rounds` rounds of alternating blocks.
@@ -278,7 +279,14 @@ template <class F>
 Timing interleave(Peer& peer, const std::string& words, int runs, int rounds, F&& ours) {
   Timing t;
   rounds = std::max(1, std::min(rounds, runs));
-  ours();  // warm-up: buffers sized, pages touched, threads started
+  // warm-up (buffers sized, pages touched, threads started, memory freed by the previous
+  // workload faulted back in): once, then again until 0.3 s have passed, at most 20 times; the
+  // peer does the same on its first request
+  {
+    const auto t0 = Clock::now();
+    for (int n = 0; n == 0 || (n < 20 && ms_since(t0) < 300); ++n) ours();
+  }
+  const CpuTicks start = cpu_ticks(peer.pid());
   bool peer_ok = peer.running();
   if (!peer_ok) t.peer_error = "not run";
   const auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(30)); };  // spinning threads park
@@ -307,12 +315,13 @@ Timing interleave(Peer& peer, const std::string& words, int runs, int rounds, F&
       pause();
     }
   }
+  t.others = others_percent(start, cpu_ticks(peer.pid()));
   return t;
 }
 
 void print_header() {
-  std::printf("  %-34s %5s %12s %10s %12s %10s %10s\n", "workload", "runs", "ours median", "fastest", "peer median",
-              "fastest", "peer/ours");
+  std::printf("  %-34s %5s %12s %10s %12s %10s %10s %7s\n", "workload", "runs", "ours median", "fastest", "peer median",
+              "fastest", "peer/ours", "others");
 }
 
 // One line per workload; returns the ratio peer/ours of the medians (NaN without a peer).
@@ -323,9 +332,9 @@ double print_line(const std::string& name, const Timing& t, const std::string& n
   if (!t.peer.empty()) {
     const double pm = median(t.peer), pf = fastest(t.peer);
     ratio = pm / om;
-    std::printf(" %9.2f ms %7.2f ms %9.2fx", pm, pf, ratio);
+    std::printf(" %9.2f ms %7.2f ms %9.2fx %6.0f%%", pm, pf, ratio, t.others);
   } else {
-    std::printf("   peer: %s", t.peer_error.c_str());
+    std::printf("   peer: %s; others %.0f%%", t.peer_error.c_str(), t.others);
   }
   std::printf("%s%s\n", note.empty() ? "" : "  ", note.c_str());
   std::fflush(stdout);
@@ -503,20 +512,32 @@ int main(int argc, char** argv) {
     int runs, rounds;
   };
   const FwdCase fwd_cases[] = {
-      {"lenet28", &lenet, 1, runs(41), 5},    {"lenet28", &lenet, 10, runs(31), 5},
-      {"lenet28", &lenet, 50, runs(31), 5},   {"resnet18", &resnet, 1, runs(11), 5},
+      // small workloads: many runs in rounds of 3 per side, so that a burst of noise (it comes in
+      // bursts of ~100 ms here) falls on both sides
+      {"lenet28", &lenet, 1, runs(61), 20},   {"lenet28", &lenet, 10, runs(61), 20},
+      {"lenet28", &lenet, 50, runs(61), 20},  {"resnet18", &resnet, 1, runs(11), 11},
       {"resnet18", &resnet, 10, runs(7), 7},  {"resnet18", &resnet, 50, runs(3), 3},
   };
+  // After a ResNet-18 workload frees its buffers (up to ~5 GB), this VM runs the next fraction of
+  // a second slower (measured: a LeNet workload right after ResNet b50 without this pause had a
+  // median 1.6x its usual), so the next workload starts after a pause.
+  bool after_large = false;
+  const auto settle = [&after_large](bool large) {
+    if (after_large) std::this_thread::sleep_for(std::chrono::seconds(2));
+    after_large = large;
+  };
   for (const FwdCase& c : fwd_cases) {
+    settle(c.spec == &resnet);
     FwdGrad work(*c.spec, c.batch);
     const std::string words = std::string("fwdgrad ") + c.model + " " + std::to_string(c.batch);
     const Timing t = interleave(peer, words, c.runs, c.rounds, [&] { work(); });
     const std::string name = std::string("fwd+grad ") + c.model + (c.spec == &resnet ? "_224" : "") + " b" +
                              std::to_string(c.batch);
     const double ratio = print_line(name, t);
-    // the warm-up run is the first entry of the split timings: leave it out
-    splits.push_back({name, median(std::vector<double>(work.forward_ms.begin() + 1, work.forward_ms.end())),
-                      median(std::vector<double>(work.backward_ms.begin() + 1, work.backward_ms.end()))});
+    // the timed runs are the last entries of the split timings (the warm-up runs come first)
+    const std::size_t warm = work.forward_ms.size() - t.ours.size();
+    splits.push_back({name, median(std::vector<double>(work.forward_ms.begin() + long(warm), work.forward_ms.end())),
+                      median(std::vector<double>(work.backward_ms.begin() + long(warm), work.backward_ms.end()))});
     char fig[160];
     std::snprintf(fig, sizeof(fig), "ours %.2f ms, peer %.2f ms, peer/ours %.2fx", median(t.ours), median(t.peer), ratio);
     if (c.spec == &lenet && c.batch == 50) lenet50_ratio = ratio, lenet50_fig = fig;
@@ -542,8 +563,9 @@ int main(int argc, char** argv) {
     std::size_t batch;  // the peer's batch; ours: the engine's chunk, set to the same
     int runs, rounds;
   };
-  const IgCase ig_cases[] = {{"lenet28", &lenet, 50, runs(31), 5}, {"resnet18", &resnet, 10, runs(5), 5}};
+  const IgCase ig_cases[] = {{"lenet28", &lenet, 50, runs(61), 20}, {"resnet18", &resnet, 10, runs(5), 5}};
   for (const IgCase& c : ig_cases) {
+    settle(c.spec == &resnet);
     attr::TargetFunction<float> probe(*c.spec, class_target());
     const std::size_t default_chunk = probe.chunk(), per_point = probe.bytes_per_point();
     attr::EngineOptions engine;
@@ -588,6 +610,7 @@ int main(int argc, char** argv) {
   std::printf("  %-34s %5s %12s %10s %8s %8s %12s\n", "workload", "runs", "median", "fastest", "pieces", "steps",
               "|delta|/|dF|");
   double exact_float_ms = NAN;
+  settle(false);
   const auto exact_ig = [&](auto zero, const char* type, int threads) {
     using T = decltype(zero);
 #ifdef _OPENMP
