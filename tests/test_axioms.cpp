@@ -55,7 +55,7 @@ TEST_CASE("quadrature IG on a ReLU network fails completeness at a tight toleran
   CHECK(find(check_axioms(model, x, base, loose), "completeness").passed);
 }
 
-TEST_CASE("model variants: the rescaled twin computes the same function; the mask and the average do what they say") {
+TEST_CASE("model variants: the rescaled twin computes the same function, the mask and the average do what they say") {
   const nn::ModelSpec model = nn::lenet28(5);
   nn::ModelSpec twin;
   REQUIRE(rescale_hidden(model, 2.0, twin));

@@ -351,7 +351,7 @@ TEST_CASE("model file: F16 and BF16 widen exactly to double") {
   CHECK((b[4] == 0.0 && std::signbit(b[4])));
 }
 
-TEST_CASE("model file: used F16 and BF16 parameters are accepted; the writer writes them as F32") {
+TEST_CASE("model file: used F16 and BF16 parameters are accepted, the writer writes them as F32") {
   Craft c{graph_of(json::array({node("fc", "linear", {"x"})}), input_x({2}))};
   c.tensor("fc.bias", "BF16", {1}, u16_bytes({0xBF80}));              // -1
   c.tensor("fc.weight", "F16", {1, 2}, u16_bytes({0x3800, 0x4200}));  // 0.5, 3
@@ -517,7 +517,7 @@ TEST_CASE("model file: toy JSON faults") {
 // ---------------------------------------------------------------------------------------------
 // Files on disk
 
-TEST_CASE("model file: write_model and read_model through a real file; missing and truncated files") {
+TEST_CASE("model file: write_model and read_model through a real file, missing and truncated files") {
   TempDir dir;
   const std::string path = (dir.path / "model.safetensors").string();
   const ModelSpec model = every_op_model();
@@ -819,7 +819,7 @@ TEST_CASE("model file fault: attribute types") {
                     R"(node "f": attribute "start_dim" must be a JSON integer, found 1.5)");
 }
 
-TEST_CASE("model file fault: an axis that names the batch dimension; negative axes kept as written") {
+TEST_CASE("model file fault: an axis that names the batch dimension, negative axes kept as written") {
   CHECK_GRAPH_FAULT(graph_of(json::array({node("c", "concat", {"x", "x"}, {{"axis", 0}})})),
                     R"(node "c": attribute "axis" is 0, the batch dimension)");
   CHECK_GRAPH_FAULT(graph_of(json::array({node("s", "softmax", {"x"}, {{"axis", 0}})})),

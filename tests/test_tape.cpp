@@ -120,7 +120,7 @@ TEST_CASE("many replays and backward passes with different seeds match fresh rec
   }
 }
 
-TEST_CASE("leaf gradients accumulate across backward passes; intermediates do not") {
+TEST_CASE("leaf gradients accumulate across backward passes, intermediates do not") {
   const Data d(2);
   SmallNet<double> net(d.x, d.w, d.b);
   net.tape.backward(net.out);

@@ -155,7 +155,7 @@ std::vector<std::uint8_t> idx(std::vector<std::uint32_t> dims, std::vector<std::
 
 }  // namespace
 
-TEST_CASE("IDX files: images and labels, plain or gzip; faults are named") {
+TEST_CASE("IDX files: images and labels, plain or gzip, faults are named") {
   const std::string images = temp_path("images.gz"), labels = temp_path("labels");
   write_file(images, idx({2, 2, 3}, {0, 255, 51, 102, 0, 0, 1, 2, 3, 4, 5, 255}), true);
   write_file(labels, idx({2}, {7, 3}), false);
