@@ -8,6 +8,7 @@
 //   backward data  gx += conv^T(gy, w): GEMM + col2im, what an attribution runs
 // GFLOP/s count 2 N O OH OW (C/G) KH KW flops for each pass; every figure is the median of
 // several runs on 2 threads, in float.
+#include "timing.hpp"
 #include "../autodiff/kernels/conv.hpp"
 #include "../autodiff/kernels/gemm.hpp"
 
@@ -25,22 +26,11 @@ namespace {
 
 using ax::kernels::Conv2dShape;
 
-double seconds_now() {
-  using clock = std::chrono::steady_clock;
-  return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
-}
-
+// The median of several runs after one warm-up run (pages the buffers in, starts the threads).
 template <class F>
 double median_seconds(int runs, F f) {
-  f();  // warm up: page in the buffers, start the threads
-  std::vector<double> times;
-  for (int r = 0; r < runs; ++r) {
-    const double t0 = seconds_now();
-    f();
-    times.push_back(seconds_now() - t0);
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  f();
+  return timing::time_runs(runs, f).median;
 }
 
 std::vector<float> random_vector(std::size_t n, std::mt19937& rng) {

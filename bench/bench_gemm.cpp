@@ -9,6 +9,7 @@
 #include "../autodiff/kernels/gemm.hpp"
 
 #include "../autodiff/kernels/simd.hpp"
+#include "timing.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -22,27 +23,9 @@
 
 namespace {
 
-double seconds_now() {
-  using clock = std::chrono::steady_clock;
-  return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
-}
-
-// The median and the best of several runs: seconds from time_runs, GFLOP/s from gemm_gflops.
-struct MedianBest {
-  double median, best;
-};
-
-template <class F>
-MedianBest time_runs(int runs, F f) {
-  std::vector<double> times;
-  for (int r = 0; r < runs; ++r) {
-    const double t0 = seconds_now();
-    f();
-    times.push_back(seconds_now() - t0);
-  }
-  std::sort(times.begin(), times.end());
-  return {times[times.size() / 2], times.front()};
-}
+using timing::MedianBest;
+using timing::seconds_now;
+using timing::time_runs;
 
 void set_threads(int n) {
 #ifdef _OPENMP
