@@ -1,8 +1,15 @@
 #include "tape.hpp"
 
 #include <algorithm>
+#include <chrono>
 
 namespace ax {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+}  // namespace
 
 std::string to_string(const Shape& shape) {
   std::string s = "[";
@@ -133,11 +140,21 @@ void Tape<T>::forward_after(Var<T> node) {
 template <class T>
 void Tape<T>::forward_range(std::size_t begin, std::size_t end) {
   stats_.forward_nodes = 0;
+  if (profiling_) stats_.forward_seconds.resize(nodes_.size());  // nodes recorded since
   for (std::size_t id = begin; id < end; ++id) {
     if (nodes_[id].kind != NodeKind::op) continue;
+    const auto start = profiling_ ? Clock::now() : Clock::time_point{};
     evaluate(static_cast<int>(id));
+    if (profiling_) stats_.forward_seconds[id] += seconds_since(start);
     ++stats_.forward_nodes;
   }
+}
+
+template <class T>
+void Tape<T>::set_profiling(bool on) {
+  profiling_ = on;
+  stats_.forward_seconds.assign(on ? nodes_.size() : 0, 0.0);
+  stats_.backward_seconds.assign(on ? nodes_.size() : 0, 0.0);
 }
 
 // ---- backward ----
@@ -174,13 +191,16 @@ void Tape<T>::backward(Var<T> out, const Tensor<T>& seed) {
   for (std::size_t i = 0; i < seed.size(); ++i) o.grad.data()[i] += seed.data()[i];
 
   stats_.backward_nodes = 0;
+  if (profiling_) stats_.backward_seconds.resize(nodes_.size());
   for (int id = top; id >= 0; --id) {
     Node<T>& n = nodes_[static_cast<std::size_t>(id)];
     if (!live_[static_cast<std::size_t>(id)] || n.kind != NodeKind::op) continue;
     for (int in : n.inputs)
       if (nodes_[static_cast<std::size_t>(in)].requires_grad) make_live(in);
     OpContext<T> ctx(*this, id);
+    const auto start = profiling_ ? Clock::now() : Clock::time_point{};
     n.op->backward(ctx);
+    if (profiling_) stats_.backward_seconds[static_cast<std::size_t>(id)] += seconds_since(start);
     ++stats_.backward_nodes;
   }
 }

@@ -2,6 +2,8 @@
 // against.
 #include "pool.hpp"
 
+#include "simd.hpp"
+
 #include <cmath>
 #include <limits>
 
@@ -16,8 +18,203 @@ using Index = std::ptrdiff_t;
 
 }  // namespace
 
+// ---- forward: separable, in SIMD along rows ----
+//
+// A fixed window's maximum (or sum) is taken in two steps, both along contiguous memory:
+//   across  for one input row and every window start c along w (stride 1):
+//             h[c] = max (or sum) of row[c .. c + kernel_w)
+//   down    for one output row, over the window's input rows in order:
+//             v[c] = max (or sum) of h[c] over those rows
+// and output column ow keeps v[ow stride_w]. Taking every start costs stride_w times the
+// across work, and buys plain vector loads. A max window's first maximum in row-major order is
+// the first row's (strict >) first maximum within its row (strict >): across, then down, keeps
+// it, as does the NaN rule (a NaN replaces whatever came before). Positions are carried in T:
+// exact below 2^24, and planes wider or taller than that take the scalar path.
+// Starts are counted from the left padding: start j's window begins at column j - pad_w.
+// Windows that reach into the padding (or past the input, with ceil_mode) are clipped, and are
+// done one by one; the others, a contiguous range of starts, in SIMD.
+namespace {
+
+// Output columns per tile: the tile's starts fit this many, so that scratch rows live on the stack.
+constexpr std::size_t kStartsPerTile = 256;
+
+// The starts [begin, end) of a tile whose windows lie wholly inside the row.
+struct StartRange {
+  std::size_t begin, end;
+};
+StartRange interior_starts(const PoolAxis& w, std::size_t begin, std::size_t end) {
+  if (w.in < w.kernel) return {begin, begin};
+  const std::size_t last = w.in - w.kernel + w.pad;  // the last start whose window ends inside
+  const std::size_t b = std::max(begin, w.pad), e = std::min(end, last + 1);
+  return b < e ? StartRange{b, e} : StartRange{begin, begin};
+}
+
+// Calls tile(rows, first output column, output columns, first start) for every output row of
+// a plane, in tiles of at most kStartsPerTile starts.
+template <class Tile>
+void for_each_tile(const Pool2dShape& s, Tile tile) {
+  const std::size_t columns_per_tile = std::max<std::size_t>(1, kStartsPerTile / s.w.stride);
+  for (std::size_t oh = 0; oh < s.h.out; ++oh)
+    for (std::size_t o0 = 0; o0 < s.w.out; o0 += columns_per_tile)
+      tile(oh, s.h.span(oh), o0, std::min(columns_per_tile, s.w.out - o0), o0 * s.w.stride);
+}
+
+// The clipped window of start j along w: columns [begin, end) of the row.
+PoolAxis::Span start_span(const PoolAxis& w, std::size_t j) {
+  const std::int64_t first = std::int64_t(j) - std::int64_t(w.pad);
+  const std::int64_t last = std::min(first + std::int64_t(w.kernel), std::int64_t(w.in));
+  const std::size_t begin = std::size_t(std::max<std::int64_t>(first, 0));
+  return {begin, std::size_t(std::max<std::int64_t>(last, std::int64_t(begin))), 0};
+}
+
+// Maxima across one row for starts [c0, c0 + n): h[j - c0] and its column hcol[j - c0].
+template <class T>
+void max_across(const PoolAxis& w, const T* row, std::size_t c0, std::size_t n, T* h, T* hcol) {
+  constexpr std::size_t width = Batch<T>::size;
+  const auto scalar = [&](std::size_t j) {
+    const PoolAxis::Span cols = start_span(w, j);
+    T best = -std::numeric_limits<T>::infinity();
+    std::size_t at = cols.begin;
+    for (std::size_t iw = cols.begin; iw < cols.end; ++iw)
+      if (row[iw] > best || std::isnan(row[iw])) best = row[iw], at = iw;
+    h[j - c0] = best, hcol[j - c0] = T(at);
+  };
+  const StartRange inside = interior_starts(w, c0, c0 + n);
+  for (std::size_t j = c0; j < inside.begin; ++j) scalar(j);
+  std::size_t j = inside.begin;
+  // [width starts] x [kernel_w columns], one vector load per column offset
+  Batch<T> lane_offsets;
+  {
+    alignas(64) T lanes[width];
+    for (std::size_t l = 0; l < width; ++l) lanes[l] = T(l);
+    lane_offsets = Batch<T>::load_aligned(lanes);
+  }
+  for (; j + width <= inside.end; j += width) {
+    const std::size_t begin = j - w.pad;
+    const Batch<T> first_column = lane_offsets + Batch<T>(T(begin));
+    Batch<T> best = Batch<T>::load_unaligned(row + begin), at = first_column;
+    for (std::size_t kw = 1; kw < w.kernel; ++kw) {
+      const Batch<T> v = Batch<T>::load_unaligned(row + begin + kw);
+      const auto take = (v > best) | xsimd::isnan(v);
+      best = xsimd::select(take, v, best);
+      at = xsimd::select(take, first_column + Batch<T>(T(kw)), at);
+    }
+    best.store_unaligned(h + (j - c0));
+    at.store_unaligned(hcol + (j - c0));
+  }
+  for (; j < c0 + n; ++j) scalar(j);
+}
+
+// Sums across one row for starts [c0, c0 + n), in column order.
+template <class T>
+void sum_across(const PoolAxis& w, const T* row, std::size_t c0, std::size_t n, T* h) {
+  constexpr std::size_t width = Batch<T>::size;
+  const auto scalar = [&](std::size_t j) {
+    const PoolAxis::Span cols = start_span(w, j);
+    T sum = T(0);
+    for (std::size_t iw = cols.begin; iw < cols.end; ++iw) sum += row[iw];
+    h[j - c0] = sum;
+  };
+  const StartRange inside = interior_starts(w, c0, c0 + n);
+  for (std::size_t j = c0; j < inside.begin; ++j) scalar(j);
+  std::size_t j = inside.begin;
+  // [width starts] x [kernel_w columns]
+  for (; j + width <= inside.end; j += width) {
+    const T* from = row + (j - w.pad);
+    Batch<T> sum(T(0));
+    for (std::size_t kw = 0; kw < w.kernel; ++kw) sum += Batch<T>::load_unaligned(from + kw);
+    sum.store_unaligned(h + (j - c0));
+  }
+  for (; j < c0 + n; ++j) scalar(j);
+}
+
+// Positions are carried in T (see above): planes must stay below 2^24 along each axis in float.
+template <class T>
+bool positions_exact(const Pool2dShape& s) {
+  const std::size_t limit = std::size_t(1) << std::numeric_limits<T>::digits;
+  return s.h.in < limit && s.w.in < limit;
+}
+
+}  // namespace
+
 template <class T>
 void maxpool2d_forward(const Pool2dShape& s, const T* x, T* y, std::uint32_t* argmax) {
+  if (s.h.adaptive || s.w.adaptive || !positions_exact<T>(s)) {
+    maxpool2d_forward_scalar(s, x, y, argmax);
+    return;
+  }
+  constexpr std::size_t width = Batch<T>::size;
+  const std::size_t W = s.w.in;
+  // [planes] x [OH] x [tiles of starts]
+#pragma omp parallel for schedule(static) if (s.planes * s.in_plane() >= kParallelMinElements)
+  for (Index p = 0; p < Index(s.planes); ++p) {
+    const T* in = x + std::size_t(p) * s.in_plane();
+    const std::size_t out0 = std::size_t(p) * s.out_plane();
+    alignas(64) T h[kStartsPerTile], hcol[kStartsPerTile], v[kStartsPerTile], vcol[kStartsPerTile], vrow[kStartsPerTile];
+    for_each_tile(s, [&](std::size_t oh, PoolAxis::Span rows, std::size_t o0, std::size_t columns, std::size_t c0) {
+      const std::size_t n = (columns - 1) * s.w.stride + 1;  // starts in this tile
+      max_across(s.w, in + rows.begin * W, c0, n, v, vcol);
+      std::fill(vrow, vrow + n, T(rows.begin));
+      for (std::size_t ih = rows.begin + 1; ih < rows.end; ++ih) {
+        max_across(s.w, in + ih * W, c0, n, h, hcol);
+        // [n starts]: a later row wins only when strictly greater (or NaN)
+        std::size_t j = 0;
+        for (; j + width <= n; j += width) {
+          const Batch<T> hv = Batch<T>::load_aligned(h + j), best = Batch<T>::load_aligned(v + j);
+          const auto take = (hv > best) | xsimd::isnan(hv);
+          xsimd::select(take, hv, best).store_aligned(v + j);
+          xsimd::select(take, Batch<T>::load_aligned(hcol + j), Batch<T>::load_aligned(vcol + j)).store_aligned(vcol + j);
+          xsimd::select(take, Batch<T>(T(ih)), Batch<T>::load_aligned(vrow + j)).store_aligned(vrow + j);
+        }
+        for (; j < n; ++j)
+          if (h[j] > v[j] || std::isnan(h[j])) v[j] = h[j], vcol[j] = hcol[j], vrow[j] = T(ih);
+      }
+      // [columns]: output ow keeps start ow stride
+      for (std::size_t i = 0; i < columns; ++i) {
+        const std::size_t j = i * s.w.stride, o = out0 + oh * s.w.out + o0 + i;
+        y[o] = v[j];
+        argmax[o] = std::uint32_t(std::size_t(vrow[j]) * W + std::size_t(vcol[j]));
+      }
+    });
+  }
+}
+
+template <class T>
+void avgpool2d_forward(const Pool2dShape& s, const T* x, T* y) {
+  if (s.h.adaptive || s.w.adaptive) {
+    avgpool2d_forward_scalar(s, x, y);
+    return;
+  }
+  constexpr std::size_t width = Batch<T>::size;
+  const std::size_t W = s.w.in;
+  // [planes] x [OH] x [tiles of starts]
+#pragma omp parallel for schedule(static) if (s.planes * s.in_plane() >= kParallelMinElements)
+  for (Index p = 0; p < Index(s.planes); ++p) {
+    const T* in = x + std::size_t(p) * s.in_plane();
+    T* out = y + std::size_t(p) * s.out_plane();
+    alignas(64) T h[kStartsPerTile], v[kStartsPerTile];
+    for_each_tile(s, [&](std::size_t oh, PoolAxis::Span rows, std::size_t o0, std::size_t columns, std::size_t c0) {
+      const std::size_t n = (columns - 1) * s.w.stride + 1;
+      sum_across(s.w, in + rows.begin * W, c0, n, v);
+      for (std::size_t ih = rows.begin + 1; ih < rows.end; ++ih) {
+        sum_across(s.w, in + ih * W, c0, n, h);
+        // [n starts]
+        std::size_t j = 0;
+        for (; j + width <= n; j += width)
+          (Batch<T>::load_aligned(v + j) + Batch<T>::load_aligned(h + j)).store_aligned(v + j);
+        for (; j < n; ++j) v[j] += h[j];
+      }
+      // [columns]
+      for (std::size_t i = 0; i < columns; ++i)
+        out[oh * s.w.out + o0 + i] = v[i * s.w.stride] / T(rows.count * s.w.span(o0 + i).count);
+    });
+  }
+}
+
+// ---- forward, one window at a time: adaptive windows, and planes too large for T positions ----
+
+template <class T>
+void maxpool2d_forward_scalar(const Pool2dShape& s, const T* x, T* y, std::uint32_t* argmax) {
   const std::size_t W = s.w.in;
   // [planes, OH, OW] outputs, each a scan of its [rows, cols] window
 #pragma omp parallel for schedule(static) if (s.planes * s.in_plane() >= kParallelMinElements)
@@ -68,7 +265,7 @@ void maxpool2d_tangent(const Pool2dShape& s, const std::uint32_t* argmax, const 
 }
 
 template <class T>
-void avgpool2d_forward(const Pool2dShape& s, const T* x, T* y) {
+void avgpool2d_forward_scalar(const Pool2dShape& s, const T* x, T* y) {
   const std::size_t W = s.w.in;
   // [planes, OH, OW] outputs, each a sum over its [rows, cols] window
 #pragma omp parallel for schedule(static) if (s.planes * s.in_plane() >= kParallelMinElements)
@@ -195,6 +392,8 @@ void avgpool2d_backward_reference(const Pool2dShape& s, const T* gy, T* gx) {
   template void maxpool2d_tangent<T>(const Pool2dShape&, const std::uint32_t*, const T*, T*);      \
   template void avgpool2d_forward<T>(const Pool2dShape&, const T*, T*);                             \
   template void avgpool2d_backward<T>(const Pool2dShape&, const T*, T*);                            \
+  template void maxpool2d_forward_scalar<T>(const Pool2dShape&, const T*, T*, std::uint32_t*);      \
+  template void avgpool2d_forward_scalar<T>(const Pool2dShape&, const T*, T*);                      \
   template void maxpool2d_forward_reference<T>(const Pool2dShape&, const T*, T*);                   \
   template void maxpool2d_backward_reference<T>(const Pool2dShape&, const T*, const T*, T*);        \
   template void avgpool2d_forward_reference<T>(const Pool2dShape&, const T*, T*);                   \

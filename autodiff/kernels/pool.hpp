@@ -12,6 +12,8 @@
 //             clipped to [-pad, in + pad) when count_include_pad, else clipped to [0, in); so a
 //             window cut short by ceil_mode divides by less than kernel_h kernel_w. An adaptive
 //             window counts its span.
+// The forward kernels of fixed windows are separable and SIMD along rows (pool.cpp says how);
+// the _scalar ones scan one window at a time, and serve adaptive windows.
 // Threads take whole planes (each written by one thread in a fixed order): results do not depend
 // on the thread count. The _reference functions recompute every window from PyTorch's formulas,
 // one output at a time, and are what the tests compare with.
@@ -82,6 +84,13 @@ void avgpool2d_forward(const Pool2dShape& s, const T* x, T* y);
 template <class T>
 void avgpool2d_backward(const Pool2dShape& s, const T* gy, T* gx);
 
+// One window at a time (bitwise the same results as the forward kernels above for max; for
+// averages, the sums run in row-major order instead of row by row).
+template <class T>
+void maxpool2d_forward_scalar(const Pool2dShape& s, const T* x, T* y, std::uint32_t* argmax);
+template <class T>
+void avgpool2d_forward_scalar(const Pool2dShape& s, const T* x, T* y);
+
 template <class T>
 void maxpool2d_forward_reference(const Pool2dShape& s, const T* x, T* y);
 // gx += gy at each window's first maximum, found again from x
@@ -98,6 +107,8 @@ void avgpool2d_backward_reference(const Pool2dShape& s, const T* gy, T* gx);
   extern template void maxpool2d_tangent<T>(const Pool2dShape&, const std::uint32_t*, const T*, T*);       \
   extern template void avgpool2d_forward<T>(const Pool2dShape&, const T*, T*);                              \
   extern template void avgpool2d_backward<T>(const Pool2dShape&, const T*, T*);                             \
+  extern template void maxpool2d_forward_scalar<T>(const Pool2dShape&, const T*, T*, std::uint32_t*);       \
+  extern template void avgpool2d_forward_scalar<T>(const Pool2dShape&, const T*, T*);                       \
   extern template void maxpool2d_forward_reference<T>(const Pool2dShape&, const T*, T*);                    \
   extern template void maxpool2d_backward_reference<T>(const Pool2dShape&, const T*, const T*, T*);         \
   extern template void avgpool2d_forward_reference<T>(const Pool2dShape&, const T*, T*);                    \

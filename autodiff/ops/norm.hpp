@@ -1,8 +1,9 @@
 // Per-channel affine maps on dimension 1: batchnorm2d in its inference form, and normalize.
-// Both are cheap, memory-bound loops over [N, C, plane], written out here.
+// Both are cheap, memory-bound maps over [N, C, plane]; batchnorm2d's run in kernels/channel.
 #pragma once
 
 #include "common.hpp"
+#include "../kernels/channel.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -38,69 +39,62 @@ struct BatchNorm2d {
     return x;
   }
 
+  // Each pass computes its per-channel numbers into the node's aux buffer ([3 C], kept across
+  // passes), then one kernel call maps every plane.
   template <class T> static void forward(OpContext<T>& c) {
     const Channels<T> ch(c);
-    const T* x = c.x(0).data();
-    T* y = c.y().data();
-    // [N, C, plane]
-    for (std::size_t n = 0; n < ch.N; ++n)
-      for (std::size_t k = 0; k < ch.C; ++k) {
-        const T mean = ch.mean[k], scale = ch.weight(k) * ch.inv_std(k), shift = ch.bias(k);
-        const std::size_t at = (n * ch.C + k) * ch.plane;
-        for (std::size_t i = 0; i < ch.plane; ++i) y[at + i] = (x[at + i] - mean) * scale + shift;
-      }
+    T* scale = per_channel(c, ch, 1);
+    for (std::size_t k = 0; k < ch.C; ++k) scale[k] = ch.weight(k) * ch.inv_std(k);
+    kernels::channel_affine(ch.shape(), c.x(0).data(), ch.mean, scale, ch.b, c.y().data(), false);
   }
 
   template <class T> static void backward(OpContext<T>& c) {
     const Channels<T> ch(c);
-    const T* x = c.x(0).data();
-    const T* gy = c.gy().data();
     Tensor<T>* gx = c.gx(0);
     Tensor<T>* gmean = c.gx(1);
     Tensor<T>* gvar = c.gx(2);
     Tensor<T>* gw = c.arity() == 5 ? c.gx(3) : nullptr;
     Tensor<T>* gb = c.arity() == 5 ? c.gx(4) : nullptr;
-    // [C] channels, each over [N, plane]
+    T* scale = per_channel(c, ch, 3);
+    T* sum_gy = scale + ch.C;
+    T* sum_gy_d = sum_gy + ch.C;
+    for (std::size_t k = 0; k < ch.C; ++k) scale[k] = ch.weight(k) * ch.inv_std(k);
+    if (gx) kernels::channel_affine(ch.shape(), c.gy().data(), static_cast<const T*>(nullptr), scale,
+                                    static_cast<const T*>(nullptr), gx->data(), true);
+    // The channel sums only when a statistic or a weight asks for its gradient (attribution never does).
+    if (!gmean && !gvar && !gw && !gb) return;
+    const bool need_d = gvar || gw;
+    kernels::channel_sums(ch.shape(), c.gy().data(), c.x(0).data(), ch.mean, sum_gy, need_d ? sum_gy_d : nullptr);
     for (std::size_t k = 0; k < ch.C; ++k) {
-      const T s = ch.inv_std(k), w = ch.weight(k), mean = ch.mean[k];
-      T sum_gy = T(0), sum_gy_d = T(0);
-      for (std::size_t n = 0; n < ch.N; ++n) {
-        const std::size_t at = (n * ch.C + k) * ch.plane;
-        for (std::size_t i = 0; i < ch.plane; ++i) {
-          sum_gy += gy[at + i];
-          sum_gy_d += gy[at + i] * (x[at + i] - mean);
-          if (gx) gx->data()[at + i] += gy[at + i] * w * s;
-        }
-      }
-      if (gmean) gmean->data()[k] -= sum_gy * w * s;
-      if (gvar) gvar->data()[k] -= sum_gy_d * w * s * s * s / T(2);
-      if (gw) gw->data()[k] += sum_gy_d * s;
-      if (gb) gb->data()[k] += sum_gy;
+      const T s = ch.inv_std(k);
+      if (gmean) gmean->data()[k] -= sum_gy[k] * scale[k];
+      if (gvar) gvar->data()[k] -= sum_gy_d[k] * scale[k] * s * s / T(2);
+      if (gw) gw->data()[k] += sum_gy_d[k] * s;
+      if (gb) gb->data()[k] += sum_gy[k];
     }
   }
 
   template <class T> static void tangent(OpContext<T>& c) {
     const Channels<T> ch(c);
-    const T* x = c.x(0).data();
-    const T* tx = c.tx(0) ? c.tx(0)->data() : nullptr;
+    const Tensor<T>* tx = c.tx(0);
     const Tensor<T>* tmean = c.tx(1);
     const Tensor<T>* tvar = c.tx(2);
     const Tensor<T>* tw = c.arity() == 5 ? c.tx(3) : nullptr;
     const Tensor<T>* tb = c.arity() == 5 ? c.tx(4) : nullptr;
-    T* ty = c.ty().data();
-    // [N, C, plane]: ty = tx slope + d spread + offset, with per-channel
+    // ty = d spread + offset, then += tx slope, with per-channel
     //   slope = w s, spread = s tw - w s^3 tvar / 2, offset = tbias - tmean w s
+    T* slope = per_channel(c, ch, 3);
+    T* spread = slope + ch.C;
+    T* offset = spread + ch.C;
     for (std::size_t k = 0; k < ch.C; ++k) {
-      const T s = ch.inv_std(k), w = ch.weight(k), mean = ch.mean[k];
-      const T slope = w * s;
-      const T spread = (tw ? s * tw->data()[k] : T(0)) - (tvar ? w * s * s * s * tvar->data()[k] / T(2) : T(0));
-      const T offset = (tb ? tb->data()[k] : T(0)) - (tmean ? tmean->data()[k] * slope : T(0));
-      for (std::size_t n = 0; n < ch.N; ++n) {
-        const std::size_t at = (n * ch.C + k) * ch.plane;
-        for (std::size_t i = 0; i < ch.plane; ++i)
-          ty[at + i] = (tx ? tx[at + i] * slope : T(0)) + (x[at + i] - mean) * spread + offset;
-      }
+      const T s = ch.inv_std(k), w = ch.weight(k);
+      slope[k] = w * s;
+      spread[k] = (tw ? s * tw->data()[k] : T(0)) - (tvar ? w * s * s * s * tvar->data()[k] / T(2) : T(0));
+      offset[k] = (tb ? tb->data()[k] : T(0)) - (tmean ? tmean->data()[k] * slope[k] : T(0));
     }
+    kernels::channel_affine(ch.shape(), c.x(0).data(), ch.mean, spread, offset, c.ty().data(), false);
+    if (tx) kernels::channel_affine(ch.shape(), tx->data(), static_cast<const T*>(nullptr), slope,
+                                    static_cast<const T*>(nullptr), c.ty().data(), true);
   }
 
  private:
@@ -116,8 +110,14 @@ struct BatchNorm2d {
           eps(T(c.attrs().a)) {}
     T inv_std(std::size_t k) const { return T(1) / std::sqrt(var[k] + eps); }
     T weight(std::size_t k) const { return w ? w[k] : T(1); }
-    T bias(std::size_t k) const { return b ? b[k] : T(0); }
+    kernels::ChannelShape shape() const { return {N, C, plane}; }
   };
+
+  // `count` arrays of C numbers in the node's aux buffer.
+  template <class T> static T* per_channel(OpContext<T>& c, const Channels<T>& ch, std::size_t count) {
+    if (c.aux().size() < count * ch.C) c.aux().resize(Shape{count * ch.C});
+    return c.aux().data();
+  }
 };
 
 // y = (x - mean[c]) / std[c] per channel c on dimension 1, as torchvision's Normalize; the

@@ -1,0 +1,733 @@
+"""Export a PyTorch model to an axiomatic model file.
+
+The model file (../shared/FORMAT.md) is a plain safetensors file: 8 bytes of little-endian
+header length N, N bytes of JSON header (padded with spaces), then every tensor's bytes,
+little-endian and row-major, tiling the data buffer with no gap. The network's graph is a JSON
+document stored as a string in the header's `__metadata__["axiomatic.graph"]`: version 1, one
+input ("input", its shape without the batch, optionally its value range), the nodes in
+topological order, one output, optionally the class labels. A node's parameters are the tensors
+named `<node name>.<param>`; nodes made from modules are named by their module path, so the
+parameter names are exactly PyTorch's state_dict names (`layer1.0.conv1.weight`).
+
+The model is traced with torch.fx (symbolic_trace) and each traced call becomes one node:
+
+    nn.Conv2d -> conv2d            nn.Linear -> linear            nn.BatchNorm2d -> batchnorm2d
+    nn.ReLU, F.relu, torch.relu, Tensor.relu -> relu              nn.LeakyReLU, F.leaky_relu -> leaky_relu
+    nn.Sigmoid, torch.sigmoid -> sigmoid                          nn.Tanh, torch.tanh -> tanh
+    nn.Identity, nn.Dropout (eval mode: the identity) -> identity
+    nn.MaxPool2d, F.max_pool2d -> maxpool2d                       nn.AvgPool2d, F.avg_pool2d -> avgpool2d
+    nn.AdaptiveAvgPool2d, F.adaptive_avg_pool2d -> adaptive_avgpool2d
+    nn.Flatten, torch.flatten, Tensor.flatten -> flatten (end_dim must be the last dimension)
+    +, torch.add -> add     -, torch.sub -> sub     *, torch.mul -> mul     torch.cat -> concat
+    nn.Softmax, F.softmax, nn.LogSoftmax, F.log_softmax (and the Tensor methods) -> softmax, log_softmax
+
+Anything the format cannot express is refused with ExportError, one line naming the module (or
+function) and the reason: string padding other than 'valid', padding modes other than zeros,
+divisor_override, pool dilation, return_indices, BatchNorm without running statistics, other
+modules and functions, constants and scalar operands, broadcasting between different shapes,
+axes that name the batch dimension, more than one input or output, non-float parameters. In-place
+variants (nn.ReLU(inplace=True), x += y) are exported as their out-of-place ops; a final check
+runs the exported graph in PyTorch (float64) against the model, which catches the case where an
+in-place update changes a tensor that is read again later.
+
+The model is put in eval mode first (BatchNorm uses its running statistics, Dropout is the
+identity). Parameters are written as F32 (F64 with f64=True); the rest of the state_dict, unused
+by the graph (BatchNorm's num_batches_tracked as I64), is written too, so the file also loads back
+into the PyTorch model with load_state_dict.
+
+As a module:
+
+    from export_torch import export, ExportError
+    export(model, (3, 224, 224), "resnet18.safetensors",
+           labels=None,                 # class names, one per output value
+           input_range=(0.0, 1.0),      # the input's value range (pixel space), or None
+           normalize=(mean, std),       # prepend a per-channel (x - mean) / std node, or None
+           f64=False,                   # write parameters as F64
+           check=True)                  # compare the exported graph with the model in float64
+
+example_input_shape leaves out the batch dimension. export() returns the graph (a dict).
+
+As a command (run with the Python that has torch, e.g. /usr/bin/python3 on Debian):
+
+    export_torch.py (--lenet | --torchvision NAME) --out FILE [options]
+
+    --lenet               the LeNet-28 (1x28x28 input, range [0, 1]): conv 1->16 3x3, relu,
+                          max-pool 2, conv 16->32 3x3, relu, max-pool 2, linear 800->128, relu,
+                          linear 128->10
+    --torchvision NAME    a torchvision model by its constructor's name (resnet18, vgg11, ...),
+                          randomly initialized (no download); input 3x224x224
+    --num-classes N       torchvision: the number of classes (default 1000)
+    --state-dict FILE     load weights saved with torch.save(model.state_dict(), FILE)
+    --seed S              seed of the random initialization (default 0)
+    --input-shape C H W   the input's shape without the batch
+    --range LO HI         the input's value range
+    --mean M.., --std S.. prepend a normalize node (one number, or one per channel)
+    --imagenet            --mean 0.485 0.456 0.406 --std 0.229 0.224 0.225 --range 0 1
+    --labels FILE         class labels, one per line
+    --f64                 write parameters as F64 instead of F32
+    --no-check            skip the comparison of the exported graph with the model
+    --out FILE            the model file to write
+
+Exit status 0 on success, 1 with one line on stderr when the model cannot be exported.
+"""
+
+import argparse
+import json
+import operator
+import struct
+import sys
+
+import torch
+import torch.fx
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.fx.passes.shape_prop import ShapeProp
+
+__all__ = ["export", "ExportError", "lenet28", "torchvision_model"]
+
+INPUT_NAME = "input"
+_REQUIRED = object()  # marks an argument without a default in the signatures below
+
+# torch dtype -> safetensors dtype, for the tensors the graph does not use.
+_SAFETENSORS_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL",
+}
+
+
+class ExportError(ValueError):
+    """The model cannot be written as a version-1 model file; the message is one line."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _pair(value, what, where):
+    """An int or a 2-sequence of ints as [a, b]."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value, value]
+    if isinstance(value, (tuple, list)) and len(value) == 1 and isinstance(value[0], int):
+        return [value[0], value[0]]
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return [int(value[0]), int(value[1])]
+    raise ExportError(f"{where}: {what} {value!r} is not an integer or a pair of integers")
+
+
+def _shape(node):
+    """The output shape ShapeProp recorded for an fx node (batch included), or None."""
+    meta = node.meta.get("tensor_meta")
+    return list(meta.shape) if hasattr(meta, "shape") else None
+
+
+def _axis(dim, rank, what, where):
+    """A PyTorch dim resolved against the rank (batch included); the batch dimension is refused."""
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        raise ExportError(f"{where}: {what} must be an integer, found {dim!r}")
+    if not -rank <= dim < rank:
+        raise ExportError(f"{where}: {what} {dim} is out of range for a rank-{rank} tensor")
+    dim %= rank
+    if dim == 0:
+        raise ExportError(f"{where}: {what} names the batch dimension; the format's axes name a sample's dimensions")
+    return dim
+
+
+def _bind(node, signature, skip_self, where):
+    """A call's arguments by name, defaults filled in (signature: a list of (name, default))."""
+    names = [name for name, _ in signature]
+    args = node.args
+    if len(args) > len(signature):
+        raise ExportError(f"{where}: takes at most {len(signature)} arguments, found {len(args)}")
+    values = dict(zip(names, args))
+    for key, value in node.kwargs.items():
+        if key not in names:
+            raise ExportError(f"{where}: unexpected argument {key!r}")
+        values[key] = value
+    for name, default in signature:
+        if name not in values:
+            if default is _REQUIRED:
+                raise ExportError(f"{where}: missing argument {name!r}")
+            values[name] = default
+    return values
+
+
+def _check_float_param(name, tensor, where):
+    if not tensor.is_floating_point():
+        raise ExportError(f"{where}: parameter {name!r} has dtype {tensor.dtype}; parameters must be floating point")
+    if not torch.isfinite(tensor).all():
+        raise ExportError(f"{where}: parameter {name!r} holds NaN or Inf")
+
+
+# ------------------------------------------------------------------------------------------------
+# Ops shared by modules and functions: each returns (op, attributes)
+
+
+def _conv2d(m, where):
+    if isinstance(m.padding, str):
+        if m.padding != "valid":  # 'valid' is padding 0; 'same' depends on the input, asymmetric for even kernels
+            raise ExportError(f"{where}: padding={m.padding!r} cannot be expressed; give the padding as integers")
+        padding = [0, 0]
+    else:
+        padding = _pair(m.padding, "padding", where)
+    if m.padding_mode != "zeros":
+        raise ExportError(f"{where}: padding_mode={m.padding_mode!r} cannot be expressed; only 'zeros'")
+    return "conv2d", {"stride": _pair(m.stride, "stride", where), "padding": padding,
+                      "dilation": _pair(m.dilation, "dilation", where), "groups": int(m.groups)}
+
+
+def _maxpool2d(kernel, stride, padding, dilation, ceil_mode, return_indices, where):
+    if return_indices:
+        raise ExportError(f"{where}: return_indices=True cannot be expressed (the output must be one tensor)")
+    if _pair(dilation, "dilation", where) != [1, 1]:
+        raise ExportError(f"{where}: pool dilation {dilation!r} cannot be expressed; only 1")
+    kernel = _pair(kernel, "kernel_size", where)
+    stride = kernel if stride is None or stride == [] or stride == () else _pair(stride, "stride", where)
+    return "maxpool2d", {"kernel": kernel, "stride": stride, "padding": _pair(padding, "padding", where),
+                         "ceil_mode": bool(ceil_mode)}
+
+
+def _avgpool2d(kernel, stride, padding, ceil_mode, count_include_pad, divisor_override, where):
+    if divisor_override is not None:
+        raise ExportError(f"{where}: divisor_override={divisor_override!r} cannot be expressed")
+    kernel = _pair(kernel, "kernel_size", where)
+    stride = kernel if stride is None or stride == [] or stride == () else _pair(stride, "stride", where)
+    return "avgpool2d", {"kernel": kernel, "stride": stride, "padding": _pair(padding, "padding", where),
+                         "ceil_mode": bool(ceil_mode), "count_include_pad": bool(count_include_pad)}
+
+
+def _adaptive_avgpool2d(output_size, in_shape, where):
+    if isinstance(output_size, int):
+        output_size = (output_size, output_size)
+    if not isinstance(output_size, (tuple, list)) or len(output_size) != 2:
+        raise ExportError(f"{where}: output_size {output_size!r} is not an integer or a pair")
+    # None keeps the input's size along that dimension.
+    size = [in_shape[2 + i] if s is None else s for i, s in enumerate(output_size)]
+    return "adaptive_avgpool2d", {"output_size": _pair(size, "output_size", where)}
+
+
+def _flatten(start_dim, end_dim, in_shape, where):
+    rank = len(in_shape)
+    end = end_dim % rank if isinstance(end_dim, int) and -rank <= end_dim < rank else None
+    if end != rank - 1:
+        raise ExportError(f"{where}: end_dim={end_dim!r} cannot be expressed; flatten runs to the last dimension")
+    return "flatten", {"start_dim": _axis(start_dim, rank, "start_dim", where)}
+
+
+def _softmax(op, dim, dtype, in_shape, where):
+    if dim is None:
+        raise ExportError(f"{where}: dim=None (PyTorch's implicit choice) is ambiguous; give dim")
+    if dtype is not None:
+        raise ExportError(f"{where}: dtype={dtype!r} cannot be expressed")
+    return op, {"axis": _axis(dim, len(in_shape), "dim", where)}
+
+
+# ------------------------------------------------------------------------------------------------
+# Modules: type -> converter(module, input shape, where) -> (op, attributes, {param: tensor})
+
+
+def _module_params(module, names):
+    return {name: getattr(module, name) for name in names if getattr(module, name, None) is not None}
+
+
+def _from_batchnorm2d(m, in_shape, where):
+    if m.running_mean is None or m.running_var is None:
+        raise ExportError(f"{where}: track_running_stats=False normalizes with the batch's statistics, "
+                          "which cannot be expressed; only the inference form with running statistics")
+    return "batchnorm2d", {"eps": float(m.eps)}, _module_params(m, ["running_mean", "running_var", "weight", "bias"])
+
+
+_MODULES = {
+    nn.Conv2d: lambda m, s, w: (*_conv2d(m, w), _module_params(m, ["weight", "bias"])),
+    nn.Linear: lambda m, s, w: ("linear", {}, _module_params(m, ["weight", "bias"])),
+    nn.BatchNorm2d: _from_batchnorm2d,
+    nn.ReLU: lambda m, s, w: ("relu", {}, {}),
+    nn.LeakyReLU: lambda m, s, w: ("leaky_relu", {"negative_slope": float(m.negative_slope)}, {}),
+    nn.Sigmoid: lambda m, s, w: ("sigmoid", {}, {}),
+    nn.Tanh: lambda m, s, w: ("tanh", {}, {}),
+    nn.Identity: lambda m, s, w: ("identity", {}, {}),
+    nn.Dropout: lambda m, s, w: ("identity", {}, {}),  # eval mode
+    nn.Dropout2d: lambda m, s, w: ("identity", {}, {}),
+    nn.MaxPool2d: lambda m, s, w: (*_maxpool2d(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode,
+                                               m.return_indices, w), {}),
+    nn.AvgPool2d: lambda m, s, w: (*_avgpool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                                               m.count_include_pad, m.divisor_override, w), {}),
+    nn.AdaptiveAvgPool2d: lambda m, s, w: (*_adaptive_avgpool2d(m.output_size, s, w), {}),
+    nn.Flatten: lambda m, s, w: (*_flatten(m.start_dim, m.end_dim, s, w), {}),
+    nn.Softmax: lambda m, s, w: (*_softmax("softmax", m.dim, None, s, w), {}),
+    nn.LogSoftmax: lambda m, s, w: (*_softmax("log_softmax", m.dim, None, s, w), {}),
+}
+
+# ------------------------------------------------------------------------------------------------
+# Functions and Tensor methods: (signature, converter(arguments, input shape, where) -> (op, attributes),
+# names of the arguments that are the node's inputs). Methods take the tensor as "input".
+
+_X = [("input", _REQUIRED)]
+_UNARY = (_X, lambda op: (lambda a, s, w: (op, {})))
+_SOFTMAX_SIG = _X + [("dim", None), ("_stacklevel", 3), ("dtype", None)]
+_FLATTEN_SIG = _X + [("start_dim", 0), ("end_dim", -1)]
+_BINARY_SIG = _X + [("other", _REQUIRED), ("alpha", 1)]
+
+
+def _binary(op):
+    def convert(a, s, w):
+        if a["alpha"] != 1:
+            raise ExportError(f"{w}: alpha={a['alpha']!r} cannot be expressed")
+        return op, {}
+    return convert
+
+
+def _function_table():
+    unary = lambda op: (_X + [("inplace", False)], lambda a, s, w: (op, {}), ["input"])
+    leaky = (_X + [("negative_slope", 0.01), ("inplace", False)],
+             lambda a, s, w: ("leaky_relu", {"negative_slope": float(a["negative_slope"])}), ["input"])
+    maxpool = (_X + [("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), ("dilation", 1),
+                     ("ceil_mode", False), ("return_indices", False)],
+               lambda a, s, w: _maxpool2d(a["kernel_size"], a["stride"], a["padding"], a["dilation"],
+                                          a["ceil_mode"], a["return_indices"], w), ["input"])
+    avgpool = (_X + [("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), ("ceil_mode", False),
+                     ("count_include_pad", True), ("divisor_override", None)],
+               lambda a, s, w: _avgpool2d(a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"],
+                                          a["count_include_pad"], a["divisor_override"], w), ["input"])
+    adaptive = (_X + [("output_size", _REQUIRED)],
+                lambda a, s, w: _adaptive_avgpool2d(a["output_size"], s, w), ["input"])
+    flatten = (_FLATTEN_SIG, lambda a, s, w: _flatten(a["start_dim"], a["end_dim"], s, w), ["input"])
+    softmax = lambda op: (_SOFTMAX_SIG, lambda a, s, w: _softmax(op, a["dim"], a["dtype"], s, w), ["input"])
+    binary = lambda op: (_BINARY_SIG, _binary(op), ["input", "other"])
+    mul = (_X + [("other", _REQUIRED)], lambda a, s, w: ("mul", {}), ["input", "other"])
+    operator_binary = lambda op: ([("input", _REQUIRED), ("other", _REQUIRED)], lambda a, s, w: (op, {}),
+                                  ["input", "other"])
+    cat = ([("tensors", _REQUIRED), ("dim", 0)],
+           lambda a, s, w: ("concat", {"axis": _axis(a["dim"], len(s), "dim", w)}), ["tensors"])
+
+    functions = {
+        F.relu: unary("relu"), torch.relu: unary("relu"), torch.relu_: unary("relu"), F.relu_: unary("relu"),
+        F.leaky_relu: leaky,
+        torch.sigmoid: unary("sigmoid"), F.sigmoid: unary("sigmoid"),
+        torch.tanh: unary("tanh"), F.tanh: unary("tanh"),
+        F.max_pool2d: maxpool, torch.max_pool2d: maxpool,
+        F.avg_pool2d: avgpool, F.adaptive_avg_pool2d: adaptive,
+        torch.flatten: flatten,
+        F.softmax: softmax("softmax"), torch.softmax: softmax("softmax"),
+        F.log_softmax: softmax("log_softmax"), torch.log_softmax: softmax("log_softmax"),
+        operator.add: operator_binary("add"), operator.iadd: operator_binary("add"), torch.add: binary("add"),
+        operator.sub: operator_binary("sub"), operator.isub: operator_binary("sub"), torch.sub: binary("sub"),
+        operator.mul: operator_binary("mul"), operator.imul: operator_binary("mul"), torch.mul: mul,
+        torch.cat: cat,
+    }
+    if hasattr(torch, "concat"):
+        functions[torch.concat] = cat
+    methods = {
+        "relu": unary("relu"), "relu_": unary("relu"), "sigmoid": unary("sigmoid"), "sigmoid_": unary("sigmoid"),
+        "tanh": unary("tanh"), "tanh_": unary("tanh"), "flatten": flatten,
+        "softmax": softmax("softmax"), "log_softmax": softmax("log_softmax"),
+        "add": binary("add"), "add_": binary("add"), "sub": binary("sub"), "sub_": binary("sub"),
+        "mul": mul, "mul_": mul,
+    }
+    return functions, methods
+
+
+_FUNCTIONS, _METHODS = _function_table()
+
+
+def _function_name(target):
+    if isinstance(target, str):
+        return f"Tensor.{target}"
+    for prefix, namespace in (("torch", torch), ("F", F), ("operator", operator)):
+        for name in dir(namespace):
+            if getattr(namespace, name, None) is target:
+                return f"{prefix}.{name}"
+    return torch.fx.node._get_qualified_name(target)
+
+
+# ------------------------------------------------------------------------------------------------
+# From the fx graph to the format's graph
+
+
+class _Names:
+    """Unique node names: module paths as they are, a second call of a module or a function call
+    gets a suffix. Every module path is reserved up front, so no function takes one."""
+
+    def __init__(self, reserved):
+        self.reserved = set(reserved) | {INPUT_NAME}
+        self.used = {INPUT_NAME}
+
+    def take(self, wanted, is_module_path):
+        name = wanted
+        if name in self.used or (not is_module_path and name in self.reserved):
+            k = 1
+            while f"{wanted}_{k}" in self.used or f"{wanted}_{k}" in self.reserved:
+                k += 1
+            name = f"{wanted}_{k}"
+        self.used.add(name)
+        return name
+
+
+def _graph_nodes(gm, model, names, first_input):
+    """The format's nodes and the parameters they use, in the fx graph's (topological) order."""
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise ExportError(f"forward takes {len(placeholders)} inputs ({', '.join(n.target for n in placeholders)}); "
+                          "a version-1 model file has exactly one")
+    modules = dict(model.named_modules())
+    nodes, params = [], {}
+    produced = {placeholders[0]: first_input}  # fx node -> name of the value in the format's graph
+    output = None
+
+    def inputs_of(values, where):
+        out = []
+        for v in values:
+            if not isinstance(v, torch.fx.Node):
+                raise ExportError(f"{where}: operand {v!r} is a constant; the format's ops take tensors only")
+            if v not in produced:
+                raise ExportError(f"{where}: operand {v.name!r} is not a tensor this exporter produced")
+            out.append(v)
+        return out
+
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            continue
+        if node.op == "output":
+            result = node.args[0]
+            if not isinstance(result, torch.fx.Node):
+                raise ExportError(f"forward returns {type(result).__name__}; a version-1 model file has exactly "
+                                  "one output tensor")
+            output = result
+            continue
+        if node.op == "get_attr":
+            raise ExportError(f"attribute {node.target!r} is used as a tensor outside a module (a constant or a "
+                              "parameter passed to a function); the format has no constants")
+        if node.op == "call_module":
+            module = modules[node.target]
+            where = f"module {node.target!r} ({type(module).__name__})"
+            convert = _MODULES.get(type(module))  # exact type: a subclass may compute something else
+            if convert is None:
+                raise ExportError(f"{where}: unsupported module")
+            sources = inputs_of(node.args, where)
+            if node.kwargs or len(sources) != 1:
+                raise ExportError(f"{where}: expected one tensor argument")
+            op, attributes, module_params = convert(module, _shape(sources[0]), where)
+            name = names.take(node.target, is_module_path=True)
+        elif node.op in ("call_function", "call_method"):
+            table = _FUNCTIONS if node.op == "call_function" else _METHODS
+            entry = table.get(node.target)
+            where = f"function {_function_name(node.target)} (node {node.name!r})"
+            if entry is None:
+                raise ExportError(f"{where}: unsupported function")
+            signature, convert, tensor_args = entry
+            arguments = _bind(node, signature, node.op == "call_method", where)
+            values = []
+            for arg in tensor_args:
+                value = arguments[arg]
+                values.extend(value if isinstance(value, (list, tuple)) else [value])
+            sources = inputs_of(values, where)
+            op, attributes = convert(arguments, _shape(sources[0]), where)
+            module_params = {}
+            name = names.take(node.name, is_module_path=False)
+        else:
+            raise ExportError(f"unsupported fx node {node.op} {node.target!r}")
+
+        if op in ("add", "sub", "mul") or op == "concat":
+            shapes = [_shape(s) for s in sources]
+            if op != "concat" and any(s != shapes[0] for s in shapes):
+                raise ExportError(f"{where}: operands of shapes {shapes} differ; the format's {op} does not broadcast")
+            if op == "concat" and len(sources) < 2:
+                op, attributes = "identity", {}  # cat of one tensor is that tensor
+        for pname, tensor in module_params.items():
+            _check_float_param(f"{node.target}.{pname}", tensor, where)
+            params[f"{name}.{pname}"] = tensor
+        nodes.append({"name": name, "op": op, "inputs": [produced[s] for s in sources], **attributes})
+        produced[node] = name
+
+    if output not in produced:
+        raise ExportError("forward returns no tensor computed from its input")
+    out_name = produced[output]
+    if out_name == first_input:  # the model returns its input (or the normalized input): one node needed
+        name = names.take("output", is_module_path=False)
+        nodes.append({"name": name, "op": "identity", "inputs": [out_name]})
+        out_name = name
+    return nodes, params, out_name, output
+
+
+# ------------------------------------------------------------------------------------------------
+# The format's graph, run in PyTorch: the exporter's final check
+
+
+def _evaluate(graph, tensors, x):
+    """Runs a graph of the format on x (batch included) with out-of-place PyTorch ops."""
+    values = {graph["inputs"][0]["name"]: x}
+    for node in graph["nodes"]:
+        a = [values[i] for i in node["inputs"]]
+        p = lambda k: tensors.get(f"{node['name']}.{k}")
+        op = node["op"]
+        if op == "conv2d":
+            y = F.conv2d(a[0], p("weight"), p("bias"), node["stride"], node["padding"], node["dilation"], node["groups"])
+        elif op == "linear":
+            y = F.linear(a[0], p("weight"), p("bias"))
+        elif op == "batchnorm2d":
+            y = F.batch_norm(a[0], p("running_mean"), p("running_var"), p("weight"), p("bias"), False, 0.0, node["eps"])
+        elif op == "normalize":
+            shape = (1, -1) + (1,) * (a[0].dim() - 2)
+            mean = torch.tensor(node["mean"], dtype=x.dtype).view(shape)
+            std = torch.tensor(node["std"], dtype=x.dtype).view(shape)
+            y = (a[0] - mean) / std
+        elif op in ("relu", "sigmoid", "tanh"):
+            y = getattr(torch, op)(a[0])
+        elif op == "identity":
+            y = a[0]
+        elif op == "leaky_relu":
+            y = F.leaky_relu(a[0], node["negative_slope"])
+        elif op == "maxpool2d":
+            y = F.max_pool2d(a[0], node["kernel"], node["stride"], node["padding"], 1, node["ceil_mode"])
+        elif op == "avgpool2d":
+            y = F.avg_pool2d(a[0], node["kernel"], node["stride"], node["padding"], node["ceil_mode"],
+                             node["count_include_pad"])
+        elif op == "adaptive_avgpool2d":
+            y = F.adaptive_avg_pool2d(a[0], node["output_size"])
+        elif op == "flatten":
+            y = torch.flatten(a[0], node["start_dim"])
+        elif op == "add":
+            y = sum(a[1:], a[0])
+        elif op == "sub":
+            y = a[0] - a[1]
+        elif op == "mul":
+            y = a[0] * a[1]
+        elif op == "concat":
+            y = torch.cat(a, node["axis"])
+        else:  # softmax, log_softmax
+            y = getattr(torch, op)(a[0], node["axis"])
+        values[node["name"]] = y
+    return values[graph["outputs"][0]]
+
+
+# ------------------------------------------------------------------------------------------------
+# The container
+
+
+def _write_safetensors(path, tensors, metadata):
+    """tensors: name -> (safetensors dtype, CPU tensor of the matching torch dtype)."""
+    header = {"__metadata__": metadata}
+    chunks, offset = [], 0
+    for name in sorted(tensors):  # any order tiles; sorted makes the file reproducible
+        dtype, tensor = tensors[name]
+        data = tensor.contiguous().numpy().tobytes() if tensor.numel() else b""
+        if dtype in ("F64", "F32", "F16", "I64", "I32", "I16") and sys.byteorder != "little":
+            data = tensor.contiguous().numpy().byteswap().tobytes()
+        if dtype == "BF16":  # numpy has no bfloat16: its bits are the upper half of a float32
+            data = (tensor.contiguous().view(torch.int16).numpy().astype("<i2").tobytes() if tensor.numel() else b"")
+        header[name] = {"dtype": dtype, "shape": list(tensor.shape), "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the data starts 8-aligned, as safetensors' own writer does
+    with open(path, "wb") as out:
+        out.write(struct.pack("<Q", len(text)))
+        out.write(text)
+        for data in chunks:
+            out.write(data)
+
+
+# ------------------------------------------------------------------------------------------------
+# The public function
+
+
+def export(model, example_input_shape, path, labels=None, input_range=None, normalize=None, f64=False, check=True):
+    """Writes `model` (a torch.nn.Module) as an axiomatic model file at `path`.
+
+    example_input_shape: the input's shape without the batch, e.g. (3, 224, 224).
+    labels: optional class names, as many as the output has values per sample.
+    input_range: optional (lo, hi), the range of every input value (pixel space).
+    normalize: optional (mean, std), each a number or one per channel: a normalize node
+        (x - mean) / std runs before the model, so the file's input is in pixel space.
+    f64: write the parameters as F64 instead of F32.
+    check: run the exported graph in PyTorch (float64) on a random input and compare it with
+        the model's output; a mismatch is an ExportError.
+
+    Puts the model in eval mode. Returns the graph written (a dict). Raises ExportError, with
+    one line naming the module or function and the reason, for what the format cannot express.
+    """
+    shape = [int(d) for d in example_input_shape]
+    if not shape or any(d < 1 for d in shape):
+        raise ExportError(f"input shape {shape} must list at least one dimension, each at least 1")
+    if input_range is not None:
+        lo, hi = (float(v) for v in input_range)
+        if not lo < hi:
+            raise ExportError(f"input range [{lo}, {hi}] must have lo < hi")
+    model.eval()
+
+    try:
+        gm = torch.fx.symbolic_trace(model)
+    except Exception as e:  # control flow on tensors, unsupported Python, ...
+        raise ExportError(f"torch.fx cannot trace the model: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+
+    first = next((p for p in model.parameters() if p.is_floating_point()), None)
+    dtype = first.dtype if first is not None else torch.float32
+    device = first.device if first is not None else torch.device("cpu")
+    # A batch of 2 with a local generator: the global random state is left alone.
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand([2] + shape, generator=generator, dtype=torch.float64)
+    if input_range is not None:
+        x = lo + (hi - lo) * x
+    else:
+        x = 2 * x - 1
+    model_input = x.to(dtype=dtype, device=device)
+    if normalize is not None:
+        mean, std = _normalize_numbers(normalize, shape)
+        view = (1, -1) + (1,) * (len(shape) - 1)
+        model_input = (x - torch.tensor(mean, dtype=x.dtype).view(view)) / torch.tensor(std, dtype=x.dtype).view(view)
+        model_input = model_input.to(dtype=dtype, device=device)
+    try:
+        with torch.no_grad():
+            ShapeProp(gm).propagate(model_input)
+    except Exception as e:
+        raise ExportError(f"the model does not run on an input of shape {[2] + shape}: "
+                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+
+    names = _Names(name for name, _ in model.named_modules() if name)
+    nodes = []
+    first_input = INPUT_NAME
+    if normalize is not None:
+        if len(shape) < 2:
+            raise ExportError(f"normalize needs channels on dimension 1; the input shape is {shape}")
+        first_input = names.take("normalize", is_module_path=False)
+        nodes.append({"name": first_input, "op": "normalize", "inputs": [INPUT_NAME], "mean": mean, "std": std})
+    model_nodes, params, output, output_fx = _graph_nodes(gm, model, names, first_input)
+    nodes += model_nodes
+
+    out_shape = _shape(output_fx) or []
+    per_sample = 1
+    for d in out_shape[1:]:
+        per_sample *= d
+    if labels is not None:
+        labels = [str(label) for label in labels]
+        if len(labels) != per_sample:
+            raise ExportError(f"{len(labels)} labels for an output of {per_sample} values")
+
+    graph_input = {"name": INPUT_NAME, "shape": shape}
+    if input_range is not None:
+        graph_input["range"] = [lo, hi]
+    graph = {"version": 1, "inputs": [graph_input], "nodes": nodes, "outputs": [output]}
+    if labels is not None:
+        graph["labels"] = labels
+
+    float_dtype, float_name = (torch.float64, "F64") if f64 else (torch.float32, "F32")
+    tensors = {}
+    # The rest of the state_dict first (unused by the graph, but it makes the file a complete
+    # state_dict); the graph's parameters then take their names.
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu()
+        if tensor.is_floating_point():
+            tensors[name] = (float_name, tensor.to(float_dtype))
+        elif tensor.dtype in _SAFETENSORS_DTYPES:  # e.g. num_batches_tracked: I64, never used by a node
+            tensors[name] = (_SAFETENSORS_DTYPES[tensor.dtype], tensor)
+    for name, tensor in params.items():
+        tensors[name] = (float_name, tensor.detach().cpu().to(float_dtype))
+
+    if check:
+        _check(model, graph, tensors, x, model_input)
+    _write_safetensors(path, tensors, {"axiomatic.graph": json.dumps(graph, allow_nan=False)})
+    return graph
+
+
+def _normalize_numbers(normalize, shape):
+    mean, std = normalize
+    mean = [float(v) for v in (mean if isinstance(mean, (list, tuple)) else [mean])]
+    std = [float(v) for v in (std if isinstance(std, (list, tuple)) else [std])]
+    for what, values in (("mean", mean), ("std", std)):
+        if len(values) not in (1, shape[0]):
+            raise ExportError(f"normalize: {what} has {len(values)} numbers for {shape[0]} channels")
+    if any(not s > 0 for s in std):
+        raise ExportError(f"normalize: std {std} must be positive")
+    return mean, std
+
+
+def _check(model, graph, tensors, x, model_input):
+    """The exported graph, in float64, against the model on the same input."""
+    used = {name: t.to(torch.float64) for name, (dtype, t) in tensors.items() if t.is_floating_point()}
+    with torch.no_grad():
+        expected = model(model_input).detach().cpu().to(torch.float64)
+        found = _evaluate(graph, used, x)
+    if not isinstance(expected, torch.Tensor) or expected.shape != found.shape:
+        raise ExportError(f"the exported graph's output has shape {list(found.shape)}, the model's "
+                          f"{list(getattr(expected, 'shape', []))}")
+    scale = expected.abs().max().item()
+    error = (expected - found).abs().max().item()
+    # The model may compute in float32: allow its rounding, not a different function.
+    if not error <= 1e-3 * scale + 1e-6:
+        raise ExportError(f"the exported graph computes a different function than the model (max difference "
+                          f"{error:.3g}, output scale {scale:.3g}): an in-place update of a tensor that is read "
+                          "again, or Python code torch.fx does not see")
+
+
+# ------------------------------------------------------------------------------------------------
+# Models and the command line
+
+
+def lenet28():
+    """The LeNet-28 of the project's benchmarks: 1x28x28 -> 10."""
+    return nn.Sequential(nn.Conv2d(1, 16, 3), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(16, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(32 * 5 * 5, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def torchvision_model(name, num_classes=1000):
+    """A randomly initialized torchvision model by its constructor's name (no download)."""
+    import torchvision
+    constructor = getattr(torchvision.models, name, None)
+    if not callable(constructor) or name.startswith("_"):
+        raise ExportError(f"torchvision.models has no model {name!r}")
+    return constructor(weights=None, num_classes=num_classes)
+
+
+def _main(argv=None):
+    parser = argparse.ArgumentParser(description="Export a PyTorch model to an axiomatic model file.")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--lenet", action="store_true", help="the LeNet-28 (1x28x28, range [0, 1])")
+    which.add_argument("--torchvision", metavar="NAME", help="a torchvision model, e.g. resnet18 (3x224x224)")
+    parser.add_argument("--num-classes", type=int, default=1000, help="torchvision: classes (default 1000)")
+    parser.add_argument("--state-dict", metavar="FILE", help="weights saved with torch.save(model.state_dict())")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random initialization (default 0)")
+    parser.add_argument("--input-shape", type=int, nargs="+", metavar="D", help="input shape without the batch")
+    parser.add_argument("--range", type=float, nargs=2, metavar=("LO", "HI"), help="the input's value range")
+    parser.add_argument("--mean", type=float, nargs="+", help="prepend a normalize node: its mean")
+    parser.add_argument("--std", type=float, nargs="+", help="prepend a normalize node: its std")
+    parser.add_argument("--imagenet", action="store_true", help="ImageNet's mean and std, range [0, 1]")
+    parser.add_argument("--labels", metavar="FILE", help="class labels, one per line")
+    parser.add_argument("--f64", action="store_true", help="write parameters as F64 (default F32)")
+    parser.add_argument("--no-check", action="store_true", help="skip comparing the exported graph with the model")
+    parser.add_argument("--out", required=True, metavar="FILE", help="the model file to write")
+    args = parser.parse_args(argv)
+
+    if (args.mean is None) != (args.std is None):
+        parser.error("--mean and --std go together")
+    if args.imagenet and args.mean is not None:
+        parser.error("--imagenet sets --mean and --std")
+    try:
+        torch.manual_seed(args.seed)
+        if args.lenet:
+            model, shape, input_range = lenet28(), [1, 28, 28], (0.0, 1.0)
+        else:
+            model, shape, input_range = torchvision_model(args.torchvision, args.num_classes), [3, 224, 224], None
+        if args.state_dict:
+            model.load_state_dict(torch.load(args.state_dict, map_location="cpu"))
+        normalize = (args.mean, args.std) if args.mean is not None else None
+        if args.imagenet:
+            normalize, input_range = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), (0.0, 1.0)
+        if args.range:
+            input_range = tuple(args.range)
+        labels = None
+        if args.labels:
+            with open(args.labels, encoding="utf-8") as f:
+                labels = [line.rstrip("\r\n") for line in f if line.strip()]
+        graph = export(model, args.input_shape or shape, args.out, labels=labels, input_range=input_range,
+                       normalize=normalize, f64=args.f64, check=not args.no_check)
+    except (ExportError, OSError, RuntimeError) as e:
+        print(f"export_torch: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 1
+    params = sum(p.numel() for p in model.parameters())
+    print(f"export_torch: wrote {args.out}: {len(graph['nodes'])} nodes, {params} parameters")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
