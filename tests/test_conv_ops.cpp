@@ -527,6 +527,12 @@ void compare_conv_kernels_on_awkward_sizes() {
   s.batch = 1, s.in_channels = 3, s.in_h = s.in_w = 33, s.out_channels = 16, s.kernel_h = s.kernel_w = 7;
   s.stride_h = s.stride_w = 2, s.pad_h = s.pad_w = 3;
   compare_conv_kernels<T>(s, rng);
+  // more columns than one GEMM slab (2048) and than one thread's share: packed panels that
+  // start in the middle of an image row
+  s = kernels::Conv2dShape{};
+  s.batch = 3, s.in_channels = 8, s.in_h = 30, s.in_w = 29, s.out_channels = 12, s.kernel_h = s.kernel_w = 3;
+  s.pad_h = s.pad_w = 1;
+  compare_conv_kernels<T>(s, rng);
 }
 
 TEST_CASE("conv2d kernels match the direct loops on awkward sizes, in chunks of samples (float)") {

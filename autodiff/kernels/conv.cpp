@@ -75,6 +75,62 @@ void im2col(const Conv2dShape& s, const T* x, std::size_t n0, std::size_t nb, st
   }
 }
 
+// The column matrix col[K, nb P] of im2col for samples [n0, n0 + nb) and channels
+// [c0, c0 + C/G), as the GEMM reads it: packed panel by panel straight from x (implicit GEMM),
+// so the whole matrix is never written and read back. The values are im2col's, so the GEMM's
+// bits are too.
+template <class T>
+class ImageColumns final : public PanelPacker<T> {
+ public:
+  ImageColumns(const Conv2dShape& s, const T* x, std::size_t n0, std::size_t c0) : s_(s), x_(x), n0_(n0), c0_(c0) {}
+
+  // out[q / NR][k][q % NR] = col(pc + k, jc + q), zero for q in [nc, nc rounded up to NR)
+  void pack(std::size_t pc, std::size_t kc, std::size_t jc, std::size_t nc, T* out) const override {
+    constexpr std::size_t NR = gemm_panel_width<T>();
+    const std::size_t H = s_.in_h, W = s_.in_w, OH = s_.out_h(), OW = s_.out_w(), P = OH * OW;
+    const std::size_t sh = s_.stride_h, sw = s_.stride_w;
+    // [kc] patch rows x [nc] columns, walked in pieces that stay in one output row and one sliver
+    for (std::size_t k = 0; k < kc; ++k) {
+      const PatchRow p = patch_row(s_, pc + k);
+      const Range rw = inside(OW, W, sw, p.off_w);  // output columns whose input column is in x
+      std::size_t sample = (jc / P), oh = jc % P / OW, ow = jc % OW;
+      for (std::size_t q = 0; q < nc;) {
+        const std::size_t len = std::min({nc - q, OW - ow, NR - q % NR});
+        T* d = out + q / NR * kc * NR + k * NR + q % NR;
+        const Index ih = Index(oh * sh) + p.off_h;
+        if (ih < 0 || ih >= Index(H)) {
+          std::fill(d, d + len, T(0));
+        } else {
+          const T* row = x_ + (((n0_ + sample) * s_.in_channels + c0_ + p.c) * H + std::size_t(ih)) * W;
+          // [ow, ow + len): zeros left of the input, its values, zeros right of it
+          const std::size_t a = std::clamp(rw.begin, ow, ow + len), b = std::clamp(rw.end, a, ow + len);
+          std::fill(d, d + (a - ow), T(0));
+          if (sw == 1) {
+            const T* from = row + Index(a) + p.off_w;
+            for (std::size_t o = a; o < b; ++o) d[o - ow] = from[o - a];
+          } else {
+            for (std::size_t o = a; o < b; ++o) d[o - ow] = row[Index(o * sw) + p.off_w];
+          }
+          std::fill(d + (b - ow), d + len, T(0));
+        }
+        q += len;
+        ow += len;
+        if (ow == OW) {
+          ow = 0;
+          if (++oh == OH) oh = 0, ++sample;
+        }
+      }
+      // the last sliver's columns past nc
+      for (std::size_t q = nc; q % NR != 0; ++q) out[q / NR * kc * NR + k * NR + q % NR] = T(0);
+    }
+  }
+
+ private:
+  const Conv2dShape& s_;
+  const T* x_;
+  std::size_t n0_, c0_;
+};
+
 // gx[n0 .. n0 + nb, c0 .. c0 + C/G] += the columns dcol[K, nb P] added back where im2col read
 // them. A thread takes one band of input rows of one (sample, channel) plane, so that a single
 // image's three channels still split evenly; every element receives its KH KW taps in order,
@@ -173,19 +229,18 @@ template <class T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, bool accumulate,
                     T* workspace) {
   const std::size_t K = s.patch(), og = s.group_out(), P = s.out_pixels();
-  T* col = workspace;
   T* block = workspace + s.chunk * P * K;
   for (std::size_t n0 = 0; n0 < s.batch; n0 += s.chunk) {
     const std::size_t nb = std::min(s.chunk, s.batch - n0), width = nb * P;
     for (std::size_t g = 0; g < s.groups; ++g) {
-      im2col(s, x, n0, nb, g * s.group_in(), col);
+      const ImageColumns<T> col(s, x, n0, g * s.group_in());
       const T* w_g = w + g * og * K;
       if (nb == 1) {  // y_g[O/G, P] = (accumulate ? y_g : 0) + bias_g + w_g[O/G, K] col[K, P]
         T* y_g = y + (n0 * s.out_channels + g * og) * P;
         if (bias) add_bias_rows(bias + g * og, og, P, accumulate, y_g);
-        gemm<T>(false, false, og, P, K, T(1), w_g, K, col, P, T(accumulate || bias ? 1 : 0), y_g, P);
+        gemm<T>(false, og, P, K, T(1), w_g, K, col, T(accumulate || bias ? 1 : 0), y_g, P);
       } else {  // block[O/G, width] = w_g[O/G, K] col[K, width], then moved into y
-        gemm<T>(false, false, og, width, K, T(1), w_g, K, col, width, T(0), block, width);
+        gemm<T>(false, og, width, K, T(1), w_g, K, col, T(0), block, width);
         scatter_output(s, block, bias, n0, nb, g * og, accumulate, y);
       }
     }

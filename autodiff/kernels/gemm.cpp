@@ -33,7 +33,7 @@ namespace {
 template <class T>
 struct Blocking {
   static constexpr std::size_t MR = 6;
-  static constexpr std::size_t NR = 2 * Batch<T>::size;
+  static constexpr std::size_t NR = gemm_panel_width<T>();
   static constexpr std::size_t KC = 256;
   static constexpr std::size_t MC = sizeof(T) == 4 ? 144 : 96;  // multiples of MR
   static constexpr std::size_t NC = 2048;                        // a multiple of NR
@@ -175,10 +175,10 @@ void macro_kernel(std::size_t mc, std::size_t nc, std::size_t kc, const T* a_pac
 
 // C[m0:m1, n0:n1] = beta * C + alpha * op(A) op(B): the sequential Goto loops on one slab of C.
 // Every element of C sees the same KC blocks in the same order whichever slab holds it.
-template <class T>
-void gemm_slab(bool trans_a, bool trans_b, std::size_t m0, std::size_t m1, std::size_t n0,
-               std::size_t n1, std::size_t K, T alpha, const T* A, std::size_t lda, const T* B,
-               std::size_t ldb, T beta, T* C, std::size_t ldc) {
+// pack_b(pc, kc, jc, nc, out) packs op(B)[pc, jc] (a PanelPacker's contract).
+template <class T, class PackB>
+void gemm_slab(bool trans_a, std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1, std::size_t K,
+               T alpha, const T* A, std::size_t lda, const PackB& pack_b, T beta, T* C, std::size_t ldc) {
   using P = Blocking<T>;
   constexpr std::size_t MR = P::MR, NR = P::NR, MC = P::MC, KC = P::KC, NC = P::NC;
   thread_local Scratch<T> a_scratch, b_scratch;
@@ -186,16 +186,14 @@ void gemm_slab(bool trans_a, bool trans_b, std::size_t m0, std::size_t m1, std::
   T* a_packed = a_scratch.get((std::min(MC, m1 - m0) + MR - 1) / MR * MR * std::min(KC, K));
   T* b_packed = b_scratch.get((std::min(NC, n1 - n0) + NR - 1) / NR * NR * std::min(KC, K));
 
-  // op(A)(i, k) = A[i * a_rs + k * a_cs], op(B)(k, j) = B[k * b_rs + j * b_cs]
+  // op(A)(i, k) = A[i * a_rs + k * a_cs]
   const std::size_t a_rs = trans_a ? 1 : lda, a_cs = trans_a ? lda : 1;
-  const std::size_t b_rs = trans_b ? 1 : ldb, b_cs = trans_b ? ldb : 1;
 
   for (std::size_t jc = n0; jc < n1; jc += NC) {
     const std::size_t nc = std::min(NC, n1 - jc);
     for (std::size_t pc = 0; pc < K; pc += KC) {
       const std::size_t kc = std::min(KC, K - pc);
-      // Packed B panels are X(j, k) = op(B)(pc + k, jc + j): rows j step b_cs, columns k step b_rs.
-      pack<NR>(B + pc * b_rs + jc * b_cs, b_cs, b_rs, nc, kc, b_packed);
+      pack_b(pc, kc, jc, nc, b_packed);
       // Only the first KC block applies the caller's beta; later ones accumulate onto it.
       const T beta_block = pc == 0 ? beta : T(1);
       for (std::size_t ic = m0; ic < m1; ic += MC) {
@@ -207,25 +205,23 @@ void gemm_slab(bool trans_a, bool trans_b, std::size_t m0, std::size_t m1, std::
   }
 }
 
-}  // namespace
-
+// C = beta * C when there is no product (K == 0 or alpha == 0); true if so.
 template <class T>
-void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K, T alpha,
-          const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
-          std::size_t ldc) {
-  using P = Blocking<T>;
-  if (M == 0 || N == 0) return;
-  if (K == 0 || alpha == T(0)) {  // no product: C = beta * C
-    // C[M][N] (row stride ldc)
-    for (std::size_t i = 0; i < M; ++i)
-      for (std::size_t j = 0; j < N; ++j)
-        C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
-    return;
-  }
+bool no_product(std::size_t M, std::size_t N, std::size_t K, T alpha, T beta, T* C, std::size_t ldc) {
+  if (K != 0 && alpha != T(0)) return false;
+  // C[M][N] (row stride ldc)
+  for (std::size_t i = 0; i < M; ++i)
+    for (std::size_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+  return true;
+}
 
-  // Threads own fixed, disjoint slabs of C, cut at tile boundaries along the longer side of C
-  // (the other operand is then packed by every thread, and it is the smaller one). Each slab
-  // runs the sequential loops, so no element's arithmetic depends on the thread count.
+// Runs slab(m0, m1, n0, n1) over C[M, N]. Threads own fixed, disjoint slabs of C, cut at tile
+// boundaries along the longer side of C (the other operand is then packed by every thread, and
+// it is the smaller one). Each slab runs the sequential loops, so no element's arithmetic
+// depends on the thread count.
+template <class T, class Slab>
+void run_slabs(std::size_t M, std::size_t N, std::size_t K, const Slab& slab) {
+  using P = Blocking<T>;
   const bool split_columns = N >= M;
   const std::size_t tile = split_columns ? P::NR : P::MR;
   const std::size_t tiles = ((split_columns ? N : M) + tile - 1) / tile;
@@ -235,7 +231,7 @@ void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t 
     parts = static_cast<int>(std::min<std::size_t>(omp_get_max_threads(), tiles));
 #endif
   if (parts == 1) {  // no parallel region at all: even a one-thread region allocates in libgomp
-    gemm_slab(trans_a, trans_b, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    slab(0, M, 0, N);
     return;
   }
 
@@ -246,10 +242,40 @@ void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t 
     const std::size_t end = split_columns ? N : M;
     const std::size_t s0 = std::min(end, t0 * tile), s1 = std::min(end, t1 * tile);
     if (split_columns)
-      gemm_slab(trans_a, trans_b, 0, M, s0, s1, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      slab(0, M, s0, s1);
     else
-      gemm_slab(trans_a, trans_b, s0, s1, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      slab(s0, s1, 0, N);
   }
+}
+
+}  // namespace
+
+template <class T>
+void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K, T alpha,
+          const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
+          std::size_t ldc) {
+  if (M == 0 || N == 0 || no_product(M, N, K, alpha, beta, C, ldc)) return;
+  // op(B)(k, j) = B[k * b_rs + j * b_cs]; packed B panels are X(j, k) = op(B)(pc + k, jc + j):
+  // rows j step b_cs, columns k step b_rs.
+  const std::size_t b_rs = trans_b ? 1 : ldb, b_cs = trans_b ? ldb : 1;
+  const auto pack_b = [&](std::size_t pc, std::size_t kc, std::size_t jc, std::size_t nc, T* out) {
+    pack<Blocking<T>::NR>(B + pc * b_rs + jc * b_cs, b_cs, b_rs, nc, kc, out);
+  };
+  run_slabs<T>(M, N, K, [&](std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
+    gemm_slab(trans_a, m0, m1, n0, n1, K, alpha, A, lda, pack_b, beta, C, ldc);
+  });
+}
+
+template <class T>
+void gemm(bool trans_a, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A, std::size_t lda,
+          const PanelPacker<T>& B, T beta, T* C, std::size_t ldc) {
+  if (M == 0 || N == 0 || no_product(M, N, K, alpha, beta, C, ldc)) return;
+  const auto pack_b = [&](std::size_t pc, std::size_t kc, std::size_t jc, std::size_t nc, T* out) {
+    B.pack(pc, kc, jc, nc, out);
+  };
+  run_slabs<T>(M, N, K, [&](std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
+    gemm_slab(trans_a, m0, m1, n0, n1, K, alpha, A, lda, pack_b, beta, C, ldc);
+  });
 }
 
 template <class T>
@@ -275,6 +301,10 @@ template void gemm<float>(bool, bool, std::size_t, std::size_t, std::size_t, flo
 template void gemm<double>(bool, bool, std::size_t, std::size_t, std::size_t, double,
                            const double*, std::size_t, const double*, std::size_t, double,
                            double*, std::size_t);
+template void gemm<float>(bool, std::size_t, std::size_t, std::size_t, float, const float*, std::size_t,
+                          const PanelPacker<float>&, float, float*, std::size_t);
+template void gemm<double>(bool, std::size_t, std::size_t, std::size_t, double, const double*, std::size_t,
+                           const PanelPacker<double>&, double, double*, std::size_t);
 template void gemm_reference<float>(bool, bool, std::size_t, std::size_t, std::size_t, float,
                                     const float*, std::size_t, const float*, std::size_t, float,
                                     float*, std::size_t);
