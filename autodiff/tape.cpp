@@ -1,5 +1,7 @@
 #include "tape.hpp"
 
+#include "kernels/activation.hpp"
+
 #include <algorithm>
 #include <chrono>
 
@@ -185,7 +187,10 @@ void Tape<T>::backward(Var<T> out, const Tensor<T>& seed) {
     Node<T>& n = nodes_[static_cast<std::size_t>(id)];
     if (live_[static_cast<std::size_t>(id)]) return;
     live_[static_cast<std::size_t>(id)] = 1;
-    if (n.kind == NodeKind::op) resize_zero(n.grad, n.value.shape());  // intermediates restart at zero
+    if (n.kind == NodeKind::op) {  // intermediates restart at zero
+      n.grad.resize(n.value.shape());
+      kernels::fill(n.grad.data(), n.grad.size(), T(0));
+    }
   };
   make_live(top);
   for (std::size_t i = 0; i < seed.size(); ++i) o.grad.data()[i] += seed.data()[i];

@@ -2,7 +2,7 @@
 // ResNet-18 (224 x 224) at batch 10, float, 2 threads. Each node's forward and backward time is
 // the median over the runs (Tape::set_profiling). Prints figures; never fails.
 //
-//   bench_profile [--runs N] [--top K]     (defaults: 31 runs, the 25 costliest nodes)
+//   bench_profile [--runs N] [--top K] [--only lenet|resnet]   (defaults: 31 runs, the 25 costliest nodes)
 #include "../nn/graph.hpp"
 #include "../nn/zoo.hpp"
 
@@ -110,10 +110,12 @@ void profile(const char* title, const nn::ModelSpec& spec, std::size_t batch, in
 
 int main(int argc, char** argv) {
   int runs = 31, top = 25;
+  std::string only;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--runs")) runs = std::max(1, std::atoi(argv[i + 1]));
     else if (!std::strcmp(argv[i], "--top")) top = std::max(1, std::atoi(argv[i + 1]));
+    else if (!std::strcmp(argv[i], "--only")) only = argv[i + 1];
   }
-  profile("LeNet-28", nn::lenet28(7), 50, runs, top);
-  profile("ResNet-18 224", nn::resnet18(7, 1000, 224), 10, std::max(3, runs / 5), top);
+  if (only != "resnet") profile("LeNet-28", nn::lenet28(7), 50, runs, top);
+  if (only != "lenet") profile("ResNet-18 224", nn::resnet18(7, 1000, 224), 10, std::max(3, runs / 5), top);
 }

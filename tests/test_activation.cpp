@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -70,6 +71,15 @@ TEST_CASE("SIMD softmax and log_softmax rows match the reference within a few ul
       check_softmax<float>(rows, n);
       check_softmax<double>(rows, n);
     }
+}
+
+TEST_CASE("fill writes every element, on sizes around the vector width and the thread blocks") {
+  for (std::size_t n : {1, 7, 9, 33, (1 << 17) + 5}) {
+    std::vector<float> v(n + 1, 1.f);
+    kernels::fill(v.data(), n, 0.f);
+    CHECK(std::count(v.begin(), v.end() - 1, 0.f) == long(n));
+    CHECK(v.back() == 1.f);  // and nothing past n
+  }
 }
 
 TEST_CASE("activation kernels give the same bits on one thread or two") {

@@ -38,6 +38,12 @@ void relu_forward(const T* x, T* y, std::size_t n) {
 }
 
 template <class T>
+void fill(T* p, std::size_t n, T value) {
+  const Batch<T> v(value);
+  blocked<T>(n, [&](std::size_t i) { v.store_unaligned(p + i); }, [&](std::size_t i) { p[i] = value; });
+}
+
+template <class T>
 void relu_backward(const T* x, const T* gy, T* gx, std::size_t n) {
   const Batch<T> zero(T(0));
   blocked<T>(
@@ -158,6 +164,7 @@ void log_softmax_reference(const T* x, T* y, std::size_t outer, std::size_t n, s
 
 #define AX_ACTIVATION(T)                                                                        \
   template void relu_forward(const T*, T*, std::size_t);                                        \
+  template void fill(T*, std::size_t, T);                                                       \
   template void relu_backward(const T*, const T*, T*, std::size_t);                             \
   template void relu_tangent(const T*, const T*, T*, std::size_t);                              \
   template void softmax(const T*, T*, std::size_t, std::size_t, std::size_t);                   \

@@ -1,4 +1,5 @@
-// SIMD kernels for relu and for softmax / log_softmax along contiguous rows, each with the plain
+// SIMD kernels for relu and for softmax / log_softmax along contiguous rows (and a threaded
+// fill), each with the plain
 // scalar reference the tests compare it with. Elementwise work is split among OpenMP threads in
 // fixed blocks, so results never depend on the thread count.
 #pragma once
@@ -19,6 +20,10 @@ template <class T> void relu_tangent(const T* x, const T* tx, T* ty, std::size_t
 // and then run in SIMD registers.
 template <class T> void softmax(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner);
 template <class T> void log_softmax(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner);
+
+// p[0, n) = value, split among threads like the loops above: the tape zeroes every
+// intermediate gradient before a backward pass, megabytes for a convolutional network.
+template <class T> void fill(T* p, std::size_t n, T value);
 
 template <class T> void relu_forward_reference(const T* x, T* y, std::size_t n);
 template <class T> void relu_backward_reference(const T* x, const T* gy, T* gx, std::size_t n);
