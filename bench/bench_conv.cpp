@@ -13,6 +13,7 @@
 #include "../autodiff/kernels/gemm.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -42,14 +43,14 @@ std::vector<float> random_vector(std::size_t n, std::mt19937& rng) {
 
 struct Conv {
   const char* name;
-  std::size_t in_channels, size, out_channels, kernel, stride, pad;
+  std::size_t in_channels, size, out_channels, kernel, stride, pad, groups = 1;
 };
 
 Conv2dShape shape_of(const Conv& c, std::size_t batch, std::size_t budget_bytes) {
   Conv2dShape s;
   s.batch = batch, s.in_channels = c.in_channels, s.in_h = s.in_w = c.size;
   s.out_channels = c.out_channels, s.kernel_h = s.kernel_w = c.kernel;
-  s.stride_h = s.stride_w = c.stride, s.pad_h = s.pad_w = c.pad;
+  s.stride_h = s.stride_w = c.stride, s.pad_h = s.pad_w = c.pad, s.groups = c.groups;
   s.chunk = ax::kernels::conv2d_chunk(s, sizeof(float), budget_bytes);
   return s;
 }
@@ -66,9 +67,9 @@ void bench(const Conv& c, std::size_t batch, int runs, std::size_t budget_bytes 
   const double forward = median_seconds(runs, [&] {
     ax::kernels::conv2d_forward<float>(s, x.data(), w.data(), nullptr, y.data(), false, workspace.data());
   });
-  // The same GEMMs on columns already lowered (the chunk's column matrix, reused).
+  // The same GEMMs on columns already lowered (the chunk's column matrix, reused); one group only.
   const std::size_t width = s.chunk * s.out_pixels(), chunks = (batch + s.chunk - 1) / s.chunk;
-  const double gemm_only = median_seconds(runs, [&] {
+  const double gemm_only = c.groups != 1 ? NAN : median_seconds(runs, [&] {
     for (std::size_t i = 0; i < chunks; ++i)
       ax::kernels::gemm<float>(false, false, s.out_channels, width, s.patch(), 1.f, w.data(), s.patch(),
                                workspace.data(), width, 0.f, y.data(), width);
@@ -105,13 +106,17 @@ int main() {
   const Conv lenet[] = {
       {"LeNet 3x3 1->16 @28", 1, 28, 16, 3, 1, 0},
       {"LeNet 3x3 16->32 @13", 16, 13, 32, 3, 1, 0},
+      {"Fashion 3x3 1->32 @28", 1, 28, 32, 3, 1, 1},   // the shipped model's two convolutions
+      {"Fashion 3x3 32->64 @14", 32, 14, 64, 3, 1, 1},
   };
+  const Conv depthwise = {"depthwise 3x3 64 @56", 64, 56, 64, 3, 1, 1, 64};
   std::printf("conv2d, float, 2 threads, GFLOP/s (median of 7 runs; input size after @)\n");
   std::printf("  %-24s %5s %5s %8s %10s %10s %9s %9s\n", "shape", "batch", "chunk", "ws MiB", "forward", "gemm alone",
               "bwd data", "fwd ms");
   for (std::size_t batch : {1, 10})
     for (const Conv& c : resnet) bench(c, batch, 7);
   for (const Conv& c : lenet) bench(c, 50, 7);
+  bench(depthwise, 10, 7);
 
   // How the workspace budget (samples lowered at once) changes the speed: small chunks keep the
   // columns in cache but give the GEMM fewer columns.

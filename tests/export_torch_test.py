@@ -15,13 +15,13 @@ entry). The models:
              window dropped at the edge) and count_include_pad=False, adaptive average pool to
              2x3, concat, sub, mul, add, identity, flatten, linear, softmax; in float64 with
              weights that float32 cannot hold, written as F64. A twin ends in log_softmax and
-             uses function forms (F.relu, torch.flatten, F.max_pool2d, ...), written as F32.
+             uses function forms (F.relu, torch.flatten, F.max_pool2d, F.dropout, ...), written as F32.
 
 It also reads the files back with a small safetensors reader of its own (tiling, dtypes,
 num_batches_tracked stored as I64, state_dict round trip), and checks that models the format
 cannot express are refused with one line naming the module: padding='same', padding_mode,
-divisor_override, pool dilation, broadcasting, an unsupported module, two outputs, a constant
-operand, an in-place update read again; and by the command line (mobilenet_v2's ReLU6).
+divisor_override, pool dilation, broadcasting, an unsupported module, two inputs, two outputs,
+a constant operand, an in-place update read again; and by the command line (mobilenet_v2's ReLU6).
 
     /usr/bin/python3 tests/export_torch_test.py [--cli build/cli/axiomatic] [--work DIR]
 
@@ -72,7 +72,8 @@ def build_models(torch, nn, F):
             # the right padding and is dropped.
             self.avg = nn.AvgPool2d((3, 2), stride=(2, 3), padding=1, ceil_mode=True, count_include_pad=False)
             self.max = nn.MaxPool2d((3, 2), stride=(2, 3), padding=1, ceil_mode=True)
-            self.mix = nn.Conv2d(16, 8, 3, stride=(1, 2), padding=2, dilation=2, groups=2, bias=False)
+            # Every attribute different along height and width: 16x7x3 -> 8x7x2.
+            self.mix = nn.Conv2d(16, 8, (3, 2), stride=(1, 2), padding=(2, 1), dilation=(2, 1), groups=2, bias=False)
             self.same = nn.Identity()
             self.adapt = nn.AdaptiveAvgPool2d((2, 3))
             self.flat = nn.Flatten()
@@ -95,6 +96,8 @@ def build_models(torch, nn, F):
             f = torch.flatten(d, 1) if self.functional else self.flat(d)
             z = torch.add(self.fc(f), self.skip(f))
             z = F.relu(z) if self.functional else z.relu()
+            if self.functional:
+                z = F.dropout(z, 0.3, self.training)  # traced in eval mode: the identity
             y = self.out(z)
             return F.log_softmax(y, dim=-1) if self.functional else self.softmax(y)
 
@@ -213,6 +216,10 @@ def refusals(torch, nn, F, export_torch, work):
         def forward(self, x):
             return self.conv(x), x
 
+    class TwoInputs(nn.Module):
+        def forward(self, x, y):
+            return x + y
+
     class Constant(nn.Module):
         def __init__(self):
             super().__init__()
@@ -240,6 +247,7 @@ def refusals(torch, nn, F, export_torch, work):
         ("MaxPool2d dilation 2", nn.Sequential(nn.MaxPool2d(2, dilation=2)), ["module '0' (MaxPool2d)", "dilation"]),
         ("broadcasting add", Broadcast(), ["operator.add", "broadcast"]),
         ("unsupported module", nn.Sequential(nn.Conv2d(1, 2, 3), nn.GELU()), ["module '1' (GELU)", "unsupported"]),
+        ("two inputs", TwoInputs(), ["2 inputs (x, y)"]),
         ("two outputs", TwoOutputs(), ["one output"]),
         ("constant operand", Constant(), ["operator.mul", "constant"]),
         ("in-place update read again", InPlaceReadAgain(), ["different function"]),
@@ -372,6 +380,7 @@ def main():
         print(f"FAIL  the axiomatic command {args.cli} is not there")
         return 1
     sys.path.insert(0, os.path.dirname(EXPORTER))
+    sys.dont_write_bytecode = True  # no __pycache__ in the source tree
     import export_torch
 
     torch.set_num_threads(1)  # small models; the machine is shared

@@ -527,6 +527,17 @@ void compare_conv_kernels_on_awkward_sizes() {
   s.batch = 1, s.in_channels = 3, s.in_h = s.in_w = 33, s.out_channels = 16, s.kernel_h = s.kernel_w = 7;
   s.stride_h = s.stride_w = 2, s.pad_h = s.pad_w = 3;
   compare_conv_kernels<T>(s, rng);
+  // the direct loops (few channels per group): depthwise with a dilation, wide enough for whole
+  // vector tiles and a cut one; grouped with a stride along h only (direct forward, lowered
+  // backward-data), an asymmetric window and padding
+  s = kernels::Conv2dShape{};
+  s.batch = 2, s.in_channels = s.out_channels = s.groups = 5, s.in_h = 19, s.in_w = 37;
+  s.kernel_h = s.kernel_w = 3, s.pad_h = s.pad_w = 1, s.dilation_w = 2;
+  compare_conv_kernels<T>(s, rng);
+  s = kernels::Conv2dShape{};
+  s.batch = 2, s.in_channels = 6, s.out_channels = 12, s.groups = 3, s.in_h = 9, s.in_w = 40;
+  s.kernel_h = 3, s.kernel_w = 5, s.stride_h = 2, s.pad_h = 2;
+  compare_conv_kernels<T>(s, rng);
   // more columns than one GEMM slab (2048) and than one thread's share: packed panels that
   // start in the middle of an image row
   s = kernels::Conv2dShape{};

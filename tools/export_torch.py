@@ -14,7 +14,7 @@ The model is traced with torch.fx (symbolic_trace) and each traced call becomes 
     nn.Conv2d -> conv2d            nn.Linear -> linear            nn.BatchNorm2d -> batchnorm2d
     nn.ReLU, F.relu, torch.relu, Tensor.relu -> relu              nn.LeakyReLU, F.leaky_relu -> leaky_relu
     nn.Sigmoid, torch.sigmoid -> sigmoid                          nn.Tanh, torch.tanh -> tanh
-    nn.Identity, nn.Dropout (eval mode: the identity) -> identity
+    nn.Identity, nn.Dropout, F.dropout (eval mode: the identity) -> identity
     nn.MaxPool2d, F.max_pool2d -> maxpool2d                       nn.AvgPool2d, F.avg_pool2d -> avgpool2d
     nn.AdaptiveAvgPool2d, F.adaptive_avg_pool2d -> adaptive_avgpool2d
     nn.Flatten, torch.flatten, Tensor.flatten -> flatten (end_dim must be the last dimension)
@@ -276,6 +276,12 @@ def _binary(op):
     return convert
 
 
+def _dropout(a, s, w):
+    if a["training"]:  # F.dropout(x, p, self.training) was traced in eval mode: training is False
+        raise ExportError(f"{w}: training=True drops values at random; only eval-mode dropout (the identity)")
+    return "identity", {}
+
+
 def _function_table():
     unary = lambda op: (_X + [("inplace", False)], lambda a, s, w: (op, {}), ["input"])
     leaky = (_X + [("negative_slope", 0.01), ("inplace", False)],
@@ -296,6 +302,7 @@ def _function_table():
     mul = (_X + [("other", _REQUIRED)], lambda a, s, w: ("mul", {}), ["input", "other"])
     operator_binary = lambda op: ([("input", _REQUIRED), ("other", _REQUIRED)], lambda a, s, w: (op, {}),
                                   ["input", "other"])
+    dropout = (_X + [("p", 0.5), ("training", True), ("inplace", False)], _dropout, ["input"])
     cat = ([("tensors", _REQUIRED), ("dim", 0)],
            lambda a, s, w: ("concat", {"axis": _axis(a["dim"], len(s), "dim", w)}), ["tensors"])
 
@@ -308,7 +315,7 @@ def _function_table():
         ("operator.add operator.iadd", operator_binary("add")), ("torch.add", binary("add")),
         ("operator.sub operator.isub", operator_binary("sub")), ("torch.sub", binary("sub")),
         ("operator.mul operator.imul", operator_binary("mul")), ("torch.mul", mul),
-        ("torch.cat torch.concat", cat),
+        ("torch.cat torch.concat", cat), ("F.dropout F.dropout2d", dropout),
     ]
     namespaces = {"torch": torch, "F": F, "operator": operator}
     functions = {}
@@ -356,10 +363,7 @@ class _Names:
 
 def _graph_nodes(gm, model, names, first_input):
     """The format's nodes and the parameters they use, in the fx graph's (topological) order."""
-    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    if len(placeholders) != 1:
-        raise ExportError(f"forward takes {len(placeholders)} inputs ({', '.join(n.target for n in placeholders)}); "
-                          "a version-1 model file has exactly one")
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]  # one: export() checked
     modules = dict(model.named_modules())
     nodes, params = [], {}
     produced = {placeholders[0]: first_input}  # fx node -> name of the value in the format's graph
@@ -402,7 +406,8 @@ def _graph_nodes(gm, model, names, first_input):
         elif node.op in ("call_function", "call_method"):
             table = _FUNCTIONS if node.op == "call_function" else _METHODS
             if node.target not in table:
-                what = node.target if node.op == "call_method" else torch.fx.node._get_qualified_name(node.target)
+                what = (f"Tensor.{node.target}" if node.op == "call_method"
+                        else torch.fx.node._get_qualified_name(node.target))
                 raise ExportError(f"function {what} (node {node.name!r}): unsupported function")
             qualified, (signature, convert, tensor_args) = table[node.target]
             where = f"function {qualified} (node {node.name!r})"
@@ -418,7 +423,7 @@ def _graph_nodes(gm, model, names, first_input):
         else:
             raise ExportError(f"unsupported fx node {node.op} {node.target!r}")
 
-        if op in ("add", "sub", "mul") or op == "concat":
+        if op in ("add", "sub", "mul", "concat"):
             shapes = [_shape(s)[1:] for s in sources]  # per sample
             if op != "concat" and any(s != shapes[0] for s in shapes):
                 raise ExportError(f"{where}: operands of shapes {shapes} differ; the format's {op} does not broadcast")
@@ -550,6 +555,10 @@ def export(model, example_input_shape, path, labels=None, input_range=None, norm
         gm = torch.fx.symbolic_trace(model)
     except Exception as e:  # control flow on tensors, unsupported Python, ...
         raise ExportError(f"torch.fx cannot trace the model: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+    placeholders = [n.target for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise ExportError(f"forward takes {len(placeholders)} inputs ({', '.join(placeholders)}); "
+                          "a version-1 model file has exactly one")
 
     first = next((p for p in model.parameters() if p.is_floating_point()), None)
     dtype = first.dtype if first is not None else torch.float32
@@ -566,12 +575,19 @@ def export(model, example_input_shape, path, labels=None, input_range=None, norm
         view = (1, -1) + (1,) * (len(shape) - 1)
         model_input = (x - torch.tensor(mean, dtype=x.dtype).view(view)) / torch.tensor(std, dtype=x.dtype).view(view)
     model_input = model_input.to(dtype=dtype, device=device)
+    # The model itself first: its error says what is wrong. Clones: an in-place op may write to
+    # its input.
     try:
         with torch.no_grad():
-            ShapeProp(gm).propagate(model_input.clone())  # clones: an in-place op may write to its input
+            expected = model(model_input.clone())
     except Exception as e:
         raise ExportError(f"the model does not run on an input of shape {[2] + shape}: "
                           f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+    try:
+        with torch.no_grad():
+            ShapeProp(gm).propagate(model_input.clone())
+    except Exception as e:
+        raise ExportError(f"the traced model does not run: {type(e).__name__}: {str(e).splitlines()[0]}") from e
 
     names = _Names(name for name, _ in model.named_modules() if name)
     nodes = []
@@ -612,7 +628,7 @@ def export(model, example_input_shape, path, labels=None, input_range=None, norm
         tensors[name] = (float_name, tensor.detach().cpu().to(float_dtype))
 
     if check:
-        _check(model, graph, tensors, x, model_input)
+        _check(expected, graph, tensors, x)
     _write_safetensors(path, tensors, {"axiomatic.graph": json.dumps(graph, allow_nan=False)})
     return graph
 
@@ -631,15 +647,15 @@ def _normalize_numbers(normalize, shape):
     return mean, std
 
 
-def _check(model, graph, tensors, x, model_input):
-    """The exported graph, in float64, against the model on the same input."""
+def _check(expected, graph, tensors, x):
+    """The exported graph, in float64, against the model's output `expected` on the input x."""
     used = {name: t.to(torch.float64) for name, (dtype, t) in tensors.items() if t.is_floating_point()}
     with torch.no_grad():
-        expected = model(model_input.clone()).detach().cpu().to(torch.float64)
-        found = _evaluate(graph, used, x.clone())
-    if not isinstance(expected, torch.Tensor) or expected.shape != found.shape:
+        found = _evaluate(graph, used, x)
+    expected = expected.detach().cpu().to(torch.float64)
+    if expected.shape != found.shape:
         raise ExportError(f"the exported graph's output has shape {list(found.shape)}, the model's "
-                          f"{list(getattr(expected, 'shape', []))}")
+                          f"{list(expected.shape)}")
     scale = expected.abs().max().item()
     error = (expected - found).abs().max().item()
     # The model may compute in float32: allow its rounding, not a different function.

@@ -3,8 +3,10 @@
 #include "conv.hpp"
 
 #include "gemm.hpp"
+#include "simd.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 
 namespace ax::kernels {
@@ -209,6 +211,167 @@ void gather_output(const Conv2dShape& s, const T* gy, std::size_t n0, std::size_
   }
 }
 
+// ---- direct convolution: few output channels per group, no lowering ----
+//
+// A GEMM has the group's output channels as its rows and its window values as its depth; with
+// few of either (a depthwise convolution has 1 and 9) it wastes most of its tile and its
+// packing. The direct loop instead keeps
+// OB <= 6 output channels of a stretch of one output row in SIMD registers, and adds each tap
+// as one load of a shifted input row times a broadcast weight. It needs unit stride along w
+// (contiguous loads), and reads a zero-padded copy of one sample at a time, so that no tap
+// leaves its row:
+//   out[n, o, oh, ow] = (accumulate ? out : 0) + (bias[o] + the taps, in (c, kh, kw) order, each
+//                       padded[g Cg + c, oh SH + kh DH, ow + kw DW] wt[o, c, kh, kw])
+// every tap one fused multiply-add. Backward-data of a stride-1 convolution is this same loop
+// over gy with the window flipped (see conv2d_backward_data).
+struct DirectShape {
+  std::size_t N, C, H, W;       // in [N, C, H, W]
+  std::size_t O, OH, OW;        // out [N, O, OH, OW]
+  std::size_t KH, KW, SH;       // window; stride along h (1 along w)
+  std::size_t PH, PW;           // zero padding
+  std::size_t DH, DW, groups;   // dilation, groups
+  // The padded sample: [C, HP, WP], with a vector's worth of zeros more on the right so that
+  // the last vector of an output row may read past its end.
+  std::size_t HP() const { return H + 2 * PH; }
+  template <class T> std::size_t WP() const { return W + 2 * PW + Batch<T>::size; }
+  template <class T> std::size_t padded_size() const { return C * HP() * WP<T>(); }
+};
+
+// Groups with at most this many output channels go direct (measured with bench_conv: a
+// depthwise 3 x 3 layer runs 8-10x faster direct; LeNet-sized first layers, 1 input channel and
+// 16 or 32 outputs, run as fast or faster through the GEMM both ways: their backward-data
+// direct, one output channel with taps over 16 or 32, ran 3x slower).
+constexpr std::size_t kDirectMaxGroupOut = 8;
+// The taps' input rows (channels of a group x kernel rows) are listed on the stack.
+constexpr std::size_t kDirectMaxRows = 512;
+
+// acc[b][v] = bias + every tap, for OB channels from o0 and V vectors of output columns from ow
+// of output row oh; w points at channel o0's weights, `rows` at the taps' padded input rows.
+template <std::size_t OB, std::size_t V, class T>
+void direct_tile(const DirectShape& d, const T* const* rows, std::size_t row_count, const T* w, std::size_t taps,
+                 const T* bias, std::size_t ow, Batch<T> (&acc)[OB][V]) {
+  constexpr std::size_t L = Batch<T>::size;
+  for (std::size_t b = 0; b < OB; ++b)
+    for (std::size_t v = 0; v < V; ++v) acc[b][v] = Batch<T>(bias ? bias[b] : T(0));
+  // [Cg KH] input rows x [KW] taps: V loads, then OB broadcasts x V fused multiply-adds
+  for (std::size_t ck = 0; ck < row_count; ++ck) {
+    const T* from = rows[ck] + ow;
+    const T* wk = w + ck * d.KW;
+    for (std::size_t kw = 0; kw < d.KW; ++kw) {
+      Batch<T> x[V];
+      for (std::size_t v = 0; v < V; ++v) x[v] = Batch<T>::load_unaligned(from + kw * d.DW + v * L);
+      for (std::size_t b = 0; b < OB; ++b) {
+        const Batch<T> weight(wk[b * taps + kw]);
+        for (std::size_t v = 0; v < V; ++v) acc[b][v] = xsimd::fma(x[v], weight, acc[b][v]);
+      }
+    }
+  }
+}
+
+// Output channels [o0, o0 + OB) of output row oh of sample n, from the padded sample.
+template <std::size_t OB, class T>
+void direct_row(const DirectShape& d, const T* padded, const T* wt, const T* bias, T* out, bool accumulate,
+                std::size_t n, std::size_t o0, std::size_t oh) {
+  constexpr std::size_t L = Batch<T>::size;
+  const std::size_t cg = d.C / d.groups, og = d.O / d.groups, taps = cg * d.KH * d.KW, WP = d.WP<T>();
+  const std::size_t c0 = o0 / og * cg;  // the group's first input channel
+  const T* rows[kDirectMaxRows];
+  const std::size_t row_count = cg * d.KH;
+  for (std::size_t c = 0; c < cg; ++c)
+    for (std::size_t kh = 0; kh < d.KH; ++kh) rows[c * d.KH + kh] = padded + ((c0 + c) * d.HP() + oh * d.SH + kh * d.DH) * WP;
+  const T* w = wt + o0 * taps;
+  const T* b0 = bias ? bias + o0 : nullptr;
+  T* out0 = out + ((n * d.O + o0) * d.OH + oh) * d.OW;  // channel b's row at out0 + b OH OW
+  const std::size_t plane = d.OH * d.OW;
+
+  std::size_t ow = 0;
+  for (; ow + 2 * L <= d.OW; ow += 2 * L) {  // [OB channels] x [2 L columns]
+    Batch<T> acc[OB][2];
+    direct_tile<OB, 2>(d, rows, row_count, w, taps, b0, ow, acc);
+    for (std::size_t b = 0; b < OB; ++b)
+      for (std::size_t v = 0; v < 2; ++v) {
+        T* o = out0 + b * plane + ow + v * L;
+        (accumulate ? Batch<T>::load_unaligned(o) + acc[b][v] : acc[b][v]).store_unaligned(o);
+      }
+  }
+  for (; ow < d.OW; ow += L) {  // [OB] x [L], the last one cut at OW
+    Batch<T> acc[OB][1];
+    direct_tile<OB, 1>(d, rows, row_count, w, taps, b0, ow, acc);
+    alignas(64) T lanes[L];
+    for (std::size_t b = 0; b < OB; ++b) {
+      acc[b][0].store_aligned(lanes);
+      T* o = out0 + b * plane + ow;
+      for (std::size_t l = 0; l < L && ow + l < d.OW; ++l) o[l] = accumulate ? o[l] + lanes[l] : lanes[l];
+    }
+  }
+}
+
+// The whole direct convolution, a sample at a time: pad it into `padded`, then items (block of
+// output channels, output row), with blocks of 6 channels in each group and one of the rest.
+// Each output element is written by one thread.
+template <class T>
+void direct_conv(const DirectShape& d, const T* in, const T* wt, const T* bias, T* out, bool accumulate, T* padded) {
+  const std::size_t og = d.O / d.groups, rest = og % 6, blocks = og / 6 + (rest ? 1 : 0);  // per group
+  const std::size_t HP = d.HP(), WP = d.WP<T>();
+  const Index items = Index(d.groups * blocks * d.OH);
+  const bool threads = d.O * d.OH * d.OW * (d.C / d.groups) * d.KH * d.KW >= kParallelMinElements * 8;
+  for (std::size_t n = 0; n < d.N; ++n) {
+    // padded[C, HP, WP] <- in[n], zeros around it
+#pragma omp parallel for schedule(static) if (threads)
+    for (Index c = 0; c < Index(d.C); ++c) {
+      T* to = padded + std::size_t(c) * HP * WP;
+      const T* from = in + (n * d.C + std::size_t(c)) * d.H * d.W;
+      std::fill(to, to + d.PH * WP, T(0));
+      for (std::size_t h = 0; h < d.H; ++h) {
+        T* row = to + (d.PH + h) * WP;
+        std::fill(row, row + d.PW, T(0));
+        std::copy(from + h * d.W, from + (h + 1) * d.W, row + d.PW);
+        std::fill(row + d.PW + d.W, row + WP, T(0));
+      }
+      std::fill(to + (d.PH + d.H) * WP, to + HP * WP, T(0));
+    }
+    // [G x blocks x OH] output rows of a block of channels
+#pragma omp parallel for schedule(static) if (threads)
+    for (Index item = 0; item < items; ++item) {
+      const std::size_t oh = std::size_t(item) % d.OH, block = std::size_t(item) / d.OH % blocks;
+      const std::size_t g = std::size_t(item) / d.OH / blocks;
+      const std::size_t o0 = g * og + 6 * block, count = std::min<std::size_t>(6, og - 6 * block);
+      switch (count) {
+        case 6: direct_row<6>(d, padded, wt, bias, out, accumulate, n, o0, oh); break;
+        case 5: direct_row<5>(d, padded, wt, bias, out, accumulate, n, o0, oh); break;
+        case 4: direct_row<4>(d, padded, wt, bias, out, accumulate, n, o0, oh); break;
+        case 3: direct_row<3>(d, padded, wt, bias, out, accumulate, n, o0, oh); break;
+        case 2: direct_row<2>(d, padded, wt, bias, out, accumulate, n, o0, oh); break;
+        default: direct_row<1>(d, padded, wt, bias, out, accumulate, n, o0, oh); break;
+      }
+    }
+  }
+}
+
+// The two uses, both for groups with few channels on either side. Forward: unit stride along w.
+DirectShape direct_forward_shape(const Conv2dShape& s) {
+  return {s.batch, s.in_channels, s.in_h, s.in_w, s.out_channels, s.out_h(), s.out_w(), s.kernel_h, s.kernel_w,
+          s.stride_h, s.pad_h, s.pad_w, s.dilation_h, s.dilation_w, s.groups};
+}
+bool direct_forward_fits(const Conv2dShape& s) {
+  return s.stride_w == 1 && s.group_out() <= kDirectMaxGroupOut && s.group_in() <= kDirectMaxGroupOut &&
+         s.group_in() * s.kernel_h <= kDirectMaxRows;
+}
+
+// Backward-data: gx += gy correlated with the flipped window, channels swapped (gx's channels
+// are the outputs, O/G per group become the inputs), padded by D (K - 1) - P; stride 1 only,
+// and padding within the dilated window so that this padding is not negative.
+DirectShape direct_backward_shape(const Conv2dShape& s) {
+  return {s.batch, s.out_channels, s.out_h(), s.out_w(), s.in_channels, s.in_h, s.in_w, s.kernel_h, s.kernel_w, 1,
+          s.dilation_h * (s.kernel_h - 1) - s.pad_h, s.dilation_w * (s.kernel_w - 1) - s.pad_w,
+          s.dilation_h, s.dilation_w, s.groups};
+}
+bool direct_backward_fits(const Conv2dShape& s) {
+  return s.stride_h == 1 && s.stride_w == 1 && s.pad_h <= s.dilation_h * (s.kernel_h - 1) &&
+         s.pad_w <= s.dilation_w * (s.kernel_w - 1) && s.group_in() <= kDirectMaxGroupOut &&
+         s.group_out() <= kDirectMaxGroupOut && s.group_out() * s.kernel_h <= kDirectMaxRows;
+}
+
 }  // namespace
 
 std::size_t conv2d_chunk(const Conv2dShape& s, std::size_t element_bytes, std::size_t budget_bytes) {
@@ -218,7 +381,21 @@ std::size_t conv2d_chunk(const Conv2dShape& s, std::size_t element_bytes, std::s
 }
 
 std::size_t conv2d_workspace(const Conv2dShape& s) {
-  return s.chunk * s.out_pixels() * (s.patch() + s.group_out());
+  // Lowering: the columns and one output block. Direct: a padded sample, for backward-data the
+  // flipped weights too. Element counts of T; the padding's vector slack is counted for double
+  // (its 4 lanes are fewer than float's 8, so 8 covers both).
+  const std::size_t lowering = s.chunk * s.out_pixels() * (s.patch() + s.group_out());
+  const std::size_t slack = 8;
+  std::size_t direct = 0;
+  if (direct_forward_fits(s)) {
+    const DirectShape d = direct_forward_shape(s);
+    direct = d.C * d.HP() * (d.W + 2 * d.PW + slack);
+  }
+  if (direct_backward_fits(s)) {
+    const DirectShape d = direct_backward_shape(s);
+    direct = std::max(direct, s.out_channels * s.patch() + d.C * d.HP() * (d.W + 2 * d.PW + slack));
+  }
+  return std::max(lowering, direct);
 }
 
 // Workspace layout for all three: col or dcol [K, chunk P], then block [O/G, chunk P]. A chunk of
@@ -228,6 +405,10 @@ std::size_t conv2d_workspace(const Conv2dShape& s) {
 template <class T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, bool accumulate,
                     T* workspace) {
+  if (direct_forward_fits(s)) {
+    direct_conv(direct_forward_shape(s), x, w, bias, y, accumulate, workspace);
+    return;
+  }
   const std::size_t K = s.patch(), og = s.group_out(), P = s.out_pixels();
   T* block = workspace + s.chunk * P * K;
   for (std::size_t n0 = 0; n0 < s.batch; n0 += s.chunk) {
@@ -249,6 +430,22 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
 
 template <class T>
 void conv2d_backward_data(const Conv2dShape& s, const T* gy, const T* w, T* gx, T* workspace) {
+  if (direct_backward_fits(s)) {
+    // flipped[g Cg + c, o, kh, kw] = w[g Og + o, c, KH-1-kh, KW-1-kw]
+    const std::size_t cg = s.group_in(), og = s.group_out(), KH = s.kernel_h, KW = s.kernel_w;
+    T* flipped = workspace;
+    // [G, Cg, Og, KH, KW]
+    for (std::size_t g = 0; g < s.groups; ++g)
+      for (std::size_t c = 0; c < cg; ++c)
+        for (std::size_t o = 0; o < og; ++o)
+          for (std::size_t kh = 0; kh < KH; ++kh)
+            for (std::size_t kw = 0; kw < KW; ++kw)
+              flipped[(((g * cg + c) * og + o) * KH + kh) * KW + kw] =
+                  w[(((g * og + o) * cg + c) * KH + (KH - 1 - kh)) * KW + (KW - 1 - kw)];
+    direct_conv(direct_backward_shape(s), gy, flipped, static_cast<const T*>(nullptr), gx, true,
+                flipped + s.out_channels * s.patch());
+    return;
+  }
   const std::size_t K = s.patch(), og = s.group_out(), P = s.out_pixels();
   T* dcol = workspace;
   T* block = workspace + s.chunk * P * K;
