@@ -50,7 +50,7 @@ MedianBest fma_peak_gflops(int threads, int runs) {
       for (int c = 0; c < chains; ++c) acc[c] = B(float(c));
       const B m(0.999f), d(0.001f);
       for (long i = 0; i < iterations; ++i)
-        for (int c = 0; c < chains; ++c) acc[c] = xsimd::fma(acc[c], m, d);
+        for (int c = 0; c < chains; ++c) acc[c] = ax::kernels::fused_multiply_add(acc[c], m, d);
       B total = acc[0];
       for (int c = 1; c < chains; ++c) total += acc[c];
       sink = sink + xsimd::hadd(total);

@@ -32,10 +32,10 @@ void channel_affine(const ChannelShape& s, const T* x, const T* center, const T*
     std::size_t i = 0;
     if (accumulate) {
       for (; i + width <= s.plane; i += width)
-        (Batch<T>::load_unaligned(out + i) + xsimd::fma(Batch<T>::load_unaligned(in + i) - mv, av, bv)).store_unaligned(out + i);
+        (Batch<T>::load_unaligned(out + i) + fused_multiply_add(Batch<T>::load_unaligned(in + i) - mv, av, bv)).store_unaligned(out + i);
       for (; i < s.plane; ++i) out[i] += std::fma(in[i] - m, a, b);
     } else {
-      for (; i + width <= s.plane; i += width) xsimd::fma(Batch<T>::load_unaligned(in + i) - mv, av, bv).store_unaligned(out + i);
+      for (; i + width <= s.plane; i += width) fused_multiply_add(Batch<T>::load_unaligned(in + i) - mv, av, bv).store_unaligned(out + i);
       for (; i < s.plane; ++i) out[i] = std::fma(in[i] - m, a, b);
     }
   }

@@ -262,7 +262,7 @@ void direct_tile(const DirectShape& d, const T* const* rows, std::size_t row_cou
       for (std::size_t v = 0; v < V; ++v) x[v] = Batch<T>::load_unaligned(from + kw * d.DW + v * L);
       for (std::size_t b = 0; b < OB; ++b) {
         const Batch<T> weight(wk[b * taps + kw]);
-        for (std::size_t v = 0; v < V; ++v) acc[b][v] = xsimd::fma(x[v], weight, acc[b][v]);
+        for (std::size_t v = 0; v < V; ++v) acc[b][v] = fused_multiply_add(x[v], weight, acc[b][v]);
       }
     }
   }
@@ -382,10 +382,10 @@ std::size_t conv2d_chunk(const Conv2dShape& s, std::size_t element_bytes, std::s
 
 std::size_t conv2d_workspace(const Conv2dShape& s) {
   // Lowering: the columns and one output block. Direct: a padded sample, for backward-data the
-  // flipped weights too. Element counts of T; the padding's vector slack is counted for double
-  // (its 4 lanes are fewer than float's 8, so 8 covers both).
+  // flipped weights too. Element counts, good for float and double: a padded row's slack is one
+  // vector, and float's has the more lanes.
   const std::size_t lowering = s.chunk * s.out_pixels() * (s.patch() + s.group_out());
-  const std::size_t slack = 8;
+  const std::size_t slack = Batch<float>::size;
   std::size_t direct = 0;
   if (direct_forward_fits(s)) {
     const DirectShape d = direct_forward_shape(s);

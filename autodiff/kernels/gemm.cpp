@@ -26,13 +26,15 @@ namespace ax::kernels {
 namespace {
 
 // Register tile and cache blocks, in elements. The tile is MR rows x NR = two registers wide:
-// 6 x 2 = 12 accumulators, plus two B registers and one broadcast A, of AVX2's 16 registers.
-// A KC x NR panel of packed B is 16 KiB (L1 is 32 KiB); an MC x KC block of packed A is 144 KiB
-// (float) or 192 KiB (double) in a 1 MiB L2; a KC x NC block of packed B is 2 or 4 MiB of L3.
-// Measured: KC 128-384 and MC 48-240 are all within noise of these at n = 512 and 1536.
+// with AVX2's 16 registers, 6 x 2 = 12 accumulators plus two B registers and one broadcast A;
+// with AVX-512's 32, 8 x 2 = 16 accumulators (measured at n = 512 on 2 threads: 8 rows 70% of
+// peak, 6 and 12 rows 67%). A KC x NR panel of packed B is 16 KiB with AVX2, 32 KiB with
+// AVX-512 (in L1); an MC x KC block of packed A is 144 KiB (float) or 192 KiB (double) in L2; a
+// KC x NC block of packed B is 2 or 4 MiB of L3. Measured on AVX2: KC 128-384 and MC 48-240 are
+// all within noise of these at n = 512 and 1536; on AVX-512, KC 384 with MC 192 is slower.
 template <class T>
 struct Blocking {
-  static constexpr std::size_t MR = 6;
+  static constexpr std::size_t MR = XSIMD_WITH_AVX512F ? 8 : 6;
   static constexpr std::size_t NR = gemm_panel_width<T>();
   static constexpr std::size_t KC = 256;
   static constexpr std::size_t MC = sizeof(T) == 4 ? 144 : 96;  // multiples of MR
@@ -121,8 +123,8 @@ void micro_kernel(std::size_t kc, const T* a, const T* b, T alpha, T beta, T* c,
     const B b0 = B::load_aligned(b), b1 = B::load_aligned(b + L);
     for (std::size_t r = 0; r < MR; ++r) {
       const B ar(a[r]);  // broadcast
-      acc[r][0] = xsimd::fma(ar, b0, acc[r][0]);
-      acc[r][1] = xsimd::fma(ar, b1, acc[r][1]);
+      acc[r][0] = fused_multiply_add(ar, b0, acc[r][0]);
+      acc[r][1] = fused_multiply_add(ar, b1, acc[r][1]);
     }
   }
 
@@ -131,7 +133,7 @@ void micro_kernel(std::size_t kc, const T* a, const T* b, T alpha, T beta, T* c,
   for (std::size_t r = 0; r < MR; ++r)
     for (std::size_t h = 0; h < 2; ++h) {
       T* cp = c + r * ldc + h * L;
-      const B out = beta == T(0) ? va * acc[r][h] : xsimd::fma(va, acc[r][h], vb * B::load_unaligned(cp));
+      const B out = beta == T(0) ? va * acc[r][h] : fused_multiply_add(va, acc[r][h], vb * B::load_unaligned(cp));
       out.store_unaligned(cp);
     }
 }

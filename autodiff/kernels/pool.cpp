@@ -35,6 +35,10 @@ using Index = std::ptrdiff_t;
 // done one by one; the others, a contiguous range of starts, in SIMD.
 namespace {
 
+// Rows of pooled images are short (LeNet's have 13 to 26 window starts): 256-bit vectors.
+template <class T>
+using PoolBatch = ShortBatch<T>;
+
 // Output columns per tile: the tile's starts fit this many, so that scratch rows live on the stack.
 constexpr std::size_t kStartsPerTile = 256;
 
@@ -70,7 +74,7 @@ PoolAxis::Span start_span(const PoolAxis& w, std::size_t j) {
 // Maxima across one row for starts [c0, c0 + n): h[j - c0] and its column hcol[j - c0].
 template <class T>
 void max_across(const PoolAxis& w, const T* row, std::size_t c0, std::size_t n, T* h, T* hcol) {
-  constexpr std::size_t width = Batch<T>::size;
+  constexpr std::size_t width = PoolBatch<T>::size;
   const auto scalar = [&](std::size_t j) {
     const PoolAxis::Span cols = start_span(w, j);
     T best = -std::numeric_limits<T>::infinity();
@@ -83,32 +87,35 @@ void max_across(const PoolAxis& w, const T* row, std::size_t c0, std::size_t n, 
   for (std::size_t j = c0; j < inside.begin; ++j) scalar(j);
   std::size_t j = inside.begin;
   // [width starts] x [kernel_w columns], one vector load per column offset
-  Batch<T> lane_offsets;
+  PoolBatch<T> lane_offsets;
   {
     alignas(64) T lanes[width];
     for (std::size_t l = 0; l < width; ++l) lanes[l] = T(l);
-    lane_offsets = Batch<T>::load_aligned(lanes);
+    lane_offsets = PoolBatch<T>::load_aligned(lanes);
   }
-  for (; j + width <= inside.end; j += width) {
+  const auto vector = [&](std::size_t j) {  // starts [j, j + width)
     const std::size_t begin = j - w.pad;
-    const Batch<T> first_column = lane_offsets + Batch<T>(T(begin));
-    Batch<T> best = Batch<T>::load_unaligned(row + begin), at = first_column;
+    const PoolBatch<T> first_column = lane_offsets + PoolBatch<T>(T(begin));
+    PoolBatch<T> best = PoolBatch<T>::load_unaligned(row + begin), at = first_column;
     for (std::size_t kw = 1; kw < w.kernel; ++kw) {
-      const Batch<T> v = Batch<T>::load_unaligned(row + begin + kw);
+      const PoolBatch<T> v = PoolBatch<T>::load_unaligned(row + begin + kw);
       const auto take = (v > best) | xsimd::isnan(v);
       best = xsimd::select(take, v, best);
-      at = xsimd::select(take, first_column + Batch<T>(T(kw)), at);
+      at = xsimd::select(take, first_column + PoolBatch<T>(T(kw)), at);
     }
     best.store_unaligned(h + (j - c0));
     at.store_unaligned(hcol + (j - c0));
-  }
+  };
+  for (; j + width <= inside.end; j += width) vector(j);
+  // the last interior starts: a vector ending at the range's end, recomputing a few (same values)
+  if (j < inside.end && inside.end - inside.begin >= width) vector(inside.end - width), j = inside.end;
   for (; j < c0 + n; ++j) scalar(j);
 }
 
 // Sums across one row for starts [c0, c0 + n), in column order.
 template <class T>
 void sum_across(const PoolAxis& w, const T* row, std::size_t c0, std::size_t n, T* h) {
-  constexpr std::size_t width = Batch<T>::size;
+  constexpr std::size_t width = PoolBatch<T>::size;
   const auto scalar = [&](std::size_t j) {
     const PoolAxis::Span cols = start_span(w, j);
     T sum = T(0);
@@ -121,8 +128,8 @@ void sum_across(const PoolAxis& w, const T* row, std::size_t c0, std::size_t n, 
   // [width starts] x [kernel_w columns]
   for (; j + width <= inside.end; j += width) {
     const T* from = row + (j - w.pad);
-    Batch<T> sum(T(0));
-    for (std::size_t kw = 0; kw < w.kernel; ++kw) sum += Batch<T>::load_unaligned(from + kw);
+    PoolBatch<T> sum(T(0));
+    for (std::size_t kw = 0; kw < w.kernel; ++kw) sum += PoolBatch<T>::load_unaligned(from + kw);
     sum.store_unaligned(h + (j - c0));
   }
   for (; j < c0 + n; ++j) scalar(j);
@@ -143,7 +150,7 @@ void maxpool2d_forward(const Pool2dShape& s, const T* x, T* y, std::uint32_t* ar
     maxpool2d_forward_scalar(s, x, y, argmax);
     return;
   }
-  constexpr std::size_t width = Batch<T>::size;
+  constexpr std::size_t width = PoolBatch<T>::size;
   const std::size_t W = s.w.in;
   // [planes] x [OH] x [tiles of starts]
 #pragma omp parallel for schedule(static) if (s.planes * s.in_plane() >= kParallelMinElements)
@@ -157,15 +164,18 @@ void maxpool2d_forward(const Pool2dShape& s, const T* x, T* y, std::uint32_t* ar
       std::fill(vrow, vrow + n, T(rows.begin));
       for (std::size_t ih = rows.begin + 1; ih < rows.end; ++ih) {
         max_across(s.w, in + ih * W, c0, n, h, hcol);
-        // [n starts]: a later row wins only when strictly greater (or NaN)
-        std::size_t j = 0;
-        for (; j + width <= n; j += width) {
-          const Batch<T> hv = Batch<T>::load_aligned(h + j), best = Batch<T>::load_aligned(v + j);
+        // [n starts]: a later row wins only when strictly greater (or NaN). Doing a start twice
+        // changes nothing (the second time its row no longer wins), so a last vector may overlap.
+        const auto combine = [&](std::size_t j) {
+          const PoolBatch<T> hv = PoolBatch<T>::load_unaligned(h + j), best = PoolBatch<T>::load_unaligned(v + j);
           const auto take = (hv > best) | xsimd::isnan(hv);
-          xsimd::select(take, hv, best).store_aligned(v + j);
-          xsimd::select(take, Batch<T>::load_aligned(hcol + j), Batch<T>::load_aligned(vcol + j)).store_aligned(vcol + j);
-          xsimd::select(take, Batch<T>(T(ih)), Batch<T>::load_aligned(vrow + j)).store_aligned(vrow + j);
-        }
+          xsimd::select(take, hv, best).store_unaligned(v + j);
+          xsimd::select(take, PoolBatch<T>::load_unaligned(hcol + j), PoolBatch<T>::load_unaligned(vcol + j)).store_unaligned(vcol + j);
+          xsimd::select(take, PoolBatch<T>(T(ih)), PoolBatch<T>::load_unaligned(vrow + j)).store_unaligned(vrow + j);
+        };
+        std::size_t j = 0;
+        for (; j + width <= n; j += width) combine(j);
+        if (j < n && n >= width) combine(n - width), j = n;
         for (; j < n; ++j)
           if (h[j] > v[j] || std::isnan(h[j])) v[j] = h[j], vcol[j] = hcol[j], vrow[j] = T(ih);
       }
@@ -173,7 +183,7 @@ void maxpool2d_forward(const Pool2dShape& s, const T* x, T* y, std::uint32_t* ar
       for (std::size_t i = 0; i < columns; ++i) {
         const std::size_t j = i * s.w.stride, o = out0 + oh * s.w.out + o0 + i;
         y[o] = v[j];
-        argmax[o] = std::uint32_t(std::size_t(vrow[j]) * W + std::size_t(vcol[j]));
+        argmax[o] = std::uint32_t(vrow[j]) * std::uint32_t(W) + std::uint32_t(vcol[j]);
       }
     });
   }
@@ -185,7 +195,7 @@ void avgpool2d_forward(const Pool2dShape& s, const T* x, T* y) {
     avgpool2d_forward_scalar(s, x, y);
     return;
   }
-  constexpr std::size_t width = Batch<T>::size;
+  constexpr std::size_t width = PoolBatch<T>::size;
   const std::size_t W = s.w.in;
   // [planes] x [OH] x [tiles of starts]
 #pragma omp parallel for schedule(static) if (s.planes * s.in_plane() >= kParallelMinElements)
@@ -201,7 +211,7 @@ void avgpool2d_forward(const Pool2dShape& s, const T* x, T* y) {
         // [n starts]
         std::size_t j = 0;
         for (; j + width <= n; j += width)
-          (Batch<T>::load_aligned(v + j) + Batch<T>::load_aligned(h + j)).store_aligned(v + j);
+          (PoolBatch<T>::load_aligned(v + j) + PoolBatch<T>::load_aligned(h + j)).store_aligned(v + j);
         for (; j < n; ++j) v[j] += h[j];
       }
       // [columns]
