@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstring>
 
 namespace ax::kernels {
 namespace {
@@ -107,9 +108,8 @@ class ImageColumns final : public PanelPacker<T> {
           // [ow, ow + len): zeros left of the input, its values, zeros right of it
           const std::size_t a = std::clamp(rw.begin, ow, ow + len), b = std::clamp(rw.end, a, ow + len);
           std::fill(d, d + (a - ow), T(0));
-          if (sw == 1) {
-            const T* from = row + Index(a) + p.off_w;
-            for (std::size_t o = a; o < b; ++o) d[o - ow] = from[o - a];
+          if (sw == 1) {  // a contiguous run of the input row (std::memcpy: no aliasing checks)
+            std::memcpy(d + (a - ow), row + Index(a) + p.off_w, (b - a) * sizeof(T));
           } else {
             for (std::size_t o = a; o < b; ++o) d[o - ow] = row[Index(o * sw) + p.off_w];
           }
