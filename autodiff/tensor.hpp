@@ -3,7 +3,8 @@
 // A Tensor is an xtensor container, so the whole xtensor API works on it (element access,
 // expressions, xt::noalias assignment, printing). Two choices make it fit a tape:
 //   - the storage is a std::vector with an aligned allocator: it keeps its capacity, so a tape
-//     replayed with a smaller batch after a larger one allocates nothing;
+//     replayed with a smaller batch after a larger one allocates nothing, and leaves new
+//     elements uninitialised, so growing back within that capacity costs nothing either;
 //   - the shape is a small inline vector of up to 6 dimensions: resizing to a shape of rank <= 6
 //     never touches the heap.
 // The leading dimension is the batch wherever a tape is concerned.
@@ -16,6 +17,8 @@
 #include <cstddef>
 #include <initializer_list>
 #include <stdexcept>
+#include <type_traits>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -28,8 +31,31 @@ struct Error : std::runtime_error {
 
 using Shape = xt::svector<std::size_t, 6>;
 
+// 64-byte aligned, and new elements are left uninitialised rather than zeroed: a std::vector's
+// resize value-initialises, so a tensor growing back within its capacity (a tape replayed with a
+// larger batch after a smaller one) would be zero-filled on every replay. Whatever reads a tensor
+// writes it first; zeros(), full() and resize_zero() are there when zeros are meant.
 template <class T>
-using Buffer = std::vector<T, xsimd::aligned_allocator<T, 64>>;
+struct UninitializedAllocator : xsimd::aligned_allocator<T, 64> {
+  template <class U>
+  struct rebind {
+    using other = UninitializedAllocator<U>;
+  };
+  UninitializedAllocator() = default;
+  template <class U>
+  UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
+    ::new (static_cast<void*>(p)) U;  // default-initialised: no zeroing for float and double
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
+template <class T>
+using Buffer = std::vector<T, UninitializedAllocator<T>>;
 
 template <class T>
 using Tensor = xt::xarray_container<Buffer<T>, xt::layout_type::row_major, Shape>;

@@ -2,11 +2,16 @@
 // ResNet-18 (224 x 224) at batch 10, float, 2 threads. Each node's forward and backward time is
 // the median over the runs (Tape::set_profiling). Prints figures; never fails.
 //
-//   bench_profile [--runs N] [--top K] [--only lenet|resnet]   (defaults: 31 runs, the 25 costliest nodes)
+// With --only exact: exact IG (Rule::exact) on LeNet-28 from a zero baseline, float, timed as a
+// whole (for a sampling profiler to look inside).
+//
+//   bench_profile [--runs N] [--top K] [--only lenet|resnet|exact]   (defaults: 31 runs, the 25 costliest nodes)
+#include "../attribution/methods.hpp"
 #include "../nn/graph.hpp"
 #include "../nn/zoo.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -115,6 +120,26 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--runs")) runs = std::max(1, std::atoi(argv[i + 1]));
     else if (!std::strcmp(argv[i], "--top")) top = std::max(1, std::atoi(argv[i + 1]));
     else if (!std::strcmp(argv[i], "--only")) only = argv[i + 1];
+  }
+  if (only == "exact") {
+    attr::TargetSpec target;
+    target.class_index = 3;
+    attr::TargetFunction<float> f(nn::lenet28(7), target);
+    Tensor<float> x = zeros<float>(f.input_shape());
+    std::mt19937 rng(3);
+    std::uniform_real_distribution<float> uniform(0.f, 1.f);
+    for (float& v : x) v = uniform(rng);
+    attr::IgOptions o;
+    o.rule = attr::Rule::exact;
+    std::vector<double> times;
+    std::size_t pieces = 0;
+    for (int run = 0; run < runs; ++run) {
+      const auto t0 = std::chrono::steady_clock::now();
+      pieces = attr::integrated_gradients(f, x, zeros<float>(f.input_shape()), o).pieces;
+      times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::printf("exact IG, LeNet-28, float: %zu pieces, median %.1f ms of %d runs\n", pieces, median(times), runs);
+    return 0;
   }
   if (only != "resnet") profile("LeNet-28", nn::lenet28(7), 50, runs, top);
   if (only != "lenet") profile("ResNet-18 224", nn::resnet18(7, 1000, 224), 10, std::max(3, runs / 5), top);
