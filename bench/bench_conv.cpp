@@ -7,7 +7,8 @@
 //                  against (what an implicit GEMM could at best reach)
 //   backward data  gx += conv^T(gy, w): GEMM + col2im, what an attribution runs
 // GFLOP/s count 2 N O OH OW (C/G) KH KW flops for each pass; every figure is the median of
-// several runs on 2 threads, in float.
+// several runs on 2 threads, in float, and the percent columns are of the 2-thread FMA peak
+// measured first in the same run (timing.hpp).
 #include "timing.hpp"
 #include "../autodiff/kernels/conv.hpp"
 #include "../autodiff/kernels/gemm.hpp"
@@ -55,6 +56,8 @@ Conv2dShape shape_of(const Conv& c, std::size_t batch, std::size_t budget_bytes)
   return s;
 }
 
+double peak = 0;  // the fastest 2-thread FMA peak of this run, GFLOP/s
+
 void bench(const Conv& c, std::size_t batch, int runs, std::size_t budget_bytes = ax::kernels::kConvWorkspaceBytes) {
   const Conv2dShape s = shape_of(c, batch, budget_bytes);
 
@@ -79,17 +82,15 @@ void bench(const Conv& c, std::size_t batch, int runs, std::size_t budget_bytes 
   });
   // gemm_only computes whole chunks: scale its flops to the chunks it ran
   const double gemm_flops = s.flops() * double(chunks * s.chunk) / double(batch);
-  std::printf("  %-24s %5zu %5zu %8.1f %10.1f %10.1f %9.1f %9.1f\n", c.name, batch, s.chunk,
-              double(workspace.size() * sizeof(float)) / (1 << 20), s.flops() * 1e-9 / forward,
-              gemm_flops * 1e-9 / gemm_only, s.flops() * 1e-9 / backward, forward * 1e3);
+  const double f = s.flops() * 1e-9 / forward, g = gemm_flops * 1e-9 / gemm_only, b = s.flops() * 1e-9 / backward;
+  std::printf("  %-24s %5zu %5zu %8.1f %8.1f %4.0f%% %10.1f %8.1f %4.0f%% %9.1f\n", c.name, batch, s.chunk,
+              double(workspace.size() * sizeof(float)) / (1 << 20), f, 100 * f / peak, g, b, 100 * b / peak,
+              forward * 1e3);
 }
 
 }  // namespace
 
 int main() {
-#ifdef _OPENMP
-  omp_set_num_threads(2);
-#endif
   const Conv resnet[] = {
       {"conv1 7x7/2 3->64 @224", 3, 224, 64, 7, 2, 3},
       {"3x3 64->64 @56", 64, 56, 64, 3, 1, 1},
@@ -110,9 +111,13 @@ int main() {
       {"Fashion 3x3 32->64 @14", 32, 14, 64, 3, 1, 1},
   };
   const Conv depthwise = {"depthwise 3x3 64 @56", 64, 56, 64, 3, 1, 1, 64};
-  std::printf("conv2d, float, 2 threads, GFLOP/s (median of 7 runs; input size after @)\n");
-  std::printf("  %-24s %5s %5s %8s %10s %10s %9s %9s\n", "shape", "batch", "chunk", "ws MiB", "forward", "gemm alone",
-              "bwd data", "fwd ms");
+  peak = timing::fma_peak_gflops(2, 5).best;
+  std::printf("FMA peak, float, 2 threads: %.1f GFLOP/s (%zu-lane fused multiply-adds; fastest of 5 runs)\n\n", peak,
+              ax::kernels::Batch<float>::size);
+  timing::set_threads(2);
+  std::printf("conv2d, float, 2 threads, GFLOP/s and %% of that peak (median of 7 runs; input size after @)\n");
+  std::printf("  %-24s %5s %5s %8s %8s %5s %10s %8s %5s %9s\n", "shape", "batch", "chunk", "ws MiB", "forward", "%",
+              "gemm alone", "bwd data", "%", "fwd ms");
   for (std::size_t batch : {1, 10})
     for (const Conv& c : resnet) bench(c, batch, 7);
   for (const Conv& c : lenet) bench(c, 50, 7);
@@ -121,8 +126,8 @@ int main() {
   // How the workspace budget (samples lowered at once) changes the speed: small chunks keep the
   // columns in cache but give the GEMM fewer columns.
   std::printf("\nworkspace budget sweep, batch 10 (the library uses %zu MiB):\n", ax::kernels::kConvWorkspaceBytes >> 20);
-  std::printf("  %-24s %5s %5s %8s %10s %10s %9s %9s\n", "shape", "batch", "chunk", "ws MiB", "forward", "gemm alone",
-              "bwd data", "fwd ms");
+  std::printf("  %-24s %5s %5s %8s %8s %5s %10s %8s %5s %9s\n", "shape", "batch", "chunk", "ws MiB", "forward", "%",
+              "gemm alone", "bwd data", "%", "fwd ms");
   for (const Conv& c : {resnet[1], resnet[3], resnet[7]})
     for (std::size_t mib : {2, 8, 32, 128}) bench(c, 10, 7, mib << 20);
   return 0;

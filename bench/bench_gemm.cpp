@@ -1,7 +1,7 @@
 // GEMM speed against this machine's fused multiply-add peak. Prints figures; never fails.
 //
-//   peak:  an FMA loop on several independent ymm accumulator chains, on every thread;
-//          each fma on a 256-bit register counts 2 flops per lane
+//   peak:  an FMA loop on several independent accumulator chains, on every thread (timing.hpp);
+//          each fma counts 2 flops per lane
 //   gemm:  C = A B for square float and double matrices, on 1 and 2 threads, as GFLOP/s
 //          (2 M N K flops) and as a percent of the peak
 // Every figure is the median of several runs (the machine is shared and noisy); the fastest run
@@ -23,42 +23,11 @@
 
 namespace {
 
+using timing::fma_peak_gflops;
 using timing::MedianBest;
+using timing::set_threads;
 using timing::seconds_now;
 using timing::time_runs;
-
-void set_threads(int n) {
-#ifdef _OPENMP
-  omp_set_num_threads(n);
-#else
-  (void)n;
-#endif
-}
-
-// GFLOP/s of `threads` threads each running `chains` independent fma chains on float batches.
-// acc = acc * m + d converges to d / (1 - m), so the values stay normal and finite.
-MedianBest fma_peak_gflops(int threads, int runs) {
-  using B = ax::kernels::Batch<float>;
-  constexpr int chains = 12;          // > FMA latency x FMA ports, so the ports never wait
-  constexpr long iterations = 20'000'000;
-  volatile float sink = 0;
-  set_threads(threads);
-  const MedianBest t = time_runs(runs, [&] {
-#pragma omp parallel
-    {
-      B acc[chains];
-      for (int c = 0; c < chains; ++c) acc[c] = B(float(c));
-      const B m(0.999f), d(0.001f);
-      for (long i = 0; i < iterations; ++i)
-        for (int c = 0; c < chains; ++c) acc[c] = ax::kernels::fused_multiply_add(acc[c], m, d);
-      B total = acc[0];
-      for (int c = 1; c < chains; ++c) total += acc[c];
-      sink = sink + xsimd::hadd(total);
-    }
-  });
-  const double flops = 2.0 * B::size * chains * double(iterations) * threads;
-  return {flops / t.median * 1e-9, flops / t.best * 1e-9};
-}
 
 // GFLOP/s of C = A B for n x n matrices: {median run, fastest run}.
 template <class T>

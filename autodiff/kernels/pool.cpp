@@ -53,14 +53,18 @@ StartRange interior_starts(const PoolAxis& w, std::size_t begin, std::size_t end
   return b < e ? StartRange{b, e} : StartRange{begin, begin};
 }
 
-// Calls tile(rows, first output column, output columns, first start) for every output row of
-// a plane, in tiles of at most kStartsPerTile starts.
+// Calls tile(plane, output row, its input rows, first output column, output columns, first
+// start) for every output row of every plane, in tiles of at most kStartsPerTile starts.
+// Threads take whole planes.
 template <class Tile>
 void for_each_tile(const Pool2dShape& s, Tile tile) {
   const std::size_t columns_per_tile = std::max<std::size_t>(1, kStartsPerTile / s.w.stride);
-  for (std::size_t oh = 0; oh < s.h.out; ++oh)
-    for (std::size_t o0 = 0; o0 < s.w.out; o0 += columns_per_tile)
-      tile(oh, s.h.span(oh), o0, std::min(columns_per_tile, s.w.out - o0), o0 * s.w.stride);
+  // [planes] x [OH] x [tiles of starts]
+#pragma omp parallel for schedule(static) if (s.planes * s.in_plane() >= kParallelMinElements)
+  for (Index p = 0; p < Index(s.planes); ++p)
+    for (std::size_t oh = 0; oh < s.h.out; ++oh)
+      for (std::size_t o0 = 0; o0 < s.w.out; o0 += columns_per_tile)
+        tile(std::size_t(p), oh, s.h.span(oh), o0, std::min(columns_per_tile, s.w.out - o0), o0 * s.w.stride);
 }
 
 // The clipped window of start j along w: columns [begin, end) of the row.
@@ -152,41 +156,37 @@ void maxpool2d_forward(const Pool2dShape& s, const T* x, T* y, std::uint32_t* ar
   }
   constexpr std::size_t width = PoolBatch<T>::size;
   const std::size_t W = s.w.in;
-  // [planes] x [OH] x [tiles of starts]
-#pragma omp parallel for schedule(static) if (s.planes * s.in_plane() >= kParallelMinElements)
-  for (Index p = 0; p < Index(s.planes); ++p) {
-    const T* in = x + std::size_t(p) * s.in_plane();
-    const std::size_t out0 = std::size_t(p) * s.out_plane();
+  for_each_tile(s, [&](std::size_t p, std::size_t oh, PoolAxis::Span rows, std::size_t o0, std::size_t columns, std::size_t c0) {
+    const T* in = x + p * s.in_plane();
+    const std::size_t out0 = p * s.out_plane();
     alignas(64) T h[kStartsPerTile], hcol[kStartsPerTile], v[kStartsPerTile], vcol[kStartsPerTile], vrow[kStartsPerTile];
-    for_each_tile(s, [&](std::size_t oh, PoolAxis::Span rows, std::size_t o0, std::size_t columns, std::size_t c0) {
-      const std::size_t n = (columns - 1) * s.w.stride + 1;  // starts in this tile
-      max_across(s.w, in + rows.begin * W, c0, n, v, vcol);
-      std::fill(vrow, vrow + n, T(rows.begin));
-      for (std::size_t ih = rows.begin + 1; ih < rows.end; ++ih) {
-        max_across(s.w, in + ih * W, c0, n, h, hcol);
-        // [n starts]: a later row wins only when strictly greater (or NaN). Doing a start twice
-        // changes nothing (the second time its row no longer wins), so a last vector may overlap.
-        const auto combine = [&](std::size_t j) {
-          const PoolBatch<T> hv = PoolBatch<T>::load_unaligned(h + j), best = PoolBatch<T>::load_unaligned(v + j);
-          const auto take = (hv > best) | xsimd::isnan(hv);
-          xsimd::select(take, hv, best).store_unaligned(v + j);
-          xsimd::select(take, PoolBatch<T>::load_unaligned(hcol + j), PoolBatch<T>::load_unaligned(vcol + j)).store_unaligned(vcol + j);
-          xsimd::select(take, PoolBatch<T>(T(ih)), PoolBatch<T>::load_unaligned(vrow + j)).store_unaligned(vrow + j);
-        };
-        std::size_t j = 0;
-        for (; j + width <= n; j += width) combine(j);
-        if (j < n && n >= width) combine(n - width), j = n;
-        for (; j < n; ++j)
-          if (h[j] > v[j] || std::isnan(h[j])) v[j] = h[j], vcol[j] = hcol[j], vrow[j] = T(ih);
-      }
-      // [columns]: output ow keeps start ow stride
-      for (std::size_t i = 0; i < columns; ++i) {
-        const std::size_t j = i * s.w.stride, o = out0 + oh * s.w.out + o0 + i;
-        y[o] = v[j];
-        argmax[o] = std::uint32_t(vrow[j]) * std::uint32_t(W) + std::uint32_t(vcol[j]);
-      }
-    });
-  }
+    const std::size_t n = (columns - 1) * s.w.stride + 1;  // starts in this tile
+    max_across(s.w, in + rows.begin * W, c0, n, v, vcol);
+    std::fill(vrow, vrow + n, T(rows.begin));
+    for (std::size_t ih = rows.begin + 1; ih < rows.end; ++ih) {
+      max_across(s.w, in + ih * W, c0, n, h, hcol);
+      // [n starts]: a later row wins only when strictly greater (or NaN). Doing a start twice
+      // changes nothing (the second time its row no longer wins), so a last vector may overlap.
+      const auto combine = [&](std::size_t j) {
+        const PoolBatch<T> hv = PoolBatch<T>::load_unaligned(h + j), best = PoolBatch<T>::load_unaligned(v + j);
+        const auto take = (hv > best) | xsimd::isnan(hv);
+        xsimd::select(take, hv, best).store_unaligned(v + j);
+        xsimd::select(take, PoolBatch<T>::load_unaligned(hcol + j), PoolBatch<T>::load_unaligned(vcol + j)).store_unaligned(vcol + j);
+        xsimd::select(take, PoolBatch<T>(T(ih)), PoolBatch<T>::load_unaligned(vrow + j)).store_unaligned(vrow + j);
+      };
+      std::size_t j = 0;
+      for (; j + width <= n; j += width) combine(j);
+      if (j < n && n >= width) combine(n - width), j = n;
+      for (; j < n; ++j)
+        if (h[j] > v[j] || std::isnan(h[j])) v[j] = h[j], vcol[j] = hcol[j], vrow[j] = T(ih);
+    }
+    // [columns]: output ow keeps start ow stride
+    for (std::size_t i = 0; i < columns; ++i) {
+      const std::size_t j = i * s.w.stride, o = out0 + oh * s.w.out + o0 + i;
+      y[o] = v[j];
+      argmax[o] = std::uint32_t(vrow[j]) * std::uint32_t(W) + std::uint32_t(vcol[j]);
+    }
+  });
 }
 
 template <class T>
@@ -197,28 +197,24 @@ void avgpool2d_forward(const Pool2dShape& s, const T* x, T* y) {
   }
   constexpr std::size_t width = PoolBatch<T>::size;
   const std::size_t W = s.w.in;
-  // [planes] x [OH] x [tiles of starts]
-#pragma omp parallel for schedule(static) if (s.planes * s.in_plane() >= kParallelMinElements)
-  for (Index p = 0; p < Index(s.planes); ++p) {
-    const T* in = x + std::size_t(p) * s.in_plane();
-    T* out = y + std::size_t(p) * s.out_plane();
+  for_each_tile(s, [&](std::size_t p, std::size_t oh, PoolAxis::Span rows, std::size_t o0, std::size_t columns, std::size_t c0) {
+    const T* in = x + p * s.in_plane();
+    T* out = y + p * s.out_plane();
     alignas(64) T h[kStartsPerTile], v[kStartsPerTile];
-    for_each_tile(s, [&](std::size_t oh, PoolAxis::Span rows, std::size_t o0, std::size_t columns, std::size_t c0) {
-      const std::size_t n = (columns - 1) * s.w.stride + 1;
-      sum_across(s.w, in + rows.begin * W, c0, n, v);
-      for (std::size_t ih = rows.begin + 1; ih < rows.end; ++ih) {
-        sum_across(s.w, in + ih * W, c0, n, h);
-        // [n starts]
-        std::size_t j = 0;
-        for (; j + width <= n; j += width)
-          (PoolBatch<T>::load_aligned(v + j) + PoolBatch<T>::load_aligned(h + j)).store_aligned(v + j);
-        for (; j < n; ++j) v[j] += h[j];
-      }
-      // [columns]
-      for (std::size_t i = 0; i < columns; ++i)
-        out[oh * s.w.out + o0 + i] = v[i * s.w.stride] / T(rows.count * s.w.span(o0 + i).count);
-    });
-  }
+    const std::size_t n = (columns - 1) * s.w.stride + 1;
+    sum_across(s.w, in + rows.begin * W, c0, n, v);
+    for (std::size_t ih = rows.begin + 1; ih < rows.end; ++ih) {
+      sum_across(s.w, in + ih * W, c0, n, h);
+      // [n starts]
+      std::size_t j = 0;
+      for (; j + width <= n; j += width)
+        (PoolBatch<T>::load_aligned(v + j) + PoolBatch<T>::load_aligned(h + j)).store_aligned(v + j);
+      for (; j < n; ++j) v[j] += h[j];
+    }
+    // [columns]
+    for (std::size_t i = 0; i < columns; ++i)
+      out[oh * s.w.out + o0 + i] = v[i * s.w.stride] / T(rows.count * s.w.span(o0 + i).count);
+  });
 }
 
 // ---- forward, one window at a time: adaptive windows, and planes too large for T positions ----
