@@ -2,10 +2,13 @@
 // a small network that learns, and the IDX reader on crafted files.
 #include "autodiff/gradcheck.hpp"
 #include "nn/data.hpp"
+#include "nn/graph.hpp"
+#include "nn/zoo.hpp"
 #include "nn/train.hpp"
 #include "support.hpp"
 
 #include <doctest/doctest.h>
+#include <omp.h>
 #include <zlib.h>
 
 #include <cmath>
@@ -126,6 +129,48 @@ TEST_CASE("a small network learns a separable problem with either optimizer") {
     for (std::size_t i = 0; i < n; ++i) correct += (tape.value(logits)(i, 1) > tape.value(logits)(i, 0)) == (labels[i] == 1);
     CHECK(correct == n);
   }
+}
+
+TEST_CASE("Adam steps on the shipped architecture give the same bits on one thread or two") {
+  // nn::fashion_cnn at batch 64: its convolutions, pools and GEMMs are large enough to share
+  // among threads; a seeded model is trained a few steps on random images and labels
+  const std::size_t batch = 64;
+  std::mt19937_64 rng(8);
+  const Tensor<float> images = test::uniform<float>({batch, 1, 28, 28}, 0, 1, rng);
+  std::vector<std::uint8_t> labels(batch);
+  for (std::size_t i = 0; i < batch; ++i) labels[i] = static_cast<std::uint8_t>(rng() % 10);
+  Tensor<float> targets_value;
+  one_hot(labels.data(), batch, 10, targets_value);
+
+  const auto train = [&](int threads) {
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    Tape<float> tape;
+    RecordOptions options;
+    options.batch = batch;
+    options.input_requires_grad = false;
+    options.parameters_require_grad = true;
+    Network<float> net(fashion_cnn(1), tape, options);
+    tape.set_value(net.input(), images);
+    const Var<float> loss = softmax_cross_entropy(net.output(), tape.input(targets_value, false));
+    Adam<float> adam(tape, net.parameter_vars(), {0.001});
+    for (int step = 0; step < 3; ++step) {
+      tape.forward();
+      tape.zero_grad();
+      tape.backward(loss);
+      adam.step();
+    }
+    omp_set_num_threads(before);
+    std::vector<Tensor<float>> parameters;
+    for (const Var<float>& p : net.parameter_vars()) parameters.push_back(tape.value(p));
+    return parameters;
+  };
+  const std::vector<Tensor<float>> one = train(1), two = train(2);
+  REQUIRE(one.size() == two.size());
+  for (std::size_t i = 0; i < one.size(); ++i) CHECK(test::same_bits(one[i], two[i]));
+  Tape<float> fresh;
+  const Network<float> untrained(fashion_cnn(1), fresh);
+  CHECK_FALSE(test::same_bits(one[0], fresh.value(untrained.parameter_vars()[0])));  // the steps moved it
 }
 
 namespace {
