@@ -1,4 +1,5 @@
-// Convolution by lowering to GEMM (im2col), and the direct loops it is tested against.
+// Convolution as GEMMs (an implicit GEMM forward, im2col and col2im for the backward passes), a
+// direct loop for groups with few channels, and the plain loops they are all tested against.
 // See conv.hpp for the shapes and the three products.
 #include "conv.hpp"
 
@@ -215,9 +216,9 @@ void gather_output(const Conv2dShape& s, const T* gy, std::size_t n0, std::size_
 //
 // A GEMM has the group's output channels as its rows and its window values as its depth; with
 // few of either (a depthwise convolution has 1 and 9) it wastes most of its tile and its
-// packing. The direct loop instead keeps
-// OB <= 6 output channels of a stretch of one output row in SIMD registers, and adds each tap
-// as one load of a shifted input row times a broadcast weight. It needs unit stride along w
+// packing. The direct loop instead keeps OB <= 6 output channels of a stretch of one output
+// row in SIMD registers, and adds each tap as one load of a shifted input row times a
+// broadcast weight. It needs unit stride along w
 // (contiguous loads), and reads a zero-padded copy of one sample at a time, so that no tap
 // leaves its row:
 //   out[n, o, oh, ow] = (accumulate ? out : 0) + (bias[o] + the taps, in (c, kh, kw) order, each
@@ -234,7 +235,6 @@ struct DirectShape {
   // the last vector of an output row may read past its end.
   std::size_t HP() const { return H + 2 * PH; }
   template <class T> std::size_t WP() const { return W + 2 * PW + Batch<T>::size; }
-  template <class T> std::size_t padded_size() const { return C * HP() * WP<T>(); }
 };
 
 // Groups with at most this many output channels go direct (measured with bench_conv: a

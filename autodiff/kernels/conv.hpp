@@ -6,20 +6,24 @@
 //                     x[n, g C/G + c, oh SH - PH + kh DH, ow SW - PW + kw DW] w[o, c, kh, kw]
 //   with g = o / (O/G) the group of output channel o, and x = 0 outside the input.
 //
-// The fast kernels lower the convolution to GEMMs (im2col). For a chunk of samples and one group,
-// the column matrix col[K, chunk OH OW], K = C/G KH KW, holds in each column the K input values
-// one output pixel's window reads (0 in the padding). Then, per group g:
+// The fast kernels turn the convolution into GEMMs. For a chunk of samples and one group, the
+// column matrix col[K, chunk OH OW], K = C/G KH KW, holds in each column the K input values one
+// output pixel's window reads (0 in the padding). Then, per group g:
 //   forward           y_g[O/G, pixels]   = w_g[O/G, K] col[K, pixels]
 //   backward data     dcol[K, pixels]    = w_g^T gy_g[O/G, pixels], added back into gx (col2im)
 //   backward weights  gw_g[O/G, K]      += gy_g[O/G, pixels] col^T
 // where `pixels` runs over the chunk's samples and their output pixels, so one GEMM serves the
 // whole chunk (its output block is then moved to or from NCHW; a chunk of one sample needs no
-// move). The columns live in a workspace the caller provides; lowering `chunk` samples at a time
-// bounds its size (conv2d_chunk) whatever the batch.
+// move). The forward never writes col: the GEMM packs its panels straight from x (an implicit
+// GEMM). Backward-data writes dcol and backward-weights writes col (im2col) in a workspace the
+// caller provides; lowering `chunk` samples at a time bounds its size (conv2d_chunk) whatever
+// the batch. Groups with few channels (depthwise) skip the GEMM, forward and backward-data: a
+// direct loop keeps output rows in SIMD registers (conv.cpp).
 //
-// Threads: the GEMMs thread themselves; the lowering loops are split over (sample, row) or
-// (sample, channel) with each element written by one thread in a fixed order, so results are
-// bitwise identical on any number of threads. The chunk size depends on the shape only.
+// Threads: the GEMMs thread themselves; the other loops are split over (sample, row),
+// (sample, channel) or (channel block, output row), with each element written by one thread in
+// a fixed order, so results are bitwise identical on any number of threads. The chunk size
+// depends on the shape only.
 //
 // The _reference functions are the definition above as plain loops: the tests compare with them.
 #pragma once
