@@ -129,13 +129,14 @@ void sum_across(const PoolAxis& w, const T* row, std::size_t c0, std::size_t n, 
   const StartRange inside = interior_starts(w, c0, c0 + n);
   for (std::size_t j = c0; j < inside.begin; ++j) scalar(j);
   std::size_t j = inside.begin;
-  // [width starts] x [kernel_w columns]
-  for (; j + width <= inside.end; j += width) {
+  const auto vector = [&](std::size_t j) {  // [width starts] x [kernel_w columns]
     const T* from = row + (j - w.pad);
     PoolBatch<T> sum(T(0));
     for (std::size_t kw = 0; kw < w.kernel; ++kw) sum += PoolBatch<T>::load_unaligned(from + kw);
     sum.store_unaligned(h + (j - c0));
-  }
+  };
+  for (; j + width <= inside.end; j += width) vector(j);
+  if (j < inside.end && inside.end - inside.begin >= width) vector(inside.end - width), j = inside.end;
   for (; j < c0 + n; ++j) scalar(j);
 }
 
