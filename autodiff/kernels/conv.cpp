@@ -398,9 +398,11 @@ std::size_t conv2d_workspace(const Conv2dShape& s) {
   return std::max(lowering, direct);
 }
 
-// Workspace layout for all three: col or dcol [K, chunk P], then block [O/G, chunk P]. A chunk of
-// one sample needs no block: its group's output rows are already a matrix [O/G, P] inside y or gy,
-// which the GEMM then reads or writes in place.
+// Workspace layouts. Through the GEMM: col or dcol [K, chunk P], then block [O/G, chunk P] (the
+// forward packs straight from x and leaves col's place unused). A chunk of one sample needs no
+// block: its group's output rows are already a matrix [O/G, P] inside y or gy, which the GEMM
+// then reads or writes in place. Direct: the padded sample; for backward-data the flipped
+// weights [C, O/G, KH, KW] first.
 
 template <class T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, bool accumulate,
