@@ -113,26 +113,37 @@ void strided_softmax(const T* x, T* y, std::size_t outer, std::size_t n, std::si
     }
 }
 
+namespace {
+
+// Rows of n contiguous values (inner == 1): y = softmax or log_softmax of each, row by row.
 template <class T>
-void softmax(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner) {
-  if (inner != 1) return strided_softmax(x, y, outer, n, inner, false);
+void contiguous_softmax(const T* x, T* y, std::size_t outer, std::size_t n, bool log) {
 #pragma omp parallel for schedule(static) if (outer * n >= threaded)
   for (std::size_t r = 0; r < outer; ++r) {
     T top;
-    const T scale = T(1) / exp_row(x + r * n, y + r * n, n, top);
-    for (std::size_t i = 0; i < n; ++i) y[r * n + i] *= scale;
+    const T total = exp_row(x + r * n, y + r * n, n, top);  // y holds exp(x - max) meanwhile
+    if (log) {
+      const T log_total = std::log(total) + top;
+      for (std::size_t i = 0; i < n; ++i) y[r * n + i] = x[r * n + i] - log_total;
+    } else {
+      const T scale = T(1) / total;
+      for (std::size_t i = 0; i < n; ++i) y[r * n + i] *= scale;
+    }
   }
+}
+
+}  // namespace
+
+template <class T>
+void softmax(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner) {
+  if (inner != 1) return strided_softmax(x, y, outer, n, inner, false);
+  contiguous_softmax(x, y, outer, n, false);
 }
 
 template <class T>
 void log_softmax(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner) {
   if (inner != 1) return strided_softmax(x, y, outer, n, inner, true);
-#pragma omp parallel for schedule(static) if (outer * n >= threaded)
-  for (std::size_t r = 0; r < outer; ++r) {
-    T top;
-    const T log_total = std::log(exp_row(x + r * n, y + r * n, n, top)) + top;  // y holds exp(x - max) meanwhile
-    for (std::size_t i = 0; i < n; ++i) y[r * n + i] = x[r * n + i] - log_total;
-  }
+  contiguous_softmax(x, y, outer, n, true);
 }
 
 // ---- scalar references ----

@@ -372,6 +372,15 @@ bool direct_backward_fits(const Conv2dShape& s) {
          s.group_out() <= kDirectMaxGroupOut && s.group_out() * s.kernel_h <= kDirectMaxRows;
 }
 
+// Group g's output gradient for samples [n0, n0 + nb) as a matrix [O/G, nb P]: the rows inside
+// gy for one sample, else gathered into `block`.
+template <class T>
+const T* output_matrix(const Conv2dShape& s, const T* gy, std::size_t n0, std::size_t nb, std::size_t g, T* block) {
+  if (nb == 1) return gy + (n0 * s.out_channels + g * s.group_out()) * s.out_pixels();
+  gather_output(s, gy, n0, nb, g * s.group_out(), block);
+  return block;
+}
+
 }  // namespace
 
 std::size_t conv2d_chunk(const Conv2dShape& s, std::size_t element_bytes, std::size_t budget_bytes) {
@@ -454,11 +463,7 @@ void conv2d_backward_data(const Conv2dShape& s, const T* gy, const T* w, T* gx, 
   for (std::size_t n0 = 0; n0 < s.batch; n0 += s.chunk) {
     const std::size_t nb = std::min(s.chunk, s.batch - n0), width = nb * P;
     for (std::size_t g = 0; g < s.groups; ++g) {
-      const T* gy_g = gy + (n0 * s.out_channels + g * og) * P;  // [O/G, P] rows of one sample
-      if (nb > 1) {
-        gather_output(s, gy, n0, nb, g * og, block);
-        gy_g = block;
-      }
+      const T* gy_g = output_matrix(s, gy, n0, nb, g, block);
       // dcol[K, width] = w_g[O/G, K]^T gy_g[O/G, width]
       gemm<T>(true, false, K, width, og, T(1), w + g * og * K, K, gy_g, width, T(0), dcol, width);
       col2im_add(s, dcol, n0, nb, g * s.group_in(), gx);
@@ -475,11 +480,7 @@ void conv2d_backward_weights(const Conv2dShape& s, const T* x, const T* gy, T* g
     const std::size_t nb = std::min(s.chunk, s.batch - n0), width = nb * P;
     for (std::size_t g = 0; g < s.groups; ++g) {
       im2col(s, x, n0, nb, g * s.group_in(), col);
-      const T* gy_g = gy + (n0 * s.out_channels + g * og) * P;  // [O/G, P] rows of one sample
-      if (nb > 1) {
-        gather_output(s, gy, n0, nb, g * og, block);
-        gy_g = block;
-      }
+      const T* gy_g = output_matrix(s, gy, n0, nb, g, block);
       // gw_g[O/G, K] += gy_g[O/G, width] col[K, width]^T
       gemm<T>(false, true, og, K, width, T(1), gy_g, width, col, width, T(1), gw + g * og * K, K);
     }
@@ -501,77 +502,52 @@ void conv2d_backward_bias(const Conv2dShape& s, const T* gy, T* gbias) {
   }
 }
 
-// ---- references: the definition, one output (or one input) element at a time ----
+// ---- references: the definition, one product at a time ----
+namespace {
 
-template <class T>
-void conv2d_forward_reference(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+// Calls f(y index, x index, w index) for every product x w of the definition, in order: the
+// outputs [N, O, OH, OW], then each output's taps [C/G, KH, KW] that fall inside the input.
+template <class F>
+void for_each_product(const Conv2dShape& s, F f) {
   const Index H = Index(s.in_h), W = Index(s.in_w);
   const std::size_t OH = s.out_h(), OW = s.out_w(), cg = s.group_in(), og = s.group_out();
-  // [N, O, OH, OW] outputs, each a sum over [C/G, KH, KW]
   for (std::size_t n = 0; n < s.batch; ++n)
     for (std::size_t o = 0; o < s.out_channels; ++o)
       for (std::size_t oh = 0; oh < OH; ++oh)
-        for (std::size_t ow = 0; ow < OW; ++ow) {
-          T sum = bias ? bias[o] : T(0);
+        for (std::size_t ow = 0; ow < OW; ++ow)
           for (std::size_t c = 0; c < cg; ++c)
             for (std::size_t kh = 0; kh < s.kernel_h; ++kh)
               for (std::size_t kw = 0; kw < s.kernel_w; ++kw) {
                 const Index ih = Index(oh * s.stride_h + kh * s.dilation_h) - Index(s.pad_h);
                 const Index iw = Index(ow * s.stride_w + kw * s.dilation_w) - Index(s.pad_w);
-                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;  // zero padding
                 const std::size_t ic = o / og * cg + c;
-                sum += x[((n * s.in_channels + ic) * s.in_h + std::size_t(ih)) * s.in_w + std::size_t(iw)] *
-                       w[((o * cg + c) * s.kernel_h + kh) * s.kernel_w + kw];
+                f(((n * s.out_channels + o) * OH + oh) * OW + ow,
+                  ((n * s.in_channels + ic) * s.in_h + std::size_t(ih)) * s.in_w + std::size_t(iw),
+                  ((o * cg + c) * s.kernel_h + kh) * s.kernel_w + kw);
               }
-          y[((n * s.out_channels + o) * OH + oh) * OW + ow] = sum;
-        }
+}
+
+}  // namespace
+
+template <class T>
+void conv2d_forward_reference(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+  // y = bias, then + every product in order
+  const std::size_t P = s.out_pixels();
+  for (std::size_t n = 0; n < s.batch; ++n)
+    for (std::size_t o = 0; o < s.out_channels; ++o)
+      std::fill(y + (n * s.out_channels + o) * P, y + (n * s.out_channels + o + 1) * P, bias ? bias[o] : T(0));
+  for_each_product(s, [&](std::size_t yi, std::size_t xi, std::size_t wi) { y[yi] += x[xi] * w[wi]; });
 }
 
 template <class T>
 void conv2d_backward_data_reference(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
-  const Index H = Index(s.in_h), W = Index(s.in_w);
-  const std::size_t OH = s.out_h(), OW = s.out_w(), cg = s.group_in(), og = s.group_out();
-  // [N, O, OH, OW] x [C/G, KH, KW]: each product's input element receives gy w
-  for (std::size_t n = 0; n < s.batch; ++n)
-    for (std::size_t o = 0; o < s.out_channels; ++o)
-      for (std::size_t oh = 0; oh < OH; ++oh)
-        for (std::size_t ow = 0; ow < OW; ++ow) {
-          const T g = gy[((n * s.out_channels + o) * OH + oh) * OW + ow];
-          for (std::size_t c = 0; c < cg; ++c)
-            for (std::size_t kh = 0; kh < s.kernel_h; ++kh)
-              for (std::size_t kw = 0; kw < s.kernel_w; ++kw) {
-                const Index ih = Index(oh * s.stride_h + kh * s.dilation_h) - Index(s.pad_h);
-                const Index iw = Index(ow * s.stride_w + kw * s.dilation_w) - Index(s.pad_w);
-                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                const std::size_t ic = o / og * cg + c;
-                gx[((n * s.in_channels + ic) * s.in_h + std::size_t(ih)) * s.in_w + std::size_t(iw)] +=
-                    g * w[((o * cg + c) * s.kernel_h + kh) * s.kernel_w + kw];
-              }
-        }
+  for_each_product(s, [&](std::size_t yi, std::size_t xi, std::size_t wi) { gx[xi] += gy[yi] * w[wi]; });
 }
 
 template <class T>
 void conv2d_backward_weights_reference(const Conv2dShape& s, const T* x, const T* gy, T* gw) {
-  const Index H = Index(s.in_h), W = Index(s.in_w);
-  const std::size_t OH = s.out_h(), OW = s.out_w(), cg = s.group_in(), og = s.group_out();
-  // [O, C/G, KH, KW] weights, each a sum over [N, OH, OW]
-  for (std::size_t o = 0; o < s.out_channels; ++o)
-    for (std::size_t c = 0; c < cg; ++c)
-      for (std::size_t kh = 0; kh < s.kernel_h; ++kh)
-        for (std::size_t kw = 0; kw < s.kernel_w; ++kw) {
-          T sum = T(0);
-          for (std::size_t n = 0; n < s.batch; ++n)
-            for (std::size_t oh = 0; oh < OH; ++oh)
-              for (std::size_t ow = 0; ow < OW; ++ow) {
-                const Index ih = Index(oh * s.stride_h + kh * s.dilation_h) - Index(s.pad_h);
-                const Index iw = Index(ow * s.stride_w + kw * s.dilation_w) - Index(s.pad_w);
-                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                const std::size_t ic = o / og * cg + c;
-                sum += gy[((n * s.out_channels + o) * OH + oh) * OW + ow] *
-                       x[((n * s.in_channels + ic) * s.in_h + std::size_t(ih)) * s.in_w + std::size_t(iw)];
-              }
-          gw[((o * cg + c) * s.kernel_h + kh) * s.kernel_w + kw] += sum;
-        }
+  for_each_product(s, [&](std::size_t yi, std::size_t xi, std::size_t wi) { gw[wi] += gy[yi] * x[xi]; });
 }
 
 #define AX_INSTANTIATE_CONV_KERNELS(T)                                                            \
