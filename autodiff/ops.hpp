@@ -3,7 +3,7 @@
 // descriptor) and, below them, the functions that record them:
 //
 //   ops/elementwise.hpp  a + b, a - b, a * b, a / b; affine (neg, scale, shift, and the operators
-//                        with a number); exp, log, sigmoid, tanh, relu, leaky_relu
+//                        with a number); exp, log and the activations (sigmoid, tanh, relu, ...)
 //   ops/linalg.hpp       matmul(a[..., K], b[K, N]); linear(x[..., I], w[O, I], bias[O])
 //   ops/reduce.hpp       sum, mean: of everything, or along an axis
 //   ops/shape.hpp        reshape (the per-sample shape), flatten, concat

@@ -12,6 +12,7 @@
 #include "../tape.hpp"
 #include "schema.hpp"
 
+#include <cstdio>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -85,6 +86,13 @@ int resolve_axis(Var<T> x, std::int64_t axis, const char* op) {
     throw Error(std::string(op) + ": axis " + std::to_string(axis) + " is out of range for " +
                 x.tape->describe(x.id) + " of shape " + to_string(x.tape->value(x).shape()));
   return static_cast<int>(resolved);
+}
+
+// "1e-05", "0", "-0.5": a number as an error message shows it.
+inline std::string number_string(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", v);
+  return text;
 }
 
 // The shape of input 0, for ops that keep it.

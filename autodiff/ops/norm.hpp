@@ -12,13 +12,6 @@
 
 namespace ax::ops {
 
-// "1e-05", "0", "-0.5": a number as an error message shows it.
-inline std::string number_string(double v) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%g", v);
-  return text;
-}
-
 // y = (x - mean) / sqrt(var + eps) * weight + bias, per channel c: torch.nn.BatchNorm2d in eval
 // mode. Inputs x[N, C, H, W], running_mean[C], running_var[C], and optionally weight[C] and
 // bias[C] (5 inputs; otherwise 1 and 0), attrs.eps.
