@@ -169,6 +169,29 @@ void Tape<T>::zero_grad() {
 
 template <class T>
 void Tape<T>::backward(Var<T> out, const Tensor<T>& seed) {
+  backward_pass(out, seed, false);
+}
+
+template <class T>
+void Tape<T>::rescale_backward(Var<T> out, const Tensor<T>& seed) {
+  backward_pass(out, seed, true);
+}
+
+// An op's step of the rescale pass: its rule, or its backward when it is affine in the inputs that
+// vary (a parameter does not).
+template <class T>
+void Tape<T>::rescale_node(int id, OpContext<T>& ctx) {
+  const Node<T>& n = nodes_[static_cast<std::size_t>(id)];
+  if (n.op->rescale) return n.op->rescale(ctx);
+  std::vector<bool> varies;
+  for (int in : n.inputs) varies.push_back(nodes_[static_cast<std::size_t>(in)].requires_grad);
+  if (!affine_in(n.op->linearity, varies))
+    throw Error("DeepLIFT: " + describe(id) + " has no rescale rule (it is neither affine nor elementwise)");
+  n.op->backward(ctx);
+}
+
+template <class T>
+void Tape<T>::backward_pass(Var<T> out, const Tensor<T>& seed, bool rescale) {
   const int top = check(out);
   Node<T>& o = nodes_[static_cast<std::size_t>(top)];
   if (seed.shape() != o.value.shape())
@@ -204,7 +227,8 @@ void Tape<T>::backward(Var<T> out, const Tensor<T>& seed) {
       if (nodes_[static_cast<std::size_t>(in)].requires_grad) make_live(in);
     OpContext<T> ctx(*this, id);
     const auto start = profiling_ ? Clock::now() : Clock::time_point{};
-    n.op->backward(ctx);
+    if (rescale) rescale_node(id, ctx);
+    else n.op->backward(ctx);
     if (profiling_) stats_.backward_seconds[static_cast<std::size_t>(id)] += seconds_since(start);
     ++stats_.backward_nodes;
   }

@@ -14,6 +14,7 @@
 
 #include "tensor.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -102,7 +103,23 @@ struct OpFns {
   void (*tangent)(OpContext<T>&);       // ty = J tx, inputs without a tangent count as zero
   Linearity linearity = Linearity::smooth;
   SwitchesFn<T> switches = nullptr;     // piecewise_linear ops only
+  // DeepLIFT's rescale rule (ops/rescale.hpp): gx += gy * multiplier, on a batch of inputs followed
+  // by their references. Null for ops whose backward serves (the affine ones) and ops without a rule.
+  void (*rescale)(OpContext<T>&) = nullptr;
 };
+
+// Whether an op stays affine when the inputs marked in `varies` move (along a path, or from a
+// reference to an input) and the others stay.
+inline bool affine_in(Linearity linearity, const std::vector<bool>& varies) {
+  switch (linearity) {
+    case Linearity::linear: return true;
+    case Linearity::multilinear: return std::count(varies.begin(), varies.end(), true) <= 1;
+    case Linearity::linear_in_first: return varies.empty() || std::find(varies.begin() + 1, varies.end(), true) == varies.end();
+    case Linearity::piecewise_linear:
+    case Linearity::smooth: return false;
+  }
+  return false;
+}
 
 template <class T>
 struct Node {
@@ -164,6 +181,12 @@ class Tape {
   void backward(Var<T> out, const Tensor<T>& seed);
   // Same with a seed of ones (for a scalar output: d out / d leaf).
   void backward(Var<T> out);
+  // DeepLIFT (rescale rule): the batch holds B inputs followed by their B references, and the
+  // values are those of a forward pass on it. Like backward, but every op that is not affine in
+  // its varying inputs multiplies by its secant (y - y') / (x - x') instead of its derivative;
+  // an op with no rescale rule (softmax, say) throws Error naming its node. Only the input rows
+  // of `seed` should be non-zero.
+  void rescale_backward(Var<T> out, const Tensor<T>& seed);
 
   // ---- tangent ----
   // Sets the direction of a leaf for the tangent pass (shape of its value).
@@ -201,6 +224,8 @@ class Tape {
   void evaluate(int id);
   void forward_range(std::size_t begin, std::size_t end);
   void update_requires_grad();
+  void backward_pass(Var<T> out, const Tensor<T>& seed, bool rescale);
+  void rescale_node(int id, OpContext<T>& ctx);
 
   std::vector<Node<T>> nodes_;
   std::vector<char> live_;  // backward: this node's gradient has received a contribution

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <initializer_list>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace ax::ops {
@@ -42,6 +43,18 @@ struct OpBase {
 template <class... Ops>
 struct OpList {};
 
+// Whether Op states a DeepLIFT rescale rule (ops/rescale.hpp).
+template <class Op, class T, class = void>
+struct has_rescale : std::false_type {};
+template <class Op, class T>
+struct has_rescale<Op, T, std::void_t<decltype(&Op::template rescale<T>)>> : std::true_type {};
+
+template <class Op, class T>
+constexpr void (*rescale_of())(OpContext<T>&) {
+  if constexpr (has_rescale<Op, T>::value) return &Op::template rescale<T>;
+  else return nullptr;
+}
+
 // The table the tape calls an op through: one per op and scalar type, made on first use.
 template <class Op, class T>
 const OpFns<T>& op_fns() {
@@ -51,7 +64,8 @@ const OpFns<T>& op_fns() {
                               &Op::template backward<T>,
                               &Op::template tangent<T>,
                               Op::linearity,
-                              Op::linearity == Linearity::piecewise_linear ? &Op::template switches<T> : nullptr};
+                              Op::linearity == Linearity::piecewise_linear ? &Op::template switches<T> : nullptr,
+                              rescale_of<Op, T>()};
   return table;
 }
 

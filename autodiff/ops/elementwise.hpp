@@ -6,6 +6,7 @@
 #include "../kernels/activation.hpp"
 #include "common.hpp"
 #include "kinks.hpp"
+#include "rescale.hpp"
 
 namespace ax::ops {
 
@@ -130,6 +131,9 @@ struct Unary : OpBase {
   template <class T> static void tangent(OpContext<T>& c) {  // ty = f'(x) tx
     kernels::map3(c.x(0), c.y(), *c.tx(0), c.ty(), [](T x, T y, T tx) { return Fn::slope(x, y) * tx; });
   }
+  template <class T> static void rescale(OpContext<T>& c) {  // gx += gy (y - y') / (x - x')
+    rescale_elementwise(c, [](T x, T y) { return Fn::slope(x, y); });
+  }
 };
 
 // y = e^x; y' = y
@@ -192,6 +196,9 @@ struct Relu : OpBase {
   static void switches(const Attrs&, const Shape& in, const Shape&, const T* z0, const T* z1, std::vector<double>& roots) {
     level_crossings(z0, z1, numel(in) / in[0], 0.0, roots);
   }
+  template <class T> static void rescale(OpContext<T>& c) {
+    rescale_elementwise(c, [](T x, T) { return x > T(0) ? T(1) : T(0); });
+  }
 };
 
 // y = x for x > 0, else s x (s = attrs.negative_slope); y' = 1 for x > 0, else s: at 0 the
@@ -220,6 +227,10 @@ struct LeakyRelu : OpBase {
   template <class T>
   static void switches(const Attrs&, const Shape& in, const Shape&, const T* z0, const T* z1, std::vector<double>& roots) {
     level_crossings(z0, z1, numel(in) / in[0], 0.0, roots);
+  }
+  template <class T> static void rescale(OpContext<T>& c) {
+    const T s = T(c.attrs().negative_slope);
+    rescale_elementwise(c, [s](T x, T) { return x > T(0) ? T(1) : s; });
   }
 };
 

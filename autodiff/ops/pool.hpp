@@ -4,6 +4,7 @@
 
 #include "../kernels/pool.hpp"
 #include "kinks.hpp"
+#include "rescale.hpp"
 #include "window.hpp"
 
 #include <limits>
@@ -92,6 +93,24 @@ struct MaxPool2d : FixedWindowPool {
   }
   template <class T> static void tangent(OpContext<T>& c) {
     kernels::maxpool2d_tangent(fixed_window_pool(c), c.index().data(), c.tx(0)->data(), c.ty().data());
+  }
+  // DeepLIFT, Captum's rule for max-pooling: each window's gradient goes where backward sends it
+  // (the input's first maximum), scaled by (y - y') / (x - x') at that position; where x ~ x'
+  // there, by 1. The window's contributions then sum to gy (y - y').
+  template <class T> static void rescale(OpContext<T>& c) {
+    const kernels::Pool2dShape s = fixed_window_pool(c);
+    const std::size_t half_out = rescale_half(c, c.y()), half_in = c.x(0).size() / 2;
+    const T* x = c.x(0).data();
+    const T* y = c.y().data();
+    const T* gy = c.gy().data();
+    T* gx = c.gx(0)->data();
+    const T eps = rescale_epsilon<T>();
+    // [the input rows' output values]: o in plane o / out_plane, its maximum at index[o] in that plane
+    for (std::size_t o = 0; o < half_out; ++o) {
+      const std::size_t at = (o / s.out_plane()) * s.in_plane() + c.index()[o];
+      const T dx = x[at] - x[half_in + at];
+      gx[at] += gy[o] * (std::abs(dx) > eps ? (y[o] - y[half_out + o]) / dx : T(1));
+    }
   }
   // Each window's maximum switches where the upper envelope of its inputs' lines changes line.
   template <class T>
