@@ -1,6 +1,6 @@
 // The exact path of a piecewise-linear network: where along g(a) = x' + a (x - x') every relu,
 // leaky_relu and max-pool switches, so that IG can be summed exactly, one gradient per linear
-// piece (DESIGN.md, "Attribution, defined once").
+// piece (docs/design.md, "The exact path").
 //
 // Kink nodes are taken in tape order. When a node's turn comes, the breakpoints found so far
 // hold every switch of the nodes before it, so between two consecutive breakpoints the node's

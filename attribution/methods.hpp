@@ -1,5 +1,5 @@
-// The attribution methods, each a few batched passes of a TargetFunction (DESIGN.md,
-// "Attribution, defined once"). Every result reports completeness: F(x), F(x'), the sum of the
+// The attribution methods, each a few batched passes of a TargetFunction (docs/design.md,
+// "Paths and Integrated Gradients"). Every result reports completeness: F(x), F(x'), the sum of the
 // attributions, the gap delta = sum - (F(x) - F(x')) and |delta| / |F(x) - F(x')|.
 #pragma once
 

@@ -1,6 +1,6 @@
 // The straight-line path g(a) = x' + a (x - x') and the quadrature rules that integrate the
-// gradient along it: nodes a_k in [0, 1] and weights w_k that sum to 1 (DESIGN.md, "Attribution,
-// defined once"). Integrated Gradients is (x - x') * sum_k w_k dF/dx(g(a_k)).
+// gradient along it: nodes a_k in [0, 1] and weights w_k that sum to 1 (docs/design.md, "Paths and
+// Integrated Gradients"). Integrated Gradients is (x - x') * sum_k w_k dF/dx(g(a_k)).
 #pragma once
 
 #include <cstddef>

@@ -3,9 +3,10 @@ PyTorch (Debian's python3-torch and python3-torchvision), float32, 2 threads by 
 
 Workloads (the input gradient is always torch.autograd.grad of the summed target logit, class 3):
   fwdgrad <model> <batch>                 forward + input gradient of a batch of random inputs
-  ig <model> <rule> <steps> <batch>       Integrated Gradients from a zero baseline, as in
-                                          ../shared/peers/torch_ig_bench.py (Captum's algorithm:
-                                          a batched straight-line path, `batch` points at a time)
+  ig <model> <rule> <steps> <batch>       Integrated Gradients from a zero baseline, Captum's
+                                          algorithm: points on the straight-line path evaluated
+                                          `batch` at a time, each batch's input gradient weighted
+                                          by the rule's weights and summed, times (x - baseline)
   <model> is lenet28 (the peer's LeNet-28, as nn::lenet28) or resnet18 (torchvision's, 3x224x224,
   as nn::resnet18); <rule> is riemann_middle or gausslegendre (Captum's nodes and weights).
 
@@ -31,7 +32,7 @@ TARGET = 3
 
 
 def lenet28():
-    # ../shared/peers/torch_ig_bench.py's lenet(), the reference for nn::lenet28
+    # the peer's LeNet-28, the same network as nn::lenet28
     return nn.Sequential(nn.Conv2d(1, 16, 3), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Conv2d(16, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Flatten(), nn.Linear(32 * 5 * 5, 128), nn.ReLU(), nn.Linear(128, 10))
@@ -79,7 +80,7 @@ def fwdgrad_workload(name, batch):
 
 
 def ig(m, x, baseline, steps, batch, alphas, weights):
-    # the loop of ../shared/peers/torch_ig_bench.py, with the rule's weights
+    # Captum's IG loop: a batch of path points, one input gradient, weighted by the rule
     alphas = alphas.to(x.dtype)
     weights = weights.to(x.dtype)
     total = torch.zeros_like(x)

@@ -1,5 +1,5 @@
-// The model file (FORMAT.md): a safetensors file whose __metadata__["axiomatic.graph"] holds the
-// graph as a JSON string. Reading checks everything FORMAT.md lists that can be checked without
+// The model file (docs/format.md): a safetensors file whose __metadata__["axiomatic.graph"] holds the
+// graph as a JSON string. Reading checks everything docs/format.md lists that can be checked without
 // the input's shape; shapes that do not compose are found later, when the graph is recorded.
 //
 // Every fault is an ax::Error with one line "<path or name>: <what is wrong>", naming the node,
@@ -44,7 +44,7 @@ ModelSpec read_toy_json(const std::string& path);
 // A model by its file name: a toy model when it ends in .json, a model file otherwise.
 ModelSpec load_model(const std::string& path);
 
-// The graph document alone: parses and validates it (FORMAT.md, "The graph"), fills in defaults.
+// The graph document alone: parses and validates it (docs/format.md, section 2), fills in defaults.
 // Throws ax::Error("<name>: <fault>").
 GraphSpec parse_graph(const nlohmann::json& graph, const std::string& name);
 

@@ -1,4 +1,4 @@
-// What a model file holds, once read and checked: the graph (FORMAT.md, "The graph") and the
+// What a model file holds, once read and checked: the graph (docs/format.md, section 2) and the
 // tensors. Reading checks everything that can be checked without knowing the input's shape;
 // shapes that do not compose are found when the graph is recorded onto a tape (nn/graph).
 #pragma once

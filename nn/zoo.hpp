@@ -46,7 +46,7 @@ class SpecBuilder {
   std::mt19937_64 rng_;
 };
 
-// The peer benchmark's LeNet-28 (../shared/peers/torch_ig_bench.py): conv 1->16 3x3, relu,
+// The LeNet-28 of the PyTorch peer benchmark (bench/torch_peer.py): conv 1->16 3x3, relu,
 // maxpool 2, conv 16->32 3x3, relu, maxpool 2, flatten, linear 800->128, relu, linear 128->10.
 ModelSpec lenet28(std::uint64_t seed);
 

@@ -118,7 +118,7 @@ def randomize_batchnorm(torch, model, generator):
 
 
 # ------------------------------------------------------------------------------------------------
-# A small safetensors reader of its own: the container as FORMAT.md specifies it
+# A small safetensors reader of its own: the container as docs/format.md specifies it
 
 
 def read_safetensors(path, np):

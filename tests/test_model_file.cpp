@@ -1,4 +1,4 @@
-// The model file (FORMAT.md): round trips, F16/BF16 widening, a file laid out byte by byte as
+// The model file (docs/format.md): round trips, F16/BF16 widening, a file laid out byte by byte as
 // Python's safetensors writes it, and one crafted file per fault the reader must refuse, each
 // checked for the start of its message: "<name>: <what is wrong>", naming what it should.
 #include "nn/model_file.hpp"
@@ -564,7 +564,7 @@ TEST_CASE("model file: the writer refuses what the reader would refuse") {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Container faults (FORMAT.md, "What a reader must refuse")
+// Container faults (docs/format.md, "What a reader must refuse")
 
 TEST_CASE("model file fault: header length past the end of the file, over 100 MiB, or the file too short") {
   CHECK_FAULT(std::string("\x02\x00\x00", 3), "file is 3 bytes, too short for the 8-byte header length");

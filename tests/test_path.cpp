@@ -26,7 +26,7 @@ TEST_CASE("every rule's weights sum to 1 and its nodes lie in [0, 1], increasing
     }
 }
 
-TEST_CASE("Riemann and trapezoid nodes and weights, as DESIGN.md's table") {
+TEST_CASE("Riemann and trapezoid nodes and weights, as docs/design.md's table") {
   const Quadrature left = quadrature(Rule::riemann_left, 4), right = quadrature(Rule::riemann_right, 4);
   const Quadrature middle = quadrature(Rule::riemann_middle, 4), trapezoid = quadrature(Rule::riemann_trapezoid, 5);
   CHECK(left.alphas == std::vector<double>{0.0, 0.25, 0.5, 0.75});

@@ -1,6 +1,6 @@
 """Export a PyTorch model to an axiomatic model file.
 
-The model file (../shared/FORMAT.md) is a plain safetensors file: 8 bytes of little-endian
+The model file (docs/format.md) is a plain safetensors file: 8 bytes of little-endian
 header length N, N bytes of JSON header (padded with spaces), then every tensor's bytes,
 little-endian and row-major, tiling the data buffer with no gap. The network's graph is a JSON
 document stored as a string in the header's `__metadata__["axiomatic.graph"]`: version 1, one
