@@ -193,6 +193,21 @@ Attribution<T> input_x_gradient(TargetFunction<T>& f, const Tensor<T>& x, const 
 }
 
 template <class T>
+Attribution<T> deeplift(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline) {
+  const auto clock = Clock::now();
+  Attribution<T> a = start(f, x, "deeplift");
+  check_same_shape(f, baseline, "the baseline");
+  check_finite(baseline, "the baseline");
+  double f_x = 0, f_baseline = 0;
+  f.rescale_multipliers(x, baseline, a.values, f_x, f_baseline);
+  for (std::size_t i = 0; i < x.size(); ++i) a.values.data()[i] *= x.data()[i] - baseline.data()[i];
+  a.steps = 2;
+  report_completeness(a, f_x, f_baseline);
+  a.seconds = seconds_since(clock);
+  return a;
+}
+
+template <class T>
 Attribution<T> integrated_gradients(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                                     const IgOptions& options) {
   const auto clock = Clock::now();
@@ -465,6 +480,7 @@ Attribution<T> conductance(TargetFunction<T>& f, const Tensor<T>& x, const Tenso
   template void check_finite(const Tensor<T>&, const std::string&);                                               \
   template Attribution<T> gradient(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&, bool);                \
   template Attribution<T> input_x_gradient(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&);              \
+  template Attribution<T> deeplift(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&);                      \
   template Attribution<T> integrated_gradients(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&,          \
                                                const IgOptions&);                                                 \
   template Attribution<T> integrated_gradients_multi(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&,    \

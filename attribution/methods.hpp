@@ -44,6 +44,14 @@ struct IgOptions {
 template <class T>
 Attribution<T> gradient(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, bool absolute = false);
 
+// DeepLIFT with the rescale rule (Shrikumar et al., 2017): (x - x') times the multipliers of one
+// rescale pass over the tape (TargetFunction::rescale_multipliers). One forward of [x, x'] and one
+// backward, so as cheap as a gradient. On networks of affine ops and elementwise non-linearities
+// the attributions sum to F(x) - F(x') to rounding ("summation to delta"); max-pooling follows
+// Captum's rule (ops/pool.hpp), which keeps the sum unless a window's maximum has x ~ x'.
+template <class T>
+Attribution<T> deeplift(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline);
+
 // x * dF/dx.
 template <class T>
 Attribution<T> input_x_gradient(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline);

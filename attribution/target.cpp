@@ -205,6 +205,31 @@ void TargetFunction<T>::evaluate_node(const Tensor<T>& points, Var<T> h, std::ve
   }
 }
 
+template <class T>
+void TargetFunction<T>::rescale_multipliers(const Tensor<T>& x, const Tensor<T>& reference, Tensor<T>& multipliers,
+                                            double& f_x, double& f_reference) {
+  if (target_.class_index < 0) throw Error("rescale_multipliers: the target class is not resolved");
+  const std::size_t per_point = numel(input_shape_);
+  Tensor<T> pair(Shape{2, per_point});  // row 0 the input, row 1 its reference
+  std::copy(x.begin(), x.end(), pair.data());
+  std::copy(reference.begin(), reference.end(), pair.data() + per_point);
+  forward_points(pair.data(), 2);
+  const Tensor<T>& z = tape_.value(scores_);
+  const std::size_t k = static_cast<std::size_t>(target_.class_index);
+  const auto f_row = [&](std::size_t i) {
+    return double(z(i, k)) - (target_.minus_class >= 0 ? double(z(i, static_cast<std::size_t>(target_.minus_class))) : 0.0);
+  };
+  f_x = f_row(0);
+  f_reference = f_row(1);
+  seed_rows(2);
+  for (std::size_t c = 0; c < classes_; ++c) seed_(1, c) = T(0);  // the reference row takes no seed
+  tape_.zero_grad();
+  tape_.rescale_backward(scores_, seed_);
+  const Tensor<T>& g = tape_.grad(network_.input());
+  multipliers.resize(x.shape());
+  std::copy(g.data(), g.data() + per_point, multipliers.data());
+}
+
 template class TargetFunction<float>;
 template class TargetFunction<double>;
 

@@ -52,6 +52,12 @@ class TargetFunction {
   // F at each of the P points [P, input shape] and, when grads is not null, dF/dx [P, input
   // shape]. Points are evaluated `chunk()` at a time on the same tape.
   void evaluate(const Tensor<T>& points, std::vector<double>& f, Tensor<T>* grads);
+  // DeepLIFT (rescale rule): F at x and at the reference, and the multipliers [input shape] whose
+  // product with (x - reference) sums to their difference: one forward pass of the batch
+  // [x, reference] and one rescale pass (Tape::rescale_backward). Throws Error naming a node on
+  // the way to the target that has no rescale rule (softmax: explain logits).
+  void rescale_multipliers(const Tensor<T>& x, const Tensor<T>& reference, Tensor<T>& multipliers, double& f_x,
+                           double& f_reference);
   // For a hidden node h: F at each point and dF/dh [P, h's per-sample shape]. With `replacement`
   // [P, h's shape], h's value is replaced by it while the rest of the network sees the points:
   // layer IG's path through h. With `direction` (the input's shape) and `tangents`, also dh/da

@@ -2,6 +2,7 @@
 // add up to F(x) - F(x')) on random networks of linear ops and elementwise non-linearities, to
 // rounding; max-pooling by Captum's rule, its summation error measured; the sensitivity example
 // gets full credit; ops without a rule are refused.
+#include "attribution/methods.hpp"
 #include "autodiff/ops.hpp"
 #include "nn/graph.hpp"
 #include "nn/model_file.hpp"
@@ -122,4 +123,25 @@ TEST_CASE("DeepLIFT: ops without a rescale rule are refused, and so is a batch w
   Tape<double> odd;
   const Var<double> z = relu(odd.input(from_values<double>({3, 1}, {1, 2, 3})));
   CHECK_THROWS_WITH_AS(odd.rescale_backward(z, full<double>({3, 1}, 1.0)), doctest::Contains("a batch of 3"), Error);
+}
+
+TEST_CASE("DeepLIFT as a method: completeness reported, full credit on the sensitivity example, logits only") {
+  const nn::ModelSpec toy = nn::load_model(std::string(AXIOMATIC_SOURCE) + "/examples/toys/relu_sensitivity.json");
+  attr::TargetFunction<double> f(toy, attr::TargetSpec{});
+  const attr::Attribution<double> a = attr::deeplift(f, full<double>({1}, 2.0), zeros<double>({1}));
+  CHECK(a.values(0) == doctest::Approx(1.0).epsilon(1e-15));
+  CHECK(std::abs(a.delta) < 1e-15);
+  CHECK(a.method == "deeplift");
+
+  attr::TargetFunction<float> lenet(nn::lenet28(5), attr::TargetSpec{});
+  std::mt19937_64 rng(23);
+  const Tensor<float> x = test::uniform<float>({1, 28, 28}, 0, 1, rng);
+  const attr::Attribution<float> d = attr::deeplift(lenet, x, zeros<float>({1, 28, 28}));
+  CHECK(d.relative_delta < 1e-4);  // float rounding
+
+  attr::TargetSpec prob;
+  prob.output = attr::Output::prob;
+  attr::TargetFunction<double> probabilities(nn::lenet28(5), prob);
+  CHECK_THROWS_WITH_AS(attr::deeplift(probabilities, Tensor<double>(x), zeros<double>({1, 28, 28})),
+                       doctest::Contains("(softmax) has no rescale rule"), Error);
 }
