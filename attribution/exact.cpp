@@ -43,7 +43,7 @@ std::vector<int> kink_nodes(TargetFunction<T>& f) {
                         (is(op, "mul") && !(depends(0) && depends(1))) || (is(op, "div") && !depends(1));
     const bool kink = is(op, "relu") || is(op, "leaky_relu") || is(op, "maxpool2d");
     if (!linear && !kink)
-      throw Error("exact IG needs a network that is piecewise linear up to the target, but " + tape.describe(id) +
+      throw NotPiecewiseLinear("exact IG needs a network that is piecewise linear up to the target, but " + tape.describe(id) +
                   " is not; use a quadrature rule (--rule gausslegendre)");
     if (kink) kinks.push_back(id);
     for (int in : n.inputs) needed[static_cast<std::size_t>(in)] = 1;
@@ -143,6 +143,7 @@ std::vector<double> node_switches(TargetFunction<T>& f, int id, const std::vecto
     const Tensor<T>& z = tape.value(input);  // [n, the node's input per sample]
     const std::size_t width = z.size() / n;
     for (std::size_t i = 0; i < n; ++i) {
+      f.check_deadline();
       const std::size_t k = begin + i;  // the interval [breaks[k - 1], breaks[k]]
       if (k == 0) continue;
       const T* z0 = i == 0 ? previous.data() : z.data() + (i - 1) * width;
