@@ -4,9 +4,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <limits>
 
 namespace ax::cli {
@@ -151,6 +153,15 @@ attr::BaselineSpec baseline_of(const std::string& spec) {
   }
 }
 
+// An output file's folder must exist (looked up, nothing written).
+void check_folder(const std::string& path, const char* option) {
+  if (path.empty()) return;
+  const std::filesystem::path folder = std::filesystem::path(path).parent_path();
+  std::error_code error;
+  if (!folder.empty() && !std::filesystem::is_directory(folder, error))
+    throw UsageError(std::string(option) + ": the folder '" + folder.string() + "' does not exist");
+}
+
 // The combinations a method cannot use, refused before anything runs.
 void check_explain(const attr::ExplainRequest& r, const Numbers& n, const std::vector<std::string>& given) {
   const auto has = [&](const char* option) { return std::find(given.begin(), given.end(), option) != given.end(); };
@@ -176,6 +187,8 @@ void check_explain(const attr::ExplainRequest& r, const Numbers& n, const std::v
   if (r.target.minus_class >= 0 && r.target.minus_class == r.target.class_index)
     throw UsageError("--target and --minus are both " + std::to_string(r.target.class_index));
   if (r.out == r.path_csv && !r.out.empty()) throw UsageError("--out and --path-csv name the same file");
+  check_folder(r.out, "--out");
+  check_folder(r.path_csv, "--path-csv");
 }
 
 void check_deterministic_baseline(const std::string& spec) {

@@ -221,6 +221,15 @@ TEST_CASE("info on a layer of 1.2e9 values per sample: described without running
   CHECK(lines(explain.err) == 1);
   CHECK(explain.err.find("node 'conv1'") != std::string::npos);
   CHECK(explain.err.find("memory budget") != std::string::npos);
+  // an input of 10^9 values: described, not allocated (a batch of 0)
+  const std::string giant = toy("giant_info", {{"version", 1},
+                                               {"inputs", {{{"name", "x"}, {"shape", {1000000000}}}}},
+                                               {"nodes", {{{"name", "r"}, {"op", "relu"}, {"inputs", {"x"}}}}},
+                                               {"outputs", {"r"}}});
+  const Run big = run("info --model " + giant);
+  CHECK(big.status == 0);
+  CHECK(big.out.find("output r [1000000000]") != std::string::npos);
+  CHECK(big.seconds < 10);
 }
 
 TEST_CASE("the engine: budgets, empty outputs, deadlines") {
@@ -405,6 +414,7 @@ TEST_CASE("every case of the hostile table: one line, exit 2 for usage and 1 oth
            Case{explain + " --layer relu --rule exact", 2, "no exact rule"},
            Case{explain + " --layer relu --method gradient", 2, "--layer applies to --method ig"},
            Case{explain + " --method conductance", 2, "needs --layer"},
+           Case{explain + " --path-csv /nonexistent/folder/p.csv", 2, "--path-csv: the folder '/nonexistent/folder' does not exist"},
            Case{explain + " --rule exact --timeout 0", 2, "--timeout: '0'"},
            Case{"check --model " + relu_toy + " --input " + x + " --equivalent " + other_shape, 1,
                 other_shape + ": input shape [2] differs"},
