@@ -193,7 +193,7 @@ std::vector<double> TargetFunction<T>::scores(const Tensor<T>& x) {
                 to_string(input_shape_));
   forward_points(x.data(), 1);
   const Tensor<T>& z = tape_.value(scores_);
-  if (!all_finite(z)) locate_non_finite("the scores");
+  if (!all_finite(z)) locate_non_finite("a score");
   return std::vector<double>(z.begin(), z.end());
 }
 
