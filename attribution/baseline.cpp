@@ -2,6 +2,8 @@
 
 #include "io.hpp"
 
+#include "../autodiff/tape.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -66,6 +68,8 @@ BaselineSpec parse_baseline(const std::string& spec) {
     b.kind = k;
     b.value = parse_number(arg, spec);
     if (positive && b.value < 0) throw Error("baseline '" + spec + "': sigma must be >= 0");
+    if (k == Kind::blur && b.value > max_blur_sigma)
+      throw Error("baseline '" + spec + "': blur's sigma must be at most " + std::to_string(int(max_blur_sigma)) + " pixels");
   };
   auto path = [&](Kind k, bool required) {
     if (required && (!has_arg || arg.empty())) throw Error("baseline '" + spec + "': expected " + name + ":PATH");
@@ -93,6 +97,8 @@ template <class T>
 Tensor<T> gaussian_blur(const Tensor<T>& image, double sigma) {
   if (image.dimension() != 3) throw Error("blur needs an image input [C, H, W], got shape " + to_string(image.shape()));
   if (sigma == 0) return image;
+  if (!(sigma > 0 && sigma <= max_blur_sigma))
+    throw Error("blur: sigma " + std::to_string(sigma) + " is not in (0, " + std::to_string(int(max_blur_sigma)) + "]");
   const std::ptrdiff_t radius = static_cast<std::ptrdiff_t>(std::ceil(4 * sigma));
   std::vector<double> kernel(static_cast<std::size_t>(2 * radius + 1));
   double total = 0;
@@ -130,6 +136,8 @@ Tensor<T> make_baselines(const BaselineSpec& spec, const Tensor<T>& x, const Ran
   const std::size_t size = x.size();
   Shape batch_shape{std::max<std::size_t>(count, 1)};
   for (std::size_t d : x.shape()) batch_shape.push_back(d);
+  if (!fits_elements(batch_shape))
+    throw Error("baseline: " + std::to_string(count) + " baselines of shape " + to_string(x.shape()) + " hold more than 2^32 values");
   switch (spec.kind) {
     case Kind::zero: return single(x, [](std::size_t) { return 0.0; });
     case Kind::constant:

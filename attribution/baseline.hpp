@@ -8,7 +8,7 @@
 //   mean           the input's own mean, per channel; mean:PATH the mean of a data set, per channel
 //   uniform        U(lo, hi) per value                                    (one per sample)
 //   gaussian:S     x + N(0, S^2) per value, clipped to the range           (one per sample)
-//   blur:S         x filtered by a Gaussian of standard deviation S pixels, per channel
+//   blur:S         x filtered by a Gaussian of standard deviation S pixels (0 to 1000), per channel
 //   maxdist        the point of the range farthest from x in L1: lo where x is nearer hi, else hi
 //   file:PATH      a .npy or .png of the input's shape
 //   data:PATH      rows of a data set (.npy [D, input shape]): `count` drawn at random, or all
@@ -23,6 +23,9 @@
 #include <string>
 
 namespace ax::attr {
+
+// The widest blur: sigma in pixels (its kernel spans 8 sigma + 1 taps).
+constexpr double max_blur_sigma = 1000;
 
 struct BaselineSpec {
   enum class Kind { zero, constant, white, mean, uniform, gaussian, blur, maxdist, file, data };
@@ -49,7 +52,8 @@ template <class T>
 Tensor<T> make_baseline(const BaselineSpec& spec, const Tensor<T>& x, const Range& range);
 
 // A Gaussian blur of an image [C, H, W], each channel on its own, edges reflected (as
-// scipy.ndimage.gaussian_filter's default mode); the kernel is cut at 4 sigma. Sigma 0 copies.
+// scipy.ndimage.gaussian_filter's default mode); the kernel is cut at 4 sigma. Sigma 0 copies;
+// sigma must be at most max_blur_sigma.
 template <class T>
 Tensor<T> gaussian_blur(const Tensor<T>& image, double sigma);
 

@@ -16,18 +16,6 @@ int logits_node(TargetFunction<T>& f) {
   return id;
 }
 
-// Whether an op stays affine along the path when the inputs marked in `varies` move with it.
-bool affine_along_path(Linearity linearity, const std::vector<bool>& varies) {
-  switch (linearity) {
-    case Linearity::linear: return true;
-    case Linearity::multilinear: return std::count(varies.begin(), varies.end(), true) <= 1;
-    case Linearity::linear_in_first: return std::find(varies.begin() + 1, varies.end(), true) == varies.end();
-    case Linearity::piecewise_linear:
-    case Linearity::smooth: return false;
-  }
-  return false;
-}
-
 // Every op the target depends on must be piecewise linear in the input, as its descriptor says:
 // returns the kink nodes (ops whose linearity is piecewise_linear) in tape order, or throws
 // naming the first node that is not.
@@ -44,8 +32,8 @@ std::vector<int> kink_nodes(TargetFunction<T>& f) {
     std::vector<bool> varies;  // which inputs move along the path
     for (int in : n.inputs) varies.push_back(tape.node(in).requires_grad);
     const bool kink = n.op->linearity == Linearity::piecewise_linear;
-    if (!kink && !affine_along_path(n.op->linearity, varies))
-      throw Error("exact IG needs a network that is piecewise linear up to the target, but " + tape.describe(id) +
+    if (!kink && !affine_in(n.op->linearity, varies))
+      throw NotPiecewiseLinear("exact IG needs a network that is piecewise linear up to the target, but " + tape.describe(id) +
                   " is not; use a quadrature rule (--rule gausslegendre)");
     if (kink) kinks.push_back(id);
     for (int in : n.inputs) needed[static_cast<std::size_t>(in)] = 1;
@@ -81,6 +69,7 @@ std::vector<double> node_switches(TargetFunction<T>& f, int id, const std::vecto
     const Tensor<T>& z = tape.value(input);  // [n, the node's input per sample]
     const std::size_t width = z.size() / n;
     for (std::size_t i = 0; i < n; ++i) {
+      f.check_deadline();
       const std::size_t k = begin + i;  // the interval [breaks[k - 1], breaks[k]]
       if (k == 0) continue;
       const T* z0 = i == 0 ? previous.data() : z.data() + (i - 1) * width;

@@ -15,13 +15,20 @@
 
 namespace ax::attr {
 
+// Exact IG's refusal of a network that is not piecewise linear up to the target (a smooth op on
+// the way): a quadrature rule is the way out. More pieces than the cap is a plain Error.
+struct NotPiecewiseLinear : Error {
+  using Error::Error;
+};
+
 struct ExactOptions {
   std::size_t max_pieces = 1000000;  // more pieces end with an error, never an approximation
   std::size_t gl_per_piece = 4;      // prob and logprob targets: Gauss-Legendre nodes per piece
 };
 
-// The sorted breakpoints 0 = b_0 < b_1 < ... < b_P = 1 of the path's linear pieces. Throws Error
-// when a node the target depends on is not piecewise linear, or when the pieces exceed the cap.
+// The sorted breakpoints 0 = b_0 < b_1 < ... < b_P = 1 of the path's linear pieces. Throws
+// NotPiecewiseLinear when a node the target depends on is not piecewise linear, Error when the
+// pieces exceed the cap, TimeLimitExceeded past the engine's deadline.
 template <class T>
 std::vector<double> path_breakpoints(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                                      const ExactOptions& options = {});

@@ -5,7 +5,8 @@
 #include "baseline.hpp"
 #include "io.hpp"
 
-#include <fstream>
+#include <chrono>
+#include <sstream>
 
 namespace ax::attr {
 namespace {
@@ -18,31 +19,46 @@ std::size_t default_samples(const ExplainRequest& r) {
 }
 
 template <class T>
-void write_path_csv(const std::string& path, const Attribution<T>& a) {
-  std::ofstream out(path);
-  if (!out) throw Error(path + ": cannot write");
+std::string path_csv(const Attribution<T>& a) {
+  std::ostringstream out;
   out << "alpha,f,cumulative_sum\n";
   out.precision(17);
   for (std::size_t k = 0; k < a.path_alpha.size(); ++k)
     out << a.path_alpha[k] << ',' << a.path_f[k] << ',' << a.path_cumulative[k] << '\n';
+  return out.str();
+}
+
+// Random baselines are drawn all at once: their batch must fit the memory budget.
+template <class T>
+void check_baseline_batch(const ExplainRequest& r, std::size_t count, std::size_t per_sample) {
+  if (count > r.memory / sizeof(T) / std::max<std::size_t>(per_sample, 1))
+    throw Error("--baseline " + r.baseline + ": " + std::to_string(count) + " baselines of " + std::to_string(per_sample) +
+                " values do not fit the memory budget of " + std::to_string(r.memory) + " bytes");
+}
+
+// What a request asks that its method cannot do, refused before any work runs (the command
+// line refuses the same earlier; this guards the library's own callers).
+void check_request(const ExplainRequest& r, const BaselineSpec& spec) {
+  const bool layer = !r.layer.empty();
+  if (r.method == "conductance" && !layer) throw Error("--method conductance needs --layer NAME");
+  if (layer && r.method != "ig" && r.method != "conductance")
+    throw Error("--layer applies to --method ig (layer IG) and conductance");
+  if (layer && r.method == "ig" && r.rule == Rule::exact)
+    throw Error("layer IG has no exact rule: its path lies in the layer's space; use a quadrature rule");
+  if (layer && spec.random()) throw Error("layer attribution takes one baseline, not '" + r.baseline + "'");
+  if (r.method == "eg" && spec.kind != BaselineSpec::Kind::data)
+    throw Error("--method eg draws its baselines from a data set: give --baseline data:PATH");
+  if (!r.path_csv.empty() && (r.method != "ig" || layer || spec.random()))
+    throw Error("--path-csv applies to IG from a single baseline");
 }
 
 template <class T>
-nlohmann::json run(const ExplainRequest& r, const nn::ModelSpec& model) {
-  EngineOptions engine;
-  engine.memory_budget = r.memory;
-  engine.source = r.model;
-  TargetFunction<T> f(model, r.target, engine);
-  const Tensor<T> x = read_array<T>(r.input, f.input_shape());
-  check_finite(x, r.input);
-  Random random(r.seed);
-  const BaselineSpec spec = parse_baseline(r.baseline);
-  const std::size_t samples = default_samples(r);
+Attribution<T> attribute(const ExplainRequest& r, TargetFunction<T>& f, const nn::ModelSpec& model, const Tensor<T>& x,
+                         const BaselineSpec& spec, std::size_t samples, Random& random) {
   const Tensor<T> baselines = make_baselines(spec, x, model.graph.input.range, spec.random() ? samples : 1, random);
   check_finite(baselines, "the baseline");
   Tensor<T> first(x.shape());  // the baseline of the methods that take one
   std::copy(baselines.data(), baselines.data() + x.size(), first.data());
-
   IgOptions ig;
   ig.rule = r.rule;
   ig.steps = r.steps;
@@ -50,38 +66,44 @@ nlohmann::json run(const ExplainRequest& r, const nn::ModelSpec& model) {
   ig.max_steps = r.max_steps;
   ig.diagnostics = !r.path_csv.empty();
   ig.exact.max_pieces = r.max_pieces;
-  Attribution<T> a;
-  if (r.method == "gradient") a = gradient(f, x, first, r.absolute);
-  else if (r.method == "inputxgradient") a = input_x_gradient(f, x, first);
-  else if (r.method == "conductance" || (r.method == "ig" && !r.layer.empty())) {
-    if (r.layer.empty()) throw Error("--method conductance needs --layer NAME");
-    if (baselines.shape()[0] != 1) throw Error("layer attribution takes one baseline, not '" + r.baseline + "'");
-    a = r.method == "ig" ? layer_integrated_gradients(f, x, first, r.layer, ig) : conductance(f, x, first, r.layer, ig);
-  } else if (r.method == "ig") {
-    a = baselines.shape()[0] == 1 ? integrated_gradients(f, x, first, ig) : integrated_gradients_multi(f, x, baselines, ig);
-  } else if (r.method == "eg") {
-    if (spec.kind != BaselineSpec::Kind::data)
-      throw Error("--method eg draws its baselines from a data set: give --baseline data:PATH");
-    a = expected_gradients(f, x, make_baselines(spec, x, model.graph.input.range, 0, random), samples, r.seed);
-  } else if (r.method == "smoothgrad" || r.method == "smoothgrad_sq" || r.method == "vargrad") {
+  if (r.method == "gradient") return gradient(f, x, first, r.absolute);
+  if (r.method == "inputxgradient") return input_x_gradient(f, x, first);
+  if (r.method == "conductance") return conductance(f, x, first, r.layer, ig);
+  if (r.method == "ig" && !r.layer.empty()) return layer_integrated_gradients(f, x, first, r.layer, ig);
+  if (r.method == "ig")
+    return baselines.shape()[0] == 1 ? integrated_gradients(f, x, first, ig) : integrated_gradients_multi(f, x, baselines, ig);
+  if (r.method == "eg")
+    return expected_gradients(f, x, make_baselines(spec, x, model.graph.input.range, 0, random), samples, r.seed);
+  if (r.method == "smoothgrad" || r.method == "smoothgrad_sq" || r.method == "vargrad") {
     const SmoothKind kind = r.method == "smoothgrad" ? SmoothKind::smoothgrad
                             : r.method == "smoothgrad_sq" ? SmoothKind::smoothgrad_sq : SmoothKind::vargrad;
-    a = smoothgrad(f, x, first, kind, r.sigma, !r.sigma_absolute, samples, r.seed);
-  } else {
-    throw Error("unknown method '" + r.method +
-                "'; expected gradient, inputxgradient, ig, eg, smoothgrad, smoothgrad_sq, vargrad or conductance");
+    return smoothgrad(f, x, first, kind, r.sigma, !r.sigma_absolute, samples, r.seed);
   }
-  if (!r.layer.empty() && r.method != "ig" && r.method != "conductance")
-    throw Error("--layer applies to --method ig (layer IG) and conductance");
-  if (!r.out.empty()) write_npy(r.out, a.values);
-  if (!r.path_csv.empty()) {
-    if (a.path_alpha.empty()) throw Error("--path-csv applies to IG from a single baseline");
-    write_path_csv(r.path_csv, a);
-  }
-  nlohmann::json j = report(a, model.graph);
+  throw Error("unknown method '" + r.method +
+              "'; expected gradient, inputxgradient, ig, eg, smoothgrad, smoothgrad_sq, vargrad or conductance");
+}
+
+template <class T>
+nlohmann::json run(const ExplainRequest& r, const nn::ModelSpec& model) {
+  const BaselineSpec spec = parse_baseline(r.baseline);
+  check_request(r, spec);
+  TargetFunction<T> f(model, r.target, engine_options(r.memory, r.model, r.timeout));
+  const Tensor<T> x = read_array<T>(r.input, f.input_shape());
+  check_finite(x, r.input);
+  const std::size_t samples = default_samples(r);
+  if (spec.random()) check_baseline_batch<T>(r, samples, x.size());
+  Random random(r.seed);
+  const Attribution<T> a = attribute(r, f, model, x, spec, samples, random);
+  // every output is made in memory, then written all or none
+  std::vector<std::pair<std::string, std::string>> files;
+  if (!r.out.empty()) files.emplace_back(r.out, npy_bytes(a.values));
+  if (!r.path_csv.empty()) files.emplace_back(r.path_csv, path_csv(a));
+  write_files(files);
+  nlohmann::json j = report(a, model.graph, r.target.node);
   j["precision"] = r.float64 ? "f64" : "f32";
   j["output"] = output_name(r.target.output);
   j["baseline"] = r.baseline;
+  if (!r.target.node.empty()) j["node"] = r.target.node;
   if (!r.layer.empty()) j["layer"] = r.layer;
   j["chunk"] = f.chunk();
   j["evaluations"] = f.evaluations();
@@ -96,21 +118,28 @@ template <class T>
 nlohmann::json run_check(const ExplainRequest& r, const nn::ModelSpec& model) {
   CheckRequest c;
   c.target = r.target;
-  c.engine.memory_budget = r.memory;
-  c.engine.source = r.model;
+  c.engine = engine_options(r.memory, r.model, r.timeout);
   c.ig.rule = r.rule;
   c.ig.steps = r.steps;
   c.ig.exact.max_pieces = r.max_pieces;
   c.tolerance = r.check_tolerance;
+  const BaselineSpec spec = parse_baseline(r.baseline);
   nn::ModelSpec equivalent;
   if (!r.equivalent.empty()) {
     equivalent = nn::load_model(r.equivalent);
+    // the twin must take the same input before anything runs on it
+    if (equivalent.graph.input.shape != model.graph.input.shape)
+      throw Error(r.equivalent + ": input shape " + to_string(Shape(equivalent.graph.input.shape.begin(), equivalent.graph.input.shape.end())) +
+                  " differs from " + r.model + "'s " + to_string(Shape(model.graph.input.shape.begin(), model.graph.input.shape.end())) +
+                  "; --equivalent needs a model of the same input");
     c.equivalent = &equivalent;
+    // recording the twin checks it as a model: its faults name its own file
+    const TargetFunction<T> twin(equivalent, r.target, engine_options(r.memory, r.equivalent, r.timeout));
   }
   TargetFunction<T> shapes(model, r.target, c.engine);
   const Tensor<T> x = read_array<T>(r.input, shapes.input_shape());
   check_finite(x, r.input);
-  const Tensor<T> baseline = make_baseline(parse_baseline(r.baseline), x, model.graph.input.range);
+  const Tensor<T> baseline = make_baseline(spec, x, model.graph.input.range);
   nlohmann::json out;
   out["passed"] = true;
   out["rule"] = rule_name(r.rule);
@@ -136,14 +165,26 @@ nlohmann::json check(const ExplainRequest& request) {
   return request.float64 ? run_check<double>(request, model) : run_check<float>(request, model);
 }
 
+EngineOptions engine_options(std::size_t memory, const std::string& source, double timeout) {
+  EngineOptions engine;
+  engine.memory_budget = memory;
+  engine.source = source;
+  if (timeout > 0)
+    engine.deadline = std::chrono::steady_clock::now() +
+                      std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(timeout));
+  return engine;
+}
+
 template <class T>
-nlohmann::json report(const Attribution<T>& a, const nn::GraphSpec& graph) {
+nlohmann::json report(const Attribution<T>& a, const nn::GraphSpec& graph, const std::string& node) {
   nlohmann::json j;
   j["method"] = a.method;
   j["rule"] = a.rule.empty() ? nlohmann::json(nullptr) : nlohmann::json(a.rule);
   j["steps"] = a.steps;
   j["target"] = a.target;
-  if (a.target >= 0 && static_cast<std::size_t>(a.target) < graph.labels.size()) j["label"] = graph.labels[a.target];
+  // labels name the output's values, not a hidden node's
+  const bool output = node.empty() || node == graph.output;
+  if (output && a.target >= 0 && static_cast<std::size_t>(a.target) < graph.labels.size()) j["label"] = graph.labels[a.target];
   j["f_input"] = a.f_input;
   j["f_baseline"] = a.f_baseline;
   j["sum"] = a.sum;
@@ -161,7 +202,7 @@ nlohmann::json explain(const ExplainRequest& request) {
   return request.float64 ? run<double>(request, model) : run<float>(request, model);
 }
 
-template nlohmann::json report(const Attribution<float>&, const nn::GraphSpec&);
-template nlohmann::json report(const Attribution<double>&, const nn::GraphSpec&);
+template nlohmann::json report(const Attribution<float>&, const nn::GraphSpec&, const std::string&);
+template nlohmann::json report(const Attribution<double>&, const nn::GraphSpec&, const std::string&);
 
 }  // namespace ax::attr

@@ -32,6 +32,7 @@ struct ExplainRequest {
   bool float64 = false;              // --precision f64
   std::size_t memory = std::size_t(1) << 30;
   std::size_t max_pieces = 1000000;  // --rule exact: the cap on linear pieces
+  double timeout = 0;                // seconds; past it the run stops with an error (0: no limit)
   // `axiomatic check` only
   std::string equivalent;            // a functionally equivalent model file ("" : a rescaled twin)
   double check_tolerance = -1;       // < 0: the default for the precision and rule
@@ -45,8 +46,13 @@ nlohmann::json explain(const ExplainRequest& request);
 // baseline: {"checks": [{axiom, error, tolerance, passed, applicable, detail}], "passed": bool}.
 nlohmann::json check(const ExplainRequest& request);
 
-// The report of an attribution as JSON (without file names).
+// The report of an attribution as JSON (without file names). The label is the output's: given
+// only when `node` (the explained node) is empty or the graph's output.
 template <class T>
-nlohmann::json report(const Attribution<T>& a, const nn::GraphSpec& graph);
+nlohmann::json report(const Attribution<T>& a, const nn::GraphSpec& graph, const std::string& node = "");
+
+// The engine options of a request: memory budget, the model's name, and the deadline `timeout`
+// seconds from now (none for 0).
+EngineOptions engine_options(std::size_t memory, const std::string& source, double timeout);
 
 }  // namespace ax::attr

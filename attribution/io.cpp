@@ -3,8 +3,10 @@
 #include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 namespace ax::attr {
@@ -97,7 +99,7 @@ Tensor<T> read_npy(const std::string& path) {
 }
 
 template <class T>
-void write_npy(const std::string& path, const Tensor<T>& t) {
+std::string npy_bytes(const Tensor<T>& t) {
   std::string shape = "(";
   for (std::size_t d : t.shape()) shape += std::to_string(d) + ", ";
   if (t.dimension() > 1) shape.resize(shape.size() - 2);
@@ -107,31 +109,92 @@ void write_npy(const std::string& path, const Tensor<T>& t) {
   // magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64
   header.append(63 - (10 + header.size()) % 64, ' ');
   header += '\n';
-  std::ofstream out(path, std::ios::binary);
-  if (!out) throw Error(path + ": cannot write");
-  out.write("\x93NUMPY\x01\x00", 8);
-  const char length[2] = {static_cast<char>(header.size() & 0xff), static_cast<char>(header.size() >> 8)};
-  out.write(length, 2);
-  out << header;
-  out.write(reinterpret_cast<const char*>(t.data()), static_cast<std::streamsize>(t.size() * sizeof(T)));
-  if (!out) throw Error(path + ": write failed");
+  std::string bytes("\x93NUMPY\x01\x00", 8);
+  bytes += static_cast<char>(header.size() & 0xff);
+  bytes += static_cast<char>(header.size() >> 8);
+  bytes += header;
+  bytes.append(reinterpret_cast<const char*>(t.data()), t.size() * sizeof(T));
+  return bytes;
 }
 
-Tensor<float> read_png(const std::string& path) {
+template <class T>
+void write_npy(const std::string& path, const Tensor<T>& t) {
+  write_file(path, npy_bytes(t));
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  if (!out) throw Error(path + ": cannot write (cannot open the file)");
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  out.close();  // flushes: a full disk shows here
+  if (!out) throw Error(path + ": cannot write (" + std::to_string(bytes.size()) + " bytes did not all reach the file)");
+}
+
+void write_files(const std::vector<std::pair<std::string, std::string>>& files) {
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    try {
+      write_file(files[i].first, files[i].second);
+    } catch (const Error&) {
+      for (std::size_t j = 0; j < i; ++j) std::remove(files[j].first.c_str());
+      throw;
+    }
+  }
+}
+
+namespace {
+
+// PNG's colour types; a paletted image whose entries are all gray is read as gray.
+constexpr int png_palette = 3;
+
+std::uint32_t big_endian(const std::string& bytes, std::size_t at) {
+  return (std::uint32_t(static_cast<unsigned char>(bytes[at])) << 24) | (std::uint32_t(static_cast<unsigned char>(bytes[at + 1])) << 16) |
+         (std::uint32_t(static_cast<unsigned char>(bytes[at + 2])) << 8) | std::uint32_t(static_cast<unsigned char>(bytes[at + 3]));
+}
+
+// Whether a PNG is paletted with every palette entry gray (r = g = b): walks the chunks up to
+// PLTE, every length checked against the file's size.
+bool gray_palette(const std::string& bytes) {
+  if (bytes.size() < 33 || bytes.compare(12, 4, "IHDR") != 0 || static_cast<unsigned char>(bytes[25]) != png_palette) return false;
+  std::size_t at = 8;  // after the signature: chunks of length, type, data, CRC
+  while (at + 8 <= bytes.size()) {
+    const std::size_t length = big_endian(bytes, at);
+    if (length > bytes.size() - at - 8) return false;
+    if (bytes.compare(at + 4, 4, "PLTE") == 0) {
+      if (length % 3 != 0) return false;
+      for (std::size_t e = at + 8; e < at + 8 + length; e += 3)
+        if (bytes[e] != bytes[e + 1] || bytes[e] != bytes[e + 2]) return false;
+      return true;
+    }
+    if (bytes.compare(at + 4, 4, "IDAT") == 0) return false;
+    at += 12 + length;
+  }
+  return false;
+}
+
+}  // namespace
+
+Tensor<float> read_png(const std::string& path, const Shape* expected) {
   const std::string bytes = read_file(path);
+  if (bytes.size() > std::size_t(std::numeric_limits<int>::max())) throw Error(path + ": larger than 2 GiB");
+  const stbi_uc* data = reinterpret_cast<const stbi_uc*>(bytes.data());
+  const int length = static_cast<int>(bytes.size());
   int width = 0, height = 0, channels = 0;
-  if (!stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size()), &width,
-                             &height, &channels))
+  if (!stbi_info_from_memory(data, length, &width, &height, &channels))
     throw Error(path + ": not a readable image (" + stbi_failure_reason() + ")");
-  if (stbi_is_16_bit_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size())))
-    throw Error(path + ": 16-bit images are not supported; expected 8-bit gray or RGB");
+  if (stbi_is_16_bit_from_memory(data, length)) throw Error(path + ": 16-bit images are not supported; expected 8-bit gray or RGB");
   if (channels == 2 || channels == 4) throw Error(path + ": has an alpha channel; expected 8-bit gray or RGB");
-  stbi_uc* pixels = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size()),
-                                          &width, &height, &channels, 0);
+  if (channels == 3 && gray_palette(bytes)) channels = 1;  // stb expands a palette to RGB; its gray is exact
+  // the header's size, checked before anything is decoded
+  const Shape shape{static_cast<std::size_t>(channels), static_cast<std::size_t>(height), static_cast<std::size_t>(width)};
+  if (expected && shape != *expected)
+    throw Error(path + ": has shape " + to_string(shape) + ", the model expects " + to_string(*expected));
+  if (!expected && std::size_t(width) * std::size_t(height) > (std::size_t(1) << 26))
+    throw Error(path + ": " + std::to_string(width) + "x" + std::to_string(height) + " pixels is more than 2^26");
+  int decoded_channels = 0;
+  stbi_uc* pixels = stbi_load_from_memory(data, length, &width, &height, &decoded_channels, channels);
   if (!pixels) throw Error(path + ": cannot decode (" + stbi_failure_reason() + ")");
-  const std::size_t c = static_cast<std::size_t>(channels), h = static_cast<std::size_t>(height),
-                    w = static_cast<std::size_t>(width);
-  Tensor<float> image(Shape{c, h, w});
+  const std::size_t c = shape[0], h = shape[1], w = shape[2];
+  Tensor<float> image(shape);
   // interleaved [H, W, C] bytes to planar [C, H, W] in [0, 1]
   for (std::size_t ch = 0; ch < c; ++ch)
     for (std::size_t y = 0; y < h; ++y)
@@ -140,12 +203,27 @@ Tensor<float> read_png(const std::string& path) {
   return image;
 }
 
+std::string png_bytes(const std::vector<std::uint8_t>& pixels, std::size_t width, std::size_t height, std::size_t channels) {
+  if (pixels.size() != width * height * channels) throw Error("PNG: the pixel count does not match the image size");
+  std::string bytes;
+  const auto append = [](void* context, void* data, int size) {
+    static_cast<std::string*>(context)->append(static_cast<const char*>(data), static_cast<std::size_t>(size));
+  };
+  if (!stbi_write_png_to_func(append, &bytes, static_cast<int>(width), static_cast<int>(height), static_cast<int>(channels),
+                              pixels.data(), static_cast<int>(width * channels)))
+    throw Error("PNG: cannot encode the image");
+  return bytes;
+}
+
 void write_png(const std::string& path, const std::vector<std::uint8_t>& pixels, std::size_t width, std::size_t height,
                std::size_t channels) {
-  if (pixels.size() != width * height * channels) throw Error(path + ": pixel count does not match the image size");
-  if (!stbi_write_png(path.c_str(), static_cast<int>(width), static_cast<int>(height), static_cast<int>(channels),
-                      pixels.data(), static_cast<int>(width * channels)))
-    throw Error(path + ": cannot write PNG");
+  try {
+    write_file(path, png_bytes(pixels, width, height, channels));
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    if (what.rfind(path, 0) == 0) throw;
+    throw Error(path + ": " + what);
+  }
 }
 
 template <class T>
@@ -156,7 +234,7 @@ Tensor<T> read_array(const std::string& path, const Shape& expected) {
   };
   Tensor<T> t;
   if (ends_with(".npy")) t = read_npy<T>(path);
-  else if (ends_with(".png") || ends_with(".PNG")) t = read_png(path);
+  else if (ends_with(".png") || ends_with(".PNG")) t = read_png(path, &expected);
   else throw Error(path + ": unknown file type; expected .png or .npy");
   if (t.shape() != expected)
     throw Error(path + ": has shape " + to_string(t.shape()) + ", the model expects " + to_string(expected));
@@ -167,6 +245,8 @@ template Tensor<float> read_npy(const std::string&);
 template Tensor<double> read_npy(const std::string&);
 template void write_npy(const std::string&, const Tensor<float>&);
 template void write_npy(const std::string&, const Tensor<double>&);
+template std::string npy_bytes(const Tensor<float>&);
+template std::string npy_bytes(const Tensor<double>&);
 template Tensor<float> read_array(const std::string&, const Shape&);
 template Tensor<double> read_array(const std::string&, const Shape&);
 

@@ -33,6 +33,22 @@ void report_completeness(Attribution<T>& a, double f_input, double f_baseline) {
   a.delta = a.sum - (f_input - f_baseline);
   const double change = std::abs(f_input - f_baseline);
   a.relative_delta = change > 0 ? std::abs(a.delta) / change : std::abs(a.delta);
+  // F and every gradient were checked finite chunk by chunk (TargetFunction names the node
+  // where a NaN or Inf appears); what is left is the arithmetic of the method itself
+  if (!std::isfinite(f_input) || !std::isfinite(f_baseline))
+    throw NonFinite(a.method + ": F(x) = " + std::to_string(f_input) + ", F(x') = " + std::to_string(f_baseline) + " is not finite");
+  for (std::size_t i = 0; i < a.values.size(); ++i)
+    if (!std::isfinite(a.values.data()[i]))
+      throw NonFinite(a.method + ": attribution " + std::to_string(i) + " is " + (std::isnan(a.values.data()[i]) ? "NaN" : "Inf") +
+                      " although every gradient is finite: the method's products overflow the precision");
+  if (!std::isfinite(a.sum) || !std::isfinite(a.delta))
+    throw NonFinite(a.method + ": the sum of the attributions overflows");
+}
+
+void check_samples(std::size_t samples, const char* method) {
+  if (samples > max_samples)
+    throw Error(std::string(method) + ": " + std::to_string(samples) + " samples is more than the cap of " +
+                std::to_string(max_samples));
 }
 
 // F at single points, without gradients.
@@ -231,7 +247,8 @@ Attribution<T> integrated_gradients(TargetFunction<T>& f, const Tensor<T>& x, co
     a.steps = q.alphas.size();
     if (exact) break;
     const std::size_t next = doubled(options.rule, steps);
-    if (options.tolerance <= 0 || a.relative_delta <= options.tolerance || next > options.max_steps) break;
+    if (options.tolerance <= 0 || a.relative_delta <= options.tolerance || next > std::min(options.max_steps, max_steps_cap))
+      break;
     steps = next;
   }
   a.seconds = seconds_since(clock);
@@ -274,6 +291,7 @@ Attribution<T> expected_gradients(TargetFunction<T>& f, const Tensor<T>& x, cons
   if (data.dimension() != x.dimension() + 1 || data.shape()[0] == 0)
     throw Error("the baseline data set has shape " + to_string(data.shape()) + ", expected [D] + " + to_string(x.shape()));
   if (samples < 2) throw Error("expected gradients needs at least 2 samples for its standard error");
+  check_samples(samples, "expected gradients");
   check_finite(data, "the baseline data set");
   const std::size_t size = x.size(), rows = data.shape()[0];
   Random random(seed);
@@ -333,6 +351,7 @@ Attribution<T> smoothgrad(TargetFunction<T>& f, const Tensor<T>& x, const Tensor
   Attribution<T> a = start(f, x, smooth_name(kind));
   check_same_shape(f, baseline, "the baseline");
   if (samples < 2) throw Error(std::string(smooth_name(kind)) + " needs at least 2 samples");
+  check_samples(samples, smooth_name(kind));
   if (!(sigma >= 0) || !std::isfinite(sigma)) throw Error("sigma must be a finite number >= 0, got " + std::to_string(sigma));
   if (relative_sigma) {
     if (!f.graph().input.range)

@@ -31,11 +31,14 @@ struct Attribution {
   std::vector<double> path_alpha, path_f, path_cumulative;
 };
 
+// The most samples expected gradients and SmoothGrad may draw (their bookkeeping grows with it).
+constexpr std::size_t max_samples = std::size_t(1) << 20;
+
 struct IgOptions {
   Rule rule = Rule::gausslegendre;
   std::size_t steps = 50;
   double tolerance = 0;          // > 0: double the steps until relative_delta <= tolerance
-  std::size_t max_steps = 4096;  // the cap of the adaptive doubling
+  std::size_t max_steps = 4096;  // the cap of the adaptive doubling (at most max_steps_cap)
   bool diagnostics = false;      // fill path_alpha, path_f, path_cumulative
   ExactOptions exact;            // Rule::exact: the piece cap, Gauss-Legendre nodes per piece
 };
@@ -99,6 +102,9 @@ template <class T>
 Attribution<T> conductance(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                            const std::string& layer, const IgOptions& options = {});
 
+// Every method throws NonFinite rather than return a NaN or Inf in F, an attribution or the
+// sum, naming the node where it first appeared (TargetFunction's check after each chunk).
+//
 // Throws Error("<what>: NaN or Inf at index i") unless every value is finite.
 template <class T>
 void check_finite(const Tensor<T>& t, const std::string& what);

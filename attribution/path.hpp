@@ -16,6 +16,10 @@ const char* rule_name(Rule rule);
 // Parses a rule name; throws Error naming the valid ones.
 Rule parse_rule(const std::string& name);
 
+// The most path points a rule may have (and the cap of IG's adaptive doubling). Gauss-Legendre
+// nodes cost O(n) each, so O(n^2) in all: about a second at the cap.
+constexpr std::size_t max_steps_cap = std::size_t(1) << 15;
+
 struct Quadrature {
   std::vector<double> alphas;   // nodes a_k in [0, 1], increasing
   std::vector<double> weights;  // w_k, summing to 1
@@ -27,7 +31,8 @@ struct Quadrature {
 //   riemann_middle     a_k = (k+1/2)/n,    w_k = 1/n
 //   riemann_trapezoid  a_k = k/(n-1),      w_k = 1/(n-1), halved at both ends (n >= 2)
 //   gausslegendre      Gauss-Legendre nodes t_k on [-1, 1] mapped to (t_k+1)/2, weights / 2
-// (`exact` has no fixed nodes: it is not a quadrature rule; asking for it throws.)
+// (`exact` has no fixed nodes: it is not a quadrature rule; asking for it throws, and so does
+// a step count of 0 or above max_steps_cap.)
 Quadrature quadrature(Rule rule, std::size_t steps);
 
 }  // namespace ax::attr

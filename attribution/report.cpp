@@ -12,7 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
+#include <set>
 
 namespace ax::attr {
 namespace {
@@ -36,53 +36,110 @@ double relative_l2(const Tensor<T>& a, const Tensor<T>& reference) {
   return r > 0 ? std::sqrt(d / r) : std::sqrt(d);
 }
 
-template <class T>
-nlohmann::json explain_image(const ReportRequest& r, const nn::ModelSpec& model, const std::string& image_path,
-                             const std::filesystem::path& out) {
-  EngineOptions engine;
-  engine.memory_budget = r.memory;
-  engine.source = r.model;
-  TargetFunction<T> f(model, TargetSpec{}, engine);
-  const Tensor<T> x = read_array<T>(image_path, f.input_shape());
-  check_finite(x, image_path);
-  const Tensor<T> baseline = make_baseline(parse_baseline(r.baseline), x, model.graph.input.range);
+// What the report explains. A model whose output is already a softmax (or log-softmax) is not
+// given another: p is read from its output, and IG explains the logit before it.
+struct Scheme {
+  std::string logits;          // the node explained: the output, or the softmax's input
+  std::string output_op;       // "softmax", "log_softmax" or "" (the output is logits)
+};
 
-  const int predicted = f.resolve_class(x);
-  const std::vector<double> z = f.scores(x);
+Scheme scheme_of(const nn::GraphSpec& graph) {
+  for (const nn::NodeSpec& n : graph.nodes)
+    if (n.name == graph.output && (n.op == "softmax" || n.op == "log_softmax") && n.inputs.size() == 1) return {n.inputs[0], n.op};
+  return {"", ""};
+}
+
+// The predicted class's probability from the scores of the node the model outputs.
+double probability(const std::vector<double>& scores, int predicted, const std::string& output_op) {
+  const double top = scores[static_cast<std::size_t>(predicted)];
+  if (output_op == "softmax") return top;
+  if (output_op == "log_softmax") return std::exp(top);
   double total = 0;
-  for (double v : z) total += std::exp(v - z[static_cast<std::size_t>(predicted)]);
+  for (double v : scores) total += std::exp(v - top);
+  return 1.0 / total;
+}
 
+// One picture name per image: the file's stem, with _2, _3, ... when two images share one.
+std::vector<std::string> picture_names(const std::vector<std::string>& images) {
+  std::vector<std::string> names;
+  std::set<std::string> used;
+  for (const std::string& image : images) {
+    const std::string stem_name = stem(image);
+    std::string name = stem_name;
+    for (std::size_t k = 2; used.count(name); ++k) name = stem_name + "_" + std::to_string(k);
+    used.insert(name);
+    names.push_back(name);
+  }
+  return names;
+}
+
+// An image read and checked, with its baseline, before anything is explained.
+template <class T>
+struct Prepared {
+  Tensor<T> x, baseline;
+};
+
+template <class T>
+std::vector<Prepared<T>> prepare(const ReportRequest& r, const nn::ModelSpec& model, const Shape& input_shape) {
+  const BaselineSpec spec = parse_baseline(r.baseline);
+  std::vector<Prepared<T>> prepared;
+  for (const std::string& image : r.images) {
+    Prepared<T> p;
+    p.x = read_array<T>(image, input_shape);
+    check_finite(p.x, image);
+    p.baseline = make_baseline(spec, p.x, model.graph.input.range);
+    prepared.push_back(std::move(p));
+  }
+  return prepared;
+}
+
+template <class T>
+Attribution<T> explain_logit(const ReportRequest& r, TargetFunction<T>& f, const Prepared<T>& p) {
   IgOptions ig;
   ig.rule = r.rule;
   ig.steps = r.steps;
   ig.diagnostics = true;
   if (r.rule != Rule::exact) ig.tolerance = 1e-3;
-  Attribution<T> a;
   try {
-    a = integrated_gradients(f, x, baseline, ig);
-  } catch (const Error& e) {
+    return integrated_gradients(f, p.x, p.baseline, ig);
+  } catch (const NotPiecewiseLinear&) {
     if (r.rule != Rule::exact) throw;
     ig.rule = Rule::gausslegendre;  // not piecewise linear: converge a quadrature instead
-    ig.tolerance = 1e-3;
-    a = integrated_gradients(f, x, baseline, ig);
+    ig.tolerance = 1e-3;            // (more pieces than the cap is an error, never a fallback)
+    return integrated_gradients(f, p.x, p.baseline, ig);
   }
+}
+
+template <class T>
+nlohmann::json explain_image(const ReportRequest& r, const nn::ModelSpec& model, const EngineOptions& engine,
+                             const Scheme& scheme, const std::string& image_path, const std::string& name,
+                             const Prepared<T>& p, std::vector<std::pair<std::string, std::string>>& files,
+                             const std::filesystem::path& out) {
+  TargetSpec target;
+  target.node = scheme.logits;
+  TargetFunction<T> f(model, target, engine);
+  TargetFunction<T> outputs(model, TargetSpec{}, engine);
+  const int predicted = f.resolve_class(p.x);
+  const Attribution<T> a = explain_logit(r, f, p);
   IgOptions captum;
   captum.rule = Rule::gausslegendre;
   captum.steps = 50;
-  const Attribution<T> gl50 = integrated_gradients(f, x, baseline, captum);
+  const Attribution<T> gl50 = integrated_gradients(f, p.x, p.baseline, captum);
 
-  const std::string name = stem(image_path);
   const double lo = model.graph.input.range ? model.graph.input.range->first : 0.0;
   const double hi = model.graph.input.range ? model.graph.input.range->second : 1.0;
   // pictures about 224 pixels across, whatever the input's size
+  const Tensor<T>& x = p.x;
   const std::size_t side = std::max(x.shape()[x.dimension() - 1], x.shape()[x.dimension() - 2]);
   const std::size_t scale = std::max<std::size_t>(1, 224 / side);
-  write_image((out / (name + "_overlay.png")).string(), overlay(x, a.values, lo, hi, scale));
-  write_image((out / (name + "_heatmap.png")).string(), heatmap(a.values, scale));
+  const auto picture = [&](const std::string& suffix, const Image& image) {
+    files.emplace_back((out / (name + suffix)).string(), png_bytes(image.rgb, image.width, image.height, 3));
+  };
+  picture("_overlay.png", overlay(x, a.values, lo, hi, scale));
+  picture("_heatmap.png", heatmap(a.values, scale));
   std::vector<double> path_f(a.path_f.size());
   for (std::size_t k = 0; k < a.path_f.size(); ++k) path_f[k] = a.path_f[k] - a.f_baseline;
-  write_image((out / (name + "_path.png")).string(),
-              plot(a.path_alpha, {path_f, a.path_cumulative}, {{{40, 40, 40}}, {{220, 40, 30}}}));
+  picture("_path.png", plot(a.path_alpha, {path_f, a.path_cumulative}, {{{40, 40, 40}}, {{220, 40, 30}}}));
 
   nlohmann::json j = report(a, model.graph);
   j["image"] = image_path;
@@ -90,17 +147,19 @@ nlohmann::json explain_image(const ReportRequest& r, const nn::ModelSpec& model,
   j["predicted"] = predicted;
   j["label"] = j.value("label", std::string());
   j["pieces"] = a.pieces;
-  j["probability"] = 1.0 / total;
+  j["probability"] = probability(outputs.scores(p.x), predicted, scheme.output_op);
+  if (!scheme.output_op.empty()) j["explained_node"] = scheme.logits;
   j["gausslegendre50_relative_delta"] = gl50.relative_delta;
   j["gausslegendre50_relative_l2_from_this"] = relative_l2(gl50.values, a.values);
   return j;
 }
 
-std::string markdown(const ReportRequest& r, const nn::ModelSpec& model, const nlohmann::json& images) {
+std::string markdown(const ReportRequest& r, const nn::ModelSpec& model, const nlohmann::json& images, const std::string& note) {
   std::string md = "# axiomatic report\n\n";
   md += "Model `" + r.model + "`, baseline `" + r.baseline + "`, precision " + (r.float64 ? "f64" : "f32") +
         ". For each image: the predicted class, Integrated Gradients of its logit, and the completeness of the "
         "attributions (delta = sum - (F(x) - F(x'))).\n\n";
+  if (!note.empty()) md += note + "\n\n";
   md += "Pictures: the image with positive attributions in red and negative in blue; the heatmap alone; and the "
         "path, F(g(alpha)) - F(x') in black against the attributions' cumulative sum in red, which meet at alpha = 1 "
         "when IG is complete.\n\n";
@@ -108,7 +167,7 @@ std::string markdown(const ReportRequest& r, const nn::ModelSpec& model, const n
   md += "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const nlohmann::json& j : images)
     md += "| " + j["name"].get<std::string>() + " | " + std::to_string(j["predicted"].get<int>()) + " " +
-          j["label"].get<std::string>() + " | " + fixed(j["probability"].get<double>(), "%.3f") + " | " +
+          nn::printable(j["label"].get<std::string>()) + " | " + fixed(j["probability"].get<double>(), "%.3f") + " | " +
           j["rule"].get<std::string>() + " | " + std::to_string(j["pieces"].get<std::size_t>()) + " | " +
           fixed(j["f_input"].get<double>()) + " | " + fixed(j["f_baseline"].get<double>()) + " | " +
           fixed(j["sum"].get<double>()) + " | " + fixed(j["relative_delta"].get<double>(), "%.2e") + " | " +
@@ -118,7 +177,7 @@ std::string markdown(const ReportRequest& r, const nn::ModelSpec& model, const n
   md += "\n";
   for (const nlohmann::json& j : images) {
     const std::string n = j["name"].get<std::string>();
-    md += "## " + n + ": " + j["label"].get<std::string>() + "\n\n";
+    md += "## " + n + ": " + nn::printable(j["label"].get<std::string>()) + "\n\n";
     md += "![overlay](" + n + "_overlay.png) ![heatmap](" + n + "_heatmap.png) ![path](" + n + "_path.png)\n\n";
   }
   md += "GL-50 is Gauss-Legendre with 50 steps, Captum's default; its L2 distance is relative to the attributions "
@@ -127,27 +186,51 @@ std::string markdown(const ReportRequest& r, const nn::ModelSpec& model, const n
   return md;
 }
 
+
+// The sentence the report adds when the model's output is already a softmax.
+std::string scheme_note(const nn::GraphSpec& graph, const Scheme& scheme) {
+  if (scheme.output_op.empty()) return "";
+  return "The model's output '" + graph.output + "' is a " + scheme.output_op +
+         ": p is read from it (no softmax is applied again), and IG explains the logit, node '" + scheme.logits +
+         "', before it.";
+}
+
+template <class T>
+nlohmann::json explain_all(const ReportRequest& r, const nn::ModelSpec& model,
+                           std::vector<std::pair<std::string, std::string>>& files) {
+  const EngineOptions engine = engine_options(r.memory, r.model, r.timeout);
+  const Scheme scheme = scheme_of(model.graph);
+  const Shape input_shape = TargetFunction<T>(model, TargetSpec{}, engine).input_shape();
+  const std::vector<Prepared<T>> prepared = prepare<T>(r, model, input_shape);  // every image checked first
+  const std::vector<std::string> names = picture_names(r.images);
+  nlohmann::json images = nlohmann::json::array();
+  for (std::size_t i = 0; i < r.images.size(); ++i)
+    images.push_back(explain_image(r, model, engine, scheme, r.images[i], names[i], prepared[i], files, r.out));
+  return images;
+}
+
 }  // namespace
 
 nlohmann::json write_report(const ReportRequest& r) {
   const nn::ModelSpec model = nn::load_model(r.model);
   if (r.images.empty()) throw Error("report: no images given");
   const std::filesystem::path out(r.out);
-  std::error_code made;
-  std::filesystem::create_directories(out, made);
-  if (made) throw Error(r.out + ": cannot make the folder (" + made.message() + ")");
-  nlohmann::json images = nlohmann::json::array();
-  for (const std::string& image : r.images)
-    images.push_back(r.float64 ? explain_image<double>(r, model, image, out) : explain_image<float>(r, model, image, out));
+  std::vector<std::pair<std::string, std::string>> files;
+  const nlohmann::json images = r.float64 ? explain_all<double>(r, model, files) : explain_all<float>(r, model, files);
   nlohmann::json report;
   report["model"] = r.model;
   report["baseline"] = r.baseline;
   report["precision"] = r.float64 ? "f64" : "f32";
+  const std::string note = scheme_note(model.graph, scheme_of(model.graph));
+  if (!note.empty()) report["note"] = note;
   report["images"] = images;
-  std::ofstream((out / "report.json").string()) << report.dump(2) << "\n";
-  std::ofstream md((out / "report.md").string());
-  md << markdown(r, model, images);
-  if (!md) throw Error((out / "report.md").string() + ": cannot write");
+  files.emplace_back((out / "report.json").string(), report.dump(2) + "\n");
+  files.emplace_back((out / "report.md").string(), markdown(r, model, images, note));
+  // everything is made before the first file is written: a failure writes nothing
+  std::error_code made;
+  std::filesystem::create_directories(out, made);
+  if (made) throw Error(r.out + ": cannot make the folder (" + made.message() + ")");
+  write_files(files);
   return report;
 }
 

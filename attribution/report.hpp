@@ -23,6 +23,7 @@ struct ReportRequest {
   std::string baseline = "zero";
   bool float64 = false;
   std::size_t memory = std::size_t(1) << 30;
+  double timeout = 0;               // seconds for the whole report (0: no limit)
 };
 
 // Writes <out>/report.md, <out>/report.json and three PNGs per image; returns the JSON.

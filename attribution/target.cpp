@@ -20,6 +20,27 @@ std::size_t estimate_bytes_per_point(const Tape<T>& tape) {
   return std::max<std::size_t>(elements * sizeof(T), 1);
 }
 
+// Before anything is recorded: one sample of the input must fit in the memory budget, and the
+// tape refuses any node whose value for one point does not (before allocating it).
+template <class T>
+Tape<T>& bounded(Tape<T>& tape, const nn::ModelSpec& spec, const EngineOptions& options) {
+  const std::size_t limit = std::max<std::size_t>(options.memory_budget / sizeof(T), 1);
+  Shape input{1};
+  for (std::size_t d : spec.graph.input.shape) input.push_back(d);
+  if (!fits_elements(input, limit))
+    throw Error(options.source + ": the input shape " + to_string(Shape(input.begin() + 1, input.end())) +
+                " does not fit the memory budget of " + std::to_string(options.memory_budget) + " bytes");
+  tape.set_element_limit(limit);
+  return tape;
+}
+
+template <class T>
+bool all_finite(const Tensor<T>& t) {
+  for (std::size_t i = 0; i < t.size(); ++i)
+    if (!std::isfinite(t.data()[i])) return false;
+  return true;
+}
+
 nn::RecordOptions record_options(const EngineOptions& options) {
   nn::RecordOptions o;
   o.batch = 1;
@@ -48,7 +69,10 @@ Output parse_output(const std::string& name) {
 
 template <class T>
 TargetFunction<T>::TargetFunction(const nn::ModelSpec& spec, const TargetSpec& target, const EngineOptions& options)
-    : graph_(spec.graph), target_(target), options_(options), network_(spec, tape_, record_options(options)) {
+    : graph_(spec.graph),
+      target_(target),
+      options_(options),
+      network_(spec, bounded(tape_, spec, options), record_options(options)) {
   const std::string node_name = target.node.empty() ? spec.graph.output : target.node;
   Var<T> z = network_.node(node_name);
   const Shape& z_shape = tape_.value(z).shape();
@@ -63,6 +87,7 @@ TargetFunction<T>::TargetFunction(const nn::ModelSpec& spec, const TargetSpec& t
   }
   scores_ = z;
   classes_ = tape_.value(scores_).shape()[1];
+  if (classes_ == 0) throw Error(options.source + ": node '" + node_name + "' has no values to explain (0 per sample)");
   const auto check_class = [&](int k, const char* what) {
     if (k >= static_cast<int>(classes_) || k < -1)
       throw Error(options.source + ": " + what + " " + std::to_string(k) + " is out of range: node '" + node_name +
@@ -78,7 +103,64 @@ TargetFunction<T>::TargetFunction(const nn::ModelSpec& spec, const TargetSpec& t
   seed_rows(1);
   tape_.backward(scores_, seed_);  // sizes the gradients, so the estimate counts them
   bytes_per_point_ = estimate_bytes_per_point(tape_);
+  if (bytes_per_point_ > options.memory_budget)
+    throw Error(options.source + ": one point needs about " + std::to_string(bytes_per_point_) +
+                " bytes of tape buffers, more than the memory budget of " + std::to_string(options.memory_budget) + " bytes");
   chunk_ = std::max<std::size_t>(1, options.memory_budget / bytes_per_point_);
+  names_.assign(tape_.size(), std::string());
+  const auto name = [&](const std::string& graph_name) {
+    const int id = network_.node(graph_name).id;
+    if (names_[static_cast<std::size_t>(id)].empty()) names_[static_cast<std::size_t>(id)] = graph_name;
+  };
+  name(spec.graph.input.name);
+  for (const nn::NodeSpec& n : spec.graph.nodes) name(n.name);
+}
+
+template <class T>
+void TargetFunction<T>::check_deadline() const {
+  if (std::chrono::steady_clock::now() > options_.deadline)
+    throw TimeLimitExceeded(options_.source + ": the time limit ran out before the answer was complete");
+}
+
+template <class T>
+std::string TargetFunction<T>::node_name(int id) const {
+  const std::size_t at = static_cast<std::size_t>(id);
+  if (at >= names_.size() || names_[at].empty()) return tape_.describe(id);
+  const Node<T>& n = tape_.node(id);
+  return "node '" + names_[at] + "' (" + (n.kind == NodeKind::op ? n.op->name : "input") + ")";
+}
+
+template <class T>
+void TargetFunction<T>::locate_non_finite(const std::string& what) const {
+  const auto kind = [](const Tensor<T>& t) {
+    for (std::size_t i = 0; i < t.size(); ++i)
+      if (std::isnan(t.data()[i])) return "NaN";
+    return "Inf";
+  };
+  // forward: the first node, in tape order, whose value is not finite (parameters included)
+  for (std::size_t id = 0; id < tape_.size(); ++id) {
+    const Tensor<T>& v = tape_.node(static_cast<int>(id)).value;
+    if (!all_finite(v))
+      throw NonFinite(options_.source + ": " + what + " is not finite: " + kind(v) + " first appears in the forward pass at " +
+                      node_name(static_cast<int>(id)));
+  }
+  // backward: the first node, from the target down, whose gradient is not finite
+  for (int id = scores_.id; id >= 0; --id) {
+    const Node<T>& n = tape_.node(id);
+    if (n.requires_grad && n.grad.shape() == n.value.shape() && !all_finite(n.grad))
+      throw NonFinite(options_.source + ": " + what + " is not finite: " + kind(n.grad) +
+                      " first appears in the backward pass, in the gradient of " + node_name(id));
+  }
+  throw NonFinite(options_.source + ": " + what + " is not finite");
+}
+
+template <class T>
+void TargetFunction<T>::check_chunk(std::size_t n, const std::vector<double>& f, std::size_t begin, const T* grads,
+                                    std::size_t count) {
+  for (std::size_t i = 0; i < n; ++i)
+    if (!std::isfinite(f[begin + i])) locate_non_finite("F");
+  for (std::size_t i = 0; grads && i < count; ++i)
+    if (!std::isfinite(grads[i])) locate_non_finite("the gradient");
 }
 
 template <class T>
@@ -95,6 +177,7 @@ void TargetFunction<T>::seed_rows(std::size_t n) {
 
 template <class T>
 void TargetFunction<T>::forward_points(const T* points, std::size_t n, Var<T> last) {
+  check_deadline();
   Shape shape{n};
   for (std::size_t d : input_shape_) shape.push_back(d);
   Tensor<T>& input = tape_.leaf_value(network_.input());
@@ -112,6 +195,7 @@ std::vector<double> TargetFunction<T>::scores(const Tensor<T>& x) {
                 to_string(input_shape_));
   forward_points(x.data(), 1);
   const Tensor<T>& z = tape_.value(scores_);
+  if (!all_finite(z)) locate_non_finite("a score");
   return std::vector<double>(z.begin(), z.end());
 }
 
@@ -146,11 +230,15 @@ void TargetFunction<T>::evaluate(const Tensor<T>& points, std::vector<double>& f
     const Tensor<T>& z = tape_.value(scores_);
     for (std::size_t i = 0; i < n; ++i)
       f[begin + i] = double(z(i, k)) - (target_.minus_class >= 0 ? double(z(i, static_cast<std::size_t>(target_.minus_class))) : 0.0);
-    if (!grads) continue;
+    if (!grads) {
+      check_chunk(n, f, begin, nullptr, 0);
+      continue;
+    }
     seed_rows(n);
     tape_.zero_grad();
     tape_.backward(scores_, seed_);
     const Tensor<T>& g = tape_.grad(network_.input());
+    check_chunk(n, f, begin, g.data(), g.size());
     std::copy(g.begin(), g.end(), grads->data() + begin * per_point);
   }
 }
@@ -191,6 +279,7 @@ void TargetFunction<T>::evaluate_node(const Tensor<T>& points, Var<T> h, std::ve
     tape_.zero_grad();
     tape_.backward(scores_, seed_);
     const Tensor<T>& g = tape_.grad(h);
+    check_chunk(n, f, begin, g.data(), g.size());
     std::copy(g.begin(), g.end(), grads.data() + begin * per_h);
     if (tangents && direction) {
       Shape in_shape{n};
@@ -200,6 +289,7 @@ void TargetFunction<T>::evaluate_node(const Tensor<T>& points, Var<T> h, std::ve
       tape_.set_direction(network_.input(), rows);
       tape_.tangent();
       const Tensor<T>& t = tape_.tangent(h);
+      if (!all_finite(t)) throw NonFinite(options_.source + ": the tangent of " + node_name(h.id) + " is not finite");
       std::copy(t.begin(), t.end(), tangents->data() + begin * per_h);
     }
   }

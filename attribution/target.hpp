@@ -11,6 +11,7 @@
 
 #include "../nn/graph.hpp"
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -28,8 +29,25 @@ struct TargetSpec {
 };
 
 struct EngineOptions {
-  std::size_t memory_budget = std::size_t(1) << 30;  // bytes for the tape's batch-dependent buffers
+  // Bytes for the tape's batch-dependent buffers: sets the chunk of path points evaluated at
+  // once, and bounds every node's value for one point (a larger one is refused before it is
+  // allocated).
+  std::size_t memory_budget = std::size_t(1) << 30;
   std::string source = "model";                      // names the model in messages
+  // Work past this instant stops with an Error (TimeLimitExceeded): checked before every chunk
+  // of points and wherever check_deadline() is called. Never a partial answer.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+};
+
+// The deadline of EngineOptions ran out.
+struct TimeLimitExceeded : Error {
+  using Error::Error;
+};
+
+// A value that should be finite is NaN or infinite; the message names the node where it first
+// appeared.
+struct NonFinite : Error {
+  using Error::Error;
 };
 
 template <class T>
@@ -72,7 +90,14 @@ class TargetFunction {
 
   // Loads n points [n, input shape] into the input and runs the forward pass up to `last` (the
   // whole tape when last.id < 0). For callers that read node values themselves (exact IG).
+  // Checks the deadline first.
   void forward_points(const T* points, std::size_t n, Var<T> last = {});
+  // Throws TimeLimitExceeded once the options' deadline has passed; a clock read, so cheap
+  // enough for any loop over points or pieces.
+  void check_deadline() const;
+  // The graph's name of a tape node ("conv1"), or the tape's description of a node the target
+  // added; for messages.
+  std::string node_name(int id) const;
 
   Tape<T>& tape() { return tape_; }
   nn::Network<T>& network() { return network_; }
@@ -80,6 +105,10 @@ class TargetFunction {
 
  private:
   void seed_rows(std::size_t n);
+  // After a chunk of n points: throws NonFinite naming the first node whose value (or, in the
+  // backward pass, whose gradient) is NaN or infinite, when an F value or a gradient is.
+  void check_chunk(std::size_t n, const std::vector<double>& f, std::size_t begin, const T* grads, std::size_t count);
+  [[noreturn]] void locate_non_finite(const std::string& what) const;
 
   nn::GraphSpec graph_;
   TargetSpec target_;
@@ -93,6 +122,7 @@ class TargetFunction {
   std::size_t bytes_per_point_ = 0;
   std::size_t evaluations_ = 0;
   Tensor<T> batch_, seed_;
+  std::vector<std::string> names_;  // by tape id: the graph's node names
 };
 
 extern template class TargetFunction<float>;

@@ -13,6 +13,16 @@ double seconds_since(Clock::time_point start) { return std::chrono::duration<dou
 
 }  // namespace
 
+bool fits_elements(const Shape& shape, std::size_t limit) {
+  std::size_t product = 1;
+  for (std::size_t d : shape) {
+    const std::size_t factor = std::max<std::size_t>(d, 1);
+    if (factor > limit / product) return false;
+    product *= factor;
+  }
+  return true;
+}
+
 std::string to_string(const Shape& shape) {
   std::string s = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -108,7 +118,12 @@ template <class T>
 void Tape<T>::evaluate(int id) {
   OpContext<T> ctx(*this, id);
   Node<T>& n = nodes_[static_cast<std::size_t>(id)];
-  n.value.resize(n.op->shape(ctx));  // no allocation when the shape is unchanged
+  const Shape shape = n.op->shape(ctx);
+  if (!fits_elements(shape, element_limit_))
+    throw Error(describe(id) + ": output shape " + to_string(shape) + " holds more than " + std::to_string(element_limit_) +
+                " elements" + (element_limit_ < max_elements ? " (the memory budget's limit)" : " (the tape's limit, 2^32)"));
+  n.value.resize(shape);  // no allocation when the shape is unchanged
+  if (n.value.size() == 0) return;  // nothing to compute (a batch of 0 records shapes only), and no scratch space
   n.op->forward(ctx);
 }
 
@@ -225,6 +240,7 @@ void Tape<T>::backward_pass(Var<T> out, const Tensor<T>& seed, bool rescale) {
     if (!live_[static_cast<std::size_t>(id)] || n.kind != NodeKind::op) continue;
     for (int in : n.inputs)
       if (nodes_[static_cast<std::size_t>(in)].requires_grad) make_live(in);
+    if (n.value.size() == 0) continue;  // an empty output adds nothing to its inputs' gradients
     OpContext<T> ctx(*this, id);
     const auto start = profiling_ ? Clock::now() : Clock::time_point{};
     if (rescale) rescale_node(id, ctx);
@@ -300,6 +316,7 @@ void Tape<T>::tangent() {
     for (int in : n.inputs) n.has_tangent = n.has_tangent || nodes_[static_cast<std::size_t>(in)].has_tangent;
     if (!n.has_tangent) continue;
     n.tangent.resize(n.value.shape());
+    if (n.value.size() == 0) continue;
     OpContext<T> ctx(*this, static_cast<int>(id));
     n.op->tangent(ctx);
     ++stats_.tangent_nodes;

@@ -24,6 +24,15 @@ namespace ax {
 template <class T>
 class Tape;
 
+// The cap on one node's value: at most 2^32 elements (16 GiB of float). A tape refuses a node
+// whose shape exceeds it (or its own, lower, limit) before allocating anything.
+constexpr std::size_t max_elements = std::size_t(1) << 32;
+
+// Whether a tensor of `shape` holds at most `limit` elements, and so does every stride of it
+// (a dimension of 0 counted as 1, so that an empty batch of huge samples is refused too). The
+// product is checked for overflow as it is formed.
+bool fits_elements(const Shape& shape, std::size_t limit = max_elements);
+
 // A handle on one node of a tape.
 template <class T>
 struct Var {
@@ -215,6 +224,10 @@ class Tape {
   void set_profiling(bool on);
   // "node 7 (softmax)" or "node 0 (input 'x')": how errors name a node.
   std::string describe(int id) const;
+  // The most elements an op node's value may hold (max_elements by default; lower it to keep a
+  // tape within a memory budget). Checked whenever a node's value is sized, before allocating.
+  void set_element_limit(std::size_t limit) { element_limit_ = std::min(limit, max_elements); }
+  std::size_t element_limit() const { return element_limit_; }
 
  private:
   friend class OpContext<T>;
@@ -233,6 +246,7 @@ class Tape {
   Tensor<T> workspace_;     // OpContext::workspace()
   TapeStats stats_;
   bool profiling_ = false;
+  std::size_t element_limit_ = max_elements;
 };
 
 // What an op sees of its node: input values, its own buffers, and the derivative buffers.

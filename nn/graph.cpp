@@ -115,7 +115,7 @@ Network<T>::Network(const ModelSpec& spec, Tape<T>& tape, const RecordOptions& o
   if (out == by_name_.end()) throw Error(options.source + ": output '" + g.output + "' names no node");
   output_ = out->second;
   const Shape out_shape = tape.value(output_).shape();
-  const std::size_t per_sample = numel(out_shape) / std::max<std::size_t>(options.batch, 1);
+  const std::size_t per_sample = numel(Shape(out_shape.begin() + 1, out_shape.end()));  // also for a batch of 0
   if (!g.labels.empty() && g.labels.size() != per_sample)
     throw Error(options.source + ": " + std::to_string(g.labels.size()) + " labels for an output of " +
                 std::to_string(per_sample) + " values");
@@ -152,35 +152,59 @@ std::string number(double v) {
 }
 }  // namespace
 
+std::string printable(const std::string& text) {
+  static const char hex[] = "0123456789abcdef";
+  std::string out;
+  for (char c : text) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c == '\r') out += "\\r";
+    else if (u < 0x20 || u == 0x7f) out += std::string("\\x") + hex[u >> 4] + hex[u & 15];
+    else out += c;
+  }
+  return out;
+}
+
 std::string describe(const ModelSpec& spec, const std::string& source) {
+  // A batch of 0: every node's shape is worked out and checked against the tape's cap, while
+  // nothing is computed and nothing is allocated beyond the parameters. `info` never runs the
+  // network, so a model with a huge layer is described, not run.
+  Shape input{0};
+  for (std::size_t d : spec.graph.input.shape) input.push_back(d);
+  if (!fits_elements(input))
+    throw Error(source + ": the input shape " + to_string(Shape(input.begin() + 1, input.end())) +
+                " holds more than 2^32 elements");
   Tape<float> tape;
   RecordOptions options;
   options.source = source;
+  options.batch = 0;
   const Network<float> net(spec, tape, options);
   const GraphSpec& g = spec.graph;
   auto per_sample = [&](Var<float> v) {
     const Shape& s = tape.value(v).shape();
     return to_string(Shape(s.begin() + 1, s.end()));
   };
-  std::string out = "model " + source + "\n";
-  out += "input  " + g.input.name + " " + per_sample(net.input());
+  std::string out = "model " + printable(source) + "\n";
+  out += "input  " + printable(g.input.name) + " " + per_sample(net.input());
   if (g.input.range)
     out += " in [" + number(g.input.range->first) + ", " + number(g.input.range->second) + "]";
   out += "\nnodes\n";
   std::size_t width = 4;
-  for (const NodeSpec& n : g.nodes) width = std::max(width, n.name.size());
+  for (const NodeSpec& n : g.nodes) width = std::max(width, printable(n.name).size());
   for (const NodeSpec& n : g.nodes) {
-    std::string line = "  " + n.name + std::string(width - n.name.size() + 2, ' ') + n.op;
+    const std::string name = printable(n.name);
+    std::string line = "  " + name + std::string(width - name.size() + 2, ' ') + printable(n.op);
     line += std::string(line.size() < width + 24 ? width + 24 - line.size() : 1, ' ') + per_sample(net.node(n.name));
     out += line + "\n";
   }
   std::size_t parameters = 0;
   for (const auto& [name, var] : net.parameters()) parameters += tape.value(var).size();
   out += "parameters " + std::to_string(parameters) + " in " + std::to_string(net.parameters().size()) + " tensors\n";
-  out += "output " + g.output + " " + per_sample(net.output()) + "\n";
+  out += "output " + printable(g.output) + " " + per_sample(net.output()) + "\n";
   if (!g.labels.empty()) {
     out += "labels";
-    for (std::size_t k = 0; k < g.labels.size(); ++k) out += (k ? ", " : " ") + std::to_string(k) + " " + g.labels[k];
+    for (std::size_t k = 0; k < g.labels.size(); ++k) out += (k ? ", " : " ") + std::to_string(k) + " " + printable(g.labels[k]);
     out += "\n";
   }
   return out;

@@ -112,8 +112,8 @@ TEST_CASE("bad usage exits 2, other failures exit 1, each with one line on stder
            Case{"explain --model " + toy + " --input " + wrong_shape, 1, "has shape [2], the model expects [1]"},
            Case{"explain --model " + toy + " --input " + input + " --target 5", 1, "target 5 is out of range"},
            Case{"explain --model " + toy + " --input " + input + " --baseline white", 1, ""},
-           Case{"explain --model " + toy + " --input " + input + " --baseline sideways", 1, "unknown baseline 'sideways'"},
-           Case{"explain --model " + toy + " --input " + input + " --method eg", 1, "data:PATH"},
+           Case{"explain --model " + toy + " --input " + input + " --baseline sideways", 2, "unknown baseline 'sideways'"},
+           Case{"explain --model " + toy + " --input " + input + " --method eg", 2, "data:PATH"},
        }) {
     CAPTURE(c.args);
     const Run r = run(c.args);

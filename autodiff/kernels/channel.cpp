@@ -25,7 +25,8 @@ void channel_affine(const ChannelShape& s, const T* x, const T* center, const T*
 #pragma omp parallel for schedule(static) if (s.N * s.C * s.plane >= kParallelMinElements)
   for (Index item = 0; item < Index(s.N * s.C); ++item) {
     const std::size_t c = std::size_t(item) % s.C, at = std::size_t(item) * s.plane;
-    const T m = center ? center[c] : T(0), a = scale[c], b = shift ? shift[c] : T(0);
+    const T a = scale[c], b = shift ? shift[c] : T(0);
+    const T m = center && a != T(0) ? center[c] : T(0);  // see channel.hpp: a scale of 0 ignores the center
     const T* in = x + at;
     T* out = y + at;
     const Batch<T> mv(m), av(a), bv(b);
@@ -86,7 +87,8 @@ void channel_affine_reference(const ChannelShape& s, const T* x, const T* center
     for (std::size_t c = 0; c < s.C; ++c)
       for (std::size_t i = 0; i < s.plane; ++i) {
         const std::size_t at = (n * s.C + c) * s.plane + i;
-        const T v = (x[at] - (center ? center[c] : T(0))) * scale[c] + (shift ? shift[c] : T(0));
+        const T m = center && scale[c] != T(0) ? center[c] : T(0);
+        const T v = (x[at] - m) * scale[c] + (shift ? shift[c] : T(0));
         y[at] = accumulate ? y[at] + v : v;
       }
 }

@@ -2,7 +2,9 @@
 // what batchnorm2d computes in its inference form.
 //
 //   channel_affine  y[n, c, i] = (x[n, c, i] - center[c]) * scale[c] + shift[c]
-//                   (or y += that, when accumulate; center and shift may be null for 0)
+//                   (or y += that, when accumulate; center and shift may be null for 0).
+//                   A channel whose scale is 0 maps to its shift: its center is not
+//                   subtracted, so an x - center that overflows cannot make inf * 0 = NaN
 //   channel_sums    sum_g[c] = sum over n, i of g[n, c, i]
 //                   sum_gd[c] = sum over n, i of g[n, c, i] (x[n, c, i] - center[c])
 //

@@ -190,12 +190,39 @@ void maxpool2d_forward(const Pool2dShape& s, const T* x, T* y, std::uint32_t* ar
   });
 }
 
+namespace {
+
+// Averages whose sum left T's range although every value of the window is finite (rows of +max
+// and -max: inf - inf = NaN, or an infinite partial sum of a finite mean) are summed again in
+// long double, whose range holds any window of T values; a window that holds a NaN or an
+// infinity keeps the IEEE result. One test per output when nothing overflowed.
 template <class T>
-void avgpool2d_forward(const Pool2dShape& s, const T* x, T* y) {
-  if (s.h.adaptive || s.w.adaptive) {
-    avgpool2d_forward_scalar(s, x, y);
-    return;
-  }
+void resum_overflowed(const Pool2dShape& s, const T* x, T* y) {
+  const std::size_t W = s.w.in;
+  // [planes, OH, OW]
+  for (std::size_t p = 0; p < s.planes; ++p)
+    for (std::size_t oh = 0; oh < s.h.out; ++oh)
+      for (std::size_t ow = 0; ow < s.w.out; ++ow) {
+        T& out = y[p * s.out_plane() + oh * s.w.out + ow];
+        if (std::isfinite(out)) continue;
+        const PoolAxis::Span rows = s.h.span(oh), cols = s.w.span(ow);
+        long double sum = 0;
+        bool finite = true;
+        for (std::size_t ih = rows.begin; ih < rows.end; ++ih)
+          for (std::size_t iw = cols.begin; iw < cols.end; ++iw) {
+            const T v = x[p * s.in_plane() + ih * W + iw];
+            finite = finite && std::isfinite(v);
+            sum += v;
+          }
+        if (!finite) continue;
+        const long double mean = sum / static_cast<long double>(rows.count * cols.count);
+        const long double top = std::numeric_limits<T>::max();
+        out = mean > top ? std::numeric_limits<T>::infinity() : mean < -top ? -std::numeric_limits<T>::infinity() : T(mean);
+      }
+}
+
+template <class T>
+void avgpool2d_forward_fast(const Pool2dShape& s, const T* x, T* y) {
   constexpr std::size_t width = PoolBatch<T>::size;
   const std::size_t W = s.w.in;
   for_each_tile(s, [&](std::size_t p, std::size_t oh, PoolAxis::Span rows, std::size_t o0, std::size_t columns, std::size_t c0) {
@@ -216,6 +243,15 @@ void avgpool2d_forward(const Pool2dShape& s, const T* x, T* y) {
     for (std::size_t i = 0; i < columns; ++i)
       out[oh * s.w.out + o0 + i] = v[i * s.w.stride] / T(rows.count * s.w.span(o0 + i).count);
   });
+}
+
+}  // namespace
+
+template <class T>
+void avgpool2d_forward(const Pool2dShape& s, const T* x, T* y) {
+  if (s.h.adaptive || s.w.adaptive) avgpool2d_forward_scalar(s, x, y);
+  else avgpool2d_forward_fast(s, x, y);
+  resum_overflowed(s, x, y);
 }
 
 // ---- forward, one window at a time: adaptive windows, and planes too large for T positions ----

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <string>
 
 namespace ax::ops {
@@ -180,18 +181,25 @@ struct Normalize : OpBase {
       if (!(stddev[k] > 0)) c.fail("std[" + std::to_string(k) + "] = " + number_string(stddev[k]) + " must be positive");
     return x;
   }
+  // In double, whatever T: a std below float's range (0 once rounded) or a mean beyond it
+  // cannot turn finite values into NaN; a result beyond T's range is an infinity.
   template <class T> static void forward(OpContext<T>& c) {
-    each_channel(c, c.x(0).data(), c.y().data(), [](T x, T mean, T sd) { return (x - mean) / sd; });
+    each_channel(c, c.x(0).data(), c.y().data(), [](T x, double mean, double sd) { return narrow<T>((double(x) - mean) / sd); });
   }
   template <class T> static void backward(OpContext<T>& c) {
     T* gx = c.gx(0)->data();
-    each_channel(c, c.gy().data(), gx, [](T gy, T, T sd) { return gy / sd; }, true);
+    each_channel(c, c.gy().data(), gx, [](T gy, double, double sd) { return narrow<T>(double(gy) / sd); }, true);
   }
   template <class T> static void tangent(OpContext<T>& c) {
-    each_channel(c, c.tx(0)->data(), c.ty().data(), [](T tx, T, T sd) { return tx / sd; });
+    each_channel(c, c.tx(0)->data(), c.ty().data(), [](T tx, double, double sd) { return narrow<T>(double(tx) / sd); });
   }
 
  private:
+  // A double as T: beyond T's range, an infinity of its sign (no out-of-range conversion).
+  template <class T> static T narrow(double v) {
+    const double top = double(std::numeric_limits<T>::max());
+    return v > top ? std::numeric_limits<T>::infinity() : v < -top ? -std::numeric_limits<T>::infinity() : T(v);
+  }
   // out[n, k, i] = f(in[n, k, i], mean[k], std[k]), or out += f(...) when `add`.
   template <class T, class F>
   static void each_channel(const OpContext<T>& c, const T* in, T* out, F f, bool add = false) {
@@ -202,7 +210,7 @@ struct Normalize : OpBase {
     // [N, C, plane]
     for (std::size_t n = 0; n < N; ++n)
       for (std::size_t k = 0; k < C; ++k) {
-        const T m = T(mean[mean.size() == 1 ? 0 : k]), sd = T(stddev[stddev.size() == 1 ? 0 : k]);
+        const double m = mean[mean.size() == 1 ? 0 : k], sd = stddev[stddev.size() == 1 ? 0 : k];
         const std::size_t at = (n * C + k) * plane;
         if (add)
           for (std::size_t i = 0; i < plane; ++i) out[at + i] += f(in[at + i], m, sd);

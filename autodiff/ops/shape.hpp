@@ -16,7 +16,7 @@ struct Reshape : OpBase {
   template <class T> static Shape shape(const OpContext<T>& c) {
     const Shape& x = c.x(0).shape();
     if (x.empty()) c.fail("cannot reshape a scalar: the leading dimension is the batch");
-    const std::size_t per_sample = numel(x) / std::max<std::size_t>(x[0], 1);
+    const std::size_t per_sample = numel(Shape(x.begin() + 1, x.end()));  // also for a batch of 0
     Shape y{x[0]};
     std::size_t known = 1;
     int inferred = -1;
