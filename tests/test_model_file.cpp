@@ -163,6 +163,7 @@ void check_same_nodes(const NodeSpec& a, const NodeSpec& b) {
   CHECK(a.attrs.count_include_pad == b.attrs.count_include_pad);
   CHECK(same_bits({a.attrs.eps}, {b.attrs.eps}));
   CHECK(same_bits({a.attrs.negative_slope}, {b.attrs.negative_slope}));
+  CHECK(same_bits({a.attrs.min_val, a.attrs.max_val}, {b.attrs.min_val, b.attrs.max_val}));
   CHECK(same_bits(a.attrs.mean, b.attrs.mean));
   CHECK(same_bits(a.attrs.stddev, b.attrs.stddev));
   CHECK(a.attrs.start_dim == b.attrs.start_dim);
@@ -196,7 +197,9 @@ GraphSpec every_op_graph() {
   n->attrs.eps = 1e-3;
   n = add(make_node("lrelu", "leaky_relu", {"bn"}));
   n->attrs.negative_slope = 0.2;
-  n = add(make_node("mp", "maxpool2d", {"lrelu"}));
+  n = add(make_node("clamp", "hardtanh", {"lrelu"}));
+  n->attrs.min_val = 0, n->attrs.max_val = 6;
+  n = add(make_node("mp", "maxpool2d", {"clamp"}));
   n->attrs.kernel = {3, 3}, n->attrs.stride = {1, 2}, n->attrs.padding = {1, 1}, n->attrs.ceil_mode = true;
   n = add(make_node("ap", "avgpool2d", {"mp"}));
   n->attrs.kernel = {2, 1}, n->attrs.stride = {2, 1}, n->attrs.count_include_pad = false;
@@ -829,6 +832,9 @@ TEST_CASE("model file fault: PyTorch's own constraints") {
   auto one = [](const std::string& op, const json& attributes) {
     return graph_of(json::array({node("n", op, {"x"}, attributes)}));
   };
+  CHECK_GRAPH_FAULT(one("hardtanh", {{"min_val", 6}, {"max_val", 0}}),
+                    R"(node "n": min_val 6 must be below max_val 0)");
+  CHECK_GRAPH_FAULT(one("hardtanh", {{"max_val", -1}}), R"(node "n": min_val -1 must be below max_val -1)");
   CHECK_GRAPH_FAULT(
       one("maxpool2d", {{"kernel", 3}, {"padding", 2}}),
       R"(node "n": padding [2, 2] is more than half the kernel [3, 3] (PyTorch requires padding <= kernel / 2))");

@@ -38,6 +38,7 @@ TEST_CASE("gradcheck: unary elementwise ops") {
     check([](Tape<double>&, const Vars& v) { return tanh(v[0]); }, {x});
     check([](Tape<double>&, const Vars& v) { return relu(v[0]); }, {kinked});
     check([](Tape<double>&, const Vars& v) { return leaky_relu(v[0], 0.2); }, {kinked});
+    check([](Tape<double>&, const Vars& v) { return hardtanh(v[0], -1.5, 0.0); }, {kinked});  // kinks at 0 and -1.5
     check([](Tape<double>&, const Vars& v) { return -v[0]; }, {x});
     check([](Tape<double>&, const Vars& v) { return 3.5 * v[0]; }, {x});
     check([](Tape<double>&, const Vars& v) { return v[0] + 2.0; }, {x});
@@ -201,6 +202,19 @@ TEST_CASE("kinks are pinned: relu'(0) = 0 and leaky_relu'(0) = slope") {
     tape.tangent();
     CHECK(tape.tangent(y)(0, 1) == slope);
   }
+}
+
+TEST_CASE("kinks are pinned: hardtanh's slope is 0 at both ends, 1 between (ReLU6 as its common case)") {
+  Tape<double> tape;
+  const Var<double> x = tape.input(from_values<double>({1, 6}, {-1.0, 0.0, 0.5, 6.0, 7.0, 3.0}));
+  const Var<double> y = relu6(x);
+  CHECK(tape.value(y) == from_values<double>({1, 6}, {0.0, 0.0, 0.5, 6.0, 6.0, 3.0}));
+  tape.backward(y);
+  CHECK(tape.grad(x) == from_values<double>({1, 6}, {0.0, 0.0, 1.0, 0.0, 0.0, 1.0}));
+  tape.set_direction(x, full<double>({1, 6}, 2.0));
+  tape.tangent();
+  CHECK(tape.tangent(y) == from_values<double>({1, 6}, {0.0, 0.0, 2.0, 0.0, 0.0, 2.0}));
+  CHECK_THROWS_WITH_AS(hardtanh(x, 1.0, 1.0), doctest::Contains("min_val 1 must be below max_val 1"), Error);
 }
 
 TEST_CASE("mismatched shapes are refused with the op and the shapes named") {

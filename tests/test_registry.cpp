@@ -27,6 +27,8 @@ std::vector<nn::NodeSpec> unary_examples() {
   };
   add("relu");
   add("leaky_relu").negative_slope = 0.2;
+  Attrs& clamp = add("hardtanh");
+  clamp.min_val = -0.5, clamp.max_val = 1.25;
   add("sigmoid");
   add("tanh");
   add("identity");

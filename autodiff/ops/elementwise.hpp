@@ -223,6 +223,50 @@ struct LeakyRelu : OpBase {
   }
 };
 
+// y = min(max(x, min_val), max_val), as torch.nn.Hardtanh (ReLU6 is min_val 0, max_val 6).
+// y' = 1 strictly between the two, else 0: at both kinks the slope is 0, as in PyTorch.
+struct Hardtanh : OpBase {
+  static constexpr const char* name = "hardtanh";
+  static constexpr Linearity linearity = Linearity::piecewise_linear;  // two kinks, at min_val and max_val
+  static FileForm file_form() { return file_op({{"min_val", &Attrs::min_val}, {"max_val", &Attrs::max_val}}); }
+  static void finish(Attrs& a, const AttributeNames&) { check_bounds(a); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    return record<Hardtanh>({node.input()}, node.attrs());
+  }
+
+  template <class T> static Shape shape(const OpContext<T>& c) {
+    try {
+      check_bounds(c.attrs());
+    } catch (const Error& e) {
+      c.fail(e.what());
+    }
+    return same_shape(c);
+  }
+  template <class T> static void forward(OpContext<T>& c) {
+    const T lo = T(c.attrs().min_val), hi = T(c.attrs().max_val);
+    kernels::map(c.x(0), c.y(), [lo, hi](T x) { return x < lo ? lo : x > hi ? hi : x; });
+  }
+  template <class T> static void backward(OpContext<T>& c) {
+    const T lo = T(c.attrs().min_val), hi = T(c.attrs().max_val);
+    kernels::accumulate(c.x(0), c.gy(), *c.gx(0), [lo, hi](T x, T gy) { return lo < x && x < hi ? gy : T(0); });
+  }
+  template <class T> static void tangent(OpContext<T>& c) {
+    const T lo = T(c.attrs().min_val), hi = T(c.attrs().max_val);
+    kernels::map2(c.x(0), *c.tx(0), c.ty(), [lo, hi](T x, T tx) { return lo < x && x < hi ? tx : T(0); });
+  }
+  template <class T>
+  static void switches(const Attrs& a, const Shape& in, const Shape&, const T* z0, const T* z1, std::vector<double>& roots) {
+    level_crossings(z0, z1, numel(in) / in[0], a.min_val, roots);
+    level_crossings(z0, z1, numel(in) / in[0], a.max_val, roots);
+  }
+
+  // PyTorch's own constraint.
+  static void check_bounds(const Attrs& a) {
+    if (!(a.min_val < a.max_val))
+      throw Error("min_val " + number_string(a.min_val) + " must be below max_val " + number_string(a.max_val));
+  }
+};
+
 // y = x: a model-file op that records nothing (its node is its input's).
 struct Identity : OpBase {
   static constexpr const char* name = "identity";
@@ -232,7 +276,8 @@ struct Identity : OpBase {
   template <class T> static Var<T> from_graph(GraphNode<T>& node) { return node.input(); }
 };
 
-using ElementwiseOps = OpList<Add, Sub, Mul, Div, Affine, Exp, Log, Sigmoid, Tanh, Relu, LeakyRelu, Identity>;
+using ElementwiseOps =
+    OpList<Add, Sub, Mul, Div, Affine, Exp, Log, Sigmoid, Tanh, Relu, LeakyRelu, Hardtanh, Identity>;
 
 }  // namespace ax::ops
 
@@ -274,5 +319,13 @@ template <class T> Var<T> leaky_relu(Var<T> x, double negative_slope = 0.01) {
   attrs.negative_slope = negative_slope;
   return ops::record<ops::LeakyRelu>({x}, attrs);
 }
+// min(max(x, min_val), max_val); the slope at both kinks is 0
+template <class T> Var<T> hardtanh(Var<T> x, double min_val = -1, double max_val = 1) {
+  Attrs attrs;
+  attrs.min_val = min_val;
+  attrs.max_val = max_val;
+  return ops::record<ops::Hardtanh>({x}, attrs);
+}
+template <class T> Var<T> relu6(Var<T> x) { return hardtanh(x, 0, 6); }
 
 }  // namespace ax
