@@ -129,3 +129,46 @@ TEST_CASE("store_parameters writes trained values back into the spec") {
   net.store_parameters(m);
   CHECK(m.tensors.at("fc1.bias").values[0] == 42.0);
 }
+
+TEST_CASE("a graph of the ops added for torchvision records as the same ops by hand") {
+  std::mt19937_64 rng(6);
+  ModelSpec m;
+  m.graph.input = {"x", {2, 3, 4}, std::nullopt};
+  m.graph.nodes = {node("ln", "layer_norm", {"x"}), node("act", "gelu", {"ln"}), node("perm", "permute", {"act"}),
+                   node("flat", "reshape", {"perm"}), node("out", "hardswish", {"flat"})};
+  m.graph.nodes[0].attrs.normalized_ndim = 2;
+  m.graph.nodes[1].attrs.approximate = "tanh";
+  m.graph.nodes[2].attrs.dims = {0, 3, 1, 2};
+  m.graph.nodes[3].attrs.dims = {-1, 6};
+  m.graph.output = "out";
+  m.tensors["ln.weight"] = tensor({3, 4}, rng);  // no bias: 0
+
+  Tape<double> tape;
+  const Network<double> net(m, tape);
+  const Tensor<double> x = test::uniform({1, 2, 3, 4}, -2, 2, rng);
+  tape.set_value(net.input(), x);
+  tape.forward();
+  CHECK(tape.value(net.output()).shape() == Shape{1, 4, 6});
+
+  Tape<double> by_hand;
+  const Var<double> in = by_hand.input(x);
+  Tensor<double> w(Shape{3, 4});
+  std::copy(m.tensors["ln.weight"].values.begin(), m.tensors["ln.weight"].values.end(), w.begin());
+  const Var<double> ln = layer_norm(in, by_hand.constant(w), by_hand.constant(zeros<double>({3, 4})));
+  const Var<double> out = hardswish(reshape(permute(gelu(ln, "tanh"), {0, 3, 1, 2}), {-1, 6}));
+  CHECK(test::max_abs_diff(tape.value(net.output()), by_hand.value(out)) == 0.0);
+
+  Tape<double> t2;
+  m.graph.nodes[2].attrs.dims = {0, 2, 1};
+  CHECK_THROWS_WITH_AS(Network<double>(m, t2, source("m")),
+                       "m: node 'perm': dims [0, 2, 1] has 3 entries for an input of shape [1, 2, 3, 4] (the batch counted)",
+                       Error);
+  m.graph.nodes[2].attrs.dims = {0, 3, 1, 2};
+  m.graph.nodes[3].attrs.dims = {5, -1};
+  CHECK_THROWS_WITH_AS(Network<double>(m, t2, source("m")), doctest::Contains("m: node 'flat': "), Error);
+  CHECK_THROWS_WITH_AS(Network<double>(m, t2, source("m")), doctest::Contains("element counts differ"), Error);
+  m.graph.nodes[3].attrs.dims = {-1, 6};
+  m.graph.nodes[0].attrs.normalized_ndim = 4;
+  CHECK_THROWS_WITH_AS(Network<double>(m, t2, source("m")),
+                       doctest::Contains("m: node 'ln': normalized_ndim 4 needs an input of rank above 4"), Error);
+}

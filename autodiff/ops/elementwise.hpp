@@ -7,6 +7,9 @@
 #include "common.hpp"
 #include "kinks.hpp"
 
+#include <cmath>
+#include <string>
+
 namespace ax::ops {
 
 
@@ -267,6 +270,112 @@ struct Hardtanh : OpBase {
   }
 };
 
+// y = x sigmoid(x), as torch.nn.SiLU; y' = s (1 + x (1 - s)) with s = sigmoid(x)
+struct SiluFn {
+  static constexpr const char* name = "silu";
+  static constexpr bool in_file = true;
+  template <class T> static T value(T x) { return x * SigmoidFn::value(x); }
+  template <class T> static T slope(T x, T) {
+    const T s = SigmoidFn::value(x);
+    return s * (T(1) + x * (T(1) - s));
+  }
+};
+using Silu = Unary<SiluFn>;
+
+// y = x min(max(x + 3, 0), 6) / 6, as torch.nn.Hardswish: 0 below -3, x above 3, x (x + 3) / 6
+// between. Quadratic between its kinks, so smooth for exact IG. y' is PyTorch's: 0 for x < -3,
+// (2x + 3) / 6 for -3 <= x <= 3 (both ends included), 1 above.
+struct HardswishFn {
+  static constexpr const char* name = "hardswish";
+  static constexpr bool in_file = true;
+  template <class T> static T value(T x) { return x < T(-3) ? T(0) : x > T(3) ? x : x * (x + T(3)) / T(6); }
+  template <class T> static T slope(T x, T) { return x < T(-3) ? T(0) : x <= T(3) ? (T(2) * x + T(3)) / T(6) : T(1); }
+};
+using Hardswish = Unary<HardswishFn>;
+
+// y = min(max(x + 3, 0), 6) / 6, as torch.nn.Hardsigmoid. y' = 1/6 strictly between -3 and 3,
+// else 0: at both kinks the slope is 0, as in PyTorch.
+struct Hardsigmoid : OpBase {
+  static constexpr const char* name = "hardsigmoid";
+  static constexpr Linearity linearity = Linearity::piecewise_linear;  // two kinks, at -3 and 3
+  static FileForm file_form() { return file_op(); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) { return record<Hardsigmoid>({node.input()}); }
+  template <class T> static Shape shape(const OpContext<T>& c) { return same_shape(c); }
+  template <class T> static void forward(OpContext<T>& c) {
+    kernels::map(c.x(0), c.y(), [](T x) { return x <= T(-3) ? T(0) : x >= T(3) ? T(1) : x / T(6) + T(0.5); });
+  }
+  template <class T> static void backward(OpContext<T>& c) {
+    kernels::accumulate(c.x(0), c.gy(), *c.gx(0), [](T x, T gy) { return inside(x) ? gy / T(6) : T(0); });
+  }
+  template <class T> static void tangent(OpContext<T>& c) {
+    kernels::map2(c.x(0), *c.tx(0), c.ty(), [](T x, T tx) { return inside(x) ? tx / T(6) : T(0); });
+  }
+  template <class T>
+  static void switches(const Attrs&, const Shape& in, const Shape&, const T* z0, const T* z1, std::vector<double>& roots) {
+    level_crossings(z0, z1, numel(in) / in[0], -3.0, roots);
+    level_crossings(z0, z1, numel(in) / in[0], 3.0, roots);
+  }
+
+ private:
+  template <class T> static bool inside(T x) { return T(-3) < x && x < T(3); }
+};
+
+// y = x Phi(x), as torch.nn.GELU: Phi is the normal distribution function, with
+// attrs.approximate "none" (erf: Phi(x) = (1 + erf(x / sqrt 2)) / 2, Phi' = phi the density) or
+// "tanh" (Phi(x) ~ (1 + tanh(u)) / 2, u = sqrt(2 / pi) (x + 0.044715 x^3)). y' = Phi + x Phi'.
+struct Gelu : OpBase {
+  static constexpr const char* name = "gelu";
+  static FileForm file_form() { return file_op({{"approximate", &Attrs::approximate}}); }
+  static void finish(Attrs& a, const AttributeNames&) { check_approximate(a); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) { return record<Gelu>({node.input()}, node.attrs()); }
+
+  template <class T> static Shape shape(const OpContext<T>& c) {
+    try {
+      check_approximate(c.attrs());
+    } catch (const Error& e) {
+      c.fail(e.what());
+    }
+    return same_shape(c);
+  }
+  template <class T> static void forward(OpContext<T>& c) {
+    if (uses_tanh(c)) kernels::map(c.x(0), c.y(), [](T x) { return x * TanhForm::cdf(x); });
+    else kernels::map(c.x(0), c.y(), [](T x) { return x * ErfForm::cdf(x); });
+  }
+  template <class T> static void backward(OpContext<T>& c) {
+    if (uses_tanh(c)) kernels::accumulate(c.x(0), c.gy(), *c.gx(0), [](T x, T gy) { return slope<TanhForm>(x) * gy; });
+    else kernels::accumulate(c.x(0), c.gy(), *c.gx(0), [](T x, T gy) { return slope<ErfForm>(x) * gy; });
+  }
+  template <class T> static void tangent(OpContext<T>& c) {
+    if (uses_tanh(c)) kernels::map2(c.x(0), *c.tx(0), c.ty(), [](T x, T tx) { return slope<TanhForm>(x) * tx; });
+    else kernels::map2(c.x(0), *c.tx(0), c.ty(), [](T x, T tx) { return slope<ErfForm>(x) * tx; });
+  }
+
+  // PyTorch's two forms.
+  static void check_approximate(const Attrs& a) {
+    if (a.approximate != "none" && a.approximate != "tanh")
+      throw Error("approximate \"" + a.approximate + "\" is not \"none\" or \"tanh\"");
+  }
+
+ private:
+  static constexpr double kSqrtHalf = 0.70710678118654752440;     // 1 / sqrt(2)
+  static constexpr double kInvSqrt2Pi = 0.39894228040143267794;   // 1 / sqrt(2 pi), the density at 0
+  static constexpr double kSqrt2OverPi = 0.79788456080286535588;  // sqrt(2 / pi)
+  struct ErfForm {
+    template <class T> static T cdf(T x) { return T(0.5) * (T(1) + std::erf(x * T(kSqrtHalf))); }
+    template <class T> static T cdf_slope(T x) { return T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x); }
+  };
+  struct TanhForm {
+    template <class T> static T u(T x) { return T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x); }
+    template <class T> static T cdf(T x) { return T(0.5) * (T(1) + std::tanh(u(x))); }
+    template <class T> static T cdf_slope(T x) {
+      const T t = std::tanh(u(x));
+      return T(0.5) * (T(1) - t * t) * T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * x * x);
+    }
+  };
+  template <class Form, class T> static T slope(T x) { return Form::cdf(x) + x * Form::cdf_slope(x); }
+  template <class T> static bool uses_tanh(const OpContext<T>& c) { return c.attrs().approximate == "tanh"; }
+};
+
 // y = x: a model-file op that records nothing (its node is its input's).
 struct Identity : OpBase {
   static constexpr const char* name = "identity";
@@ -276,8 +385,8 @@ struct Identity : OpBase {
   template <class T> static Var<T> from_graph(GraphNode<T>& node) { return node.input(); }
 };
 
-using ElementwiseOps =
-    OpList<Add, Sub, Mul, Div, Affine, Exp, Log, Sigmoid, Tanh, Relu, LeakyRelu, Hardtanh, Identity>;
+using ElementwiseOps = OpList<Add, Sub, Mul, Div, Affine, Exp, Log, Sigmoid, Tanh, Relu, LeakyRelu, Hardtanh, Silu,
+                              Hardswish, Hardsigmoid, Gelu, Identity>;
 
 }  // namespace ax::ops
 
@@ -327,5 +436,17 @@ template <class T> Var<T> hardtanh(Var<T> x, double min_val = -1, double max_val
   return ops::record<ops::Hardtanh>({x}, attrs);
 }
 template <class T> Var<T> relu6(Var<T> x) { return hardtanh(x, 0, 6); }
+// x sigmoid(x) (swish)
+template <class T> Var<T> silu(Var<T> x) { return ops::record<ops::Silu>({x}); }
+// x hardsigmoid(x); its slope at -3 is -1/2 and at 3 is 3/2, as PyTorch's
+template <class T> Var<T> hardswish(Var<T> x) { return ops::record<ops::Hardswish>({x}); }
+// min(max(x + 3, 0), 6) / 6; the slope at both kinks is 0
+template <class T> Var<T> hardsigmoid(Var<T> x) { return ops::record<ops::Hardsigmoid>({x}); }
+// x Phi(x); approximate is "none" (erf) or "tanh"
+template <class T> Var<T> gelu(Var<T> x, const std::string& approximate = "none") {
+  Attrs attrs;
+  attrs.approximate = approximate;
+  return ops::record<ops::Gelu>({x}, attrs);
+}
 
 }  // namespace ax
