@@ -13,9 +13,8 @@
 //   ops/pool.hpp         maxpool2d, avgpool2d, adaptive_avgpool2d
 //   ops/norm.hpp         batchnorm2d (eval mode), normalize (per-channel constants), layer_norm
 //
-// The leading dimension of every tensor is the batch. Elementwise binary ops need equal shapes
-// (no broadcasting); linear broadcasts its bias over the rows, and that is the only broadcasting
-// there is. Axes may be negative (-1 is the last). Shapes that do not fit throw ax::Error naming
+// The leading dimension of every tensor is the batch. The elementwise binary ops broadcast under
+// NumPy's rules (ops/broadcast.hpp); linear broadcasts its bias over the rows. Axes may be negative (-1 is the last). Shapes that do not fit throw ax::Error naming
 // the op and the shapes. ops/registry.hpp lists every op for the code that asks about ops by name
 // (the model file, exact IG, the axiom checks).
 #pragma once

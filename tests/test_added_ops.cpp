@@ -147,3 +147,34 @@ TEST_CASE("gradcheck: permute, and its values") {
   CHECK_THROWS_WITH_AS(permute(x, {0, 2, 2}), doctest::Contains("dims [0, 2, 2] is not a permutation of 0..2"), Error);
   CHECK_THROWS_WITH_AS(permute(x, {0, 1}), doctest::Contains("dims [0, 1] does not fit the rank of [1, 2, 3]"), Error);
 }
+
+TEST_CASE("gradcheck: add, sub, mul and div broadcast (NumPy rules), the gradients summed over broadcast dimensions") {
+  std::mt19937_64 rng(24);
+  struct Case { Shape a, b; };
+  for (const Case& c : {Case{{2, 3, 4}, {2, 1, 4}}, Case{{2, 3, 1, 1}, {2, 3, 2, 2}}, Case{{3, 4}, {4}},
+                        Case{{1, 1}, {2, 3}}, Case{{2, 1, 3}, {1, 4, 1}}, Case{{2, 3}, {}}}) {
+    CAPTURE(to_string(c.a));
+    CAPTURE(to_string(c.b));
+    const Tensor<double> a = uniform(c.a, -2, 2, rng), b = uniform(c.b, -2, 2, rng);
+    const Tensor<double> denominator = away_from_zero(c.b, 0.5, 2, rng);
+    check([](Tape<double>&, const Vars& v) { return v[0] + v[1]; }, {a, b});
+    check([](Tape<double>&, const Vars& v) { return v[1] + v[0]; }, {a, b});
+    check([](Tape<double>&, const Vars& v) { return v[0] - v[1]; }, {a, b});
+    check([](Tape<double>&, const Vars& v) { return v[1] - v[0]; }, {a, b});
+    check([](Tape<double>&, const Vars& v) { return v[0] * v[1]; }, {a, b});
+    check([](Tape<double>&, const Vars& v) { return v[0] / v[1]; }, {a, denominator});
+  }
+}
+
+TEST_CASE("broadcasting: values and the summed gradient by hand; shapes that do not broadcast refused") {
+  Tape<double> tape;
+  const Var<double> x = tape.input(from_values<double>({1, 2, 3}, {1, 2, 3, 4, 5, 6}));
+  const Var<double> s = tape.input(from_values<double>({1, 2, 1}, {10, -1}));  // one scale per row, as squeeze-excitation
+  const Var<double> y = x * s;
+  CHECK(tape.value(y) == from_values<double>({1, 2, 3}, {10, 20, 30, -4, -5, -6}));
+  tape.backward(y);
+  CHECK(tape.grad(s) == from_values<double>({1, 2, 1}, {6, 15}));  // the row sums of x
+  CHECK(tape.grad(x) == from_values<double>({1, 2, 3}, {10, 10, 10, -1, -1, -1}));
+  const Var<double> bad = tape.input(zeros<double>({1, 3, 3}));
+  CHECK_THROWS_WITH_AS(x + bad, doctest::Contains("input shapes [1, 2, 3] and [1, 3, 3] do not broadcast"), Error);
+}

@@ -226,7 +226,8 @@ GraphSpec every_op_graph() {
   add(make_node("sum", "add", {"sig", "th", "resh"}));
   add(make_node("diff", "sub", {"sum", "th"}));
   add(make_node("prod", "mul", {"diff", "sig"}));
-  n = add(make_node("cat", "concat", {"prod", "diff"}));
+  add(make_node("ratio", "div", {"prod", "sig"}));
+  n = add(make_node("cat", "concat", {"ratio", "diff"}));
   n->attrs.axis = -3;
   n = add(make_node("flat", "flatten", {"cat"}));
   n->attrs.start_dim = -3;

@@ -1,9 +1,11 @@
-// Elementwise ops. Inputs of a binary op have one shape (no broadcasting).
+// Elementwise ops. The inputs of a binary op broadcast under NumPy's rules (ops/broadcast.hpp);
+// with equal shapes they run the fast kernels.
 // Each op: forward y = f(x); backward gx += f'(x) gy; tangent ty = f'(x) tx.
 // `gx(i)` is null when input i takes no gradient, `tx(i)` null when its tangent is zero.
 #pragma once
 
 #include "../kernels/activation.hpp"
+#include "broadcast.hpp"
 #include "common.hpp"
 #include "kinks.hpp"
 
@@ -19,22 +21,27 @@ struct Add : OpBase {
   static constexpr Linearity linearity = Linearity::linear;
   static FileForm file_form() { return file_op({}, {}, 2, kAnyCount); }
   template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    require_equal_ranks(node);
     Var<T> sum_so_far = record<Add>({node.input(0), node.input(1)});
     for (std::size_t i = 2; i < node.inputs().size(); ++i) sum_so_far = record<Add>({sum_so_far, node.input(i)});
     return sum_so_far;
   }
-  template <class T> static Shape shape(const OpContext<T>& c) { return equal_shapes(c); }
+  template <class T> static Shape shape(const OpContext<T>& c) { return broadcast_shapes(c); }
   template <class T> static void forward(OpContext<T>& c) {
+    if (broadcasts(c)) return broadcast_forward(c, [](T a, T b) { return a + b; });
     kernels::map2(c.x(0), c.x(1), c.y(), [](T a, T b) { return a + b; });
   }
   template <class T> static void backward(OpContext<T>& c) {
+    if (broadcasts(c)) return broadcast_backward(c, one<T>, one<T>);
     for (int i = 0; i < 2; ++i)
       if (Tensor<T>* g = c.gx(i)) kernels::axpy(T(1), c.gy(), *g);
   }
   template <class T> static void tangent(OpContext<T>& c) {
+    if (broadcasts(c)) return broadcast_tangent(c, one<T>, one<T>);
     kernels::scale_or_zero(c.tx(0), T(1), c.ty());
     if (const Tensor<T>* t = c.tx(1)) kernels::axpy(T(1), *t, c.ty());
   }
+  template <class T> static T one(T, T, T) { return T(1); }
 };
 
 // y = a - b
@@ -42,16 +49,22 @@ struct Sub : OpBase {
   static constexpr const char* name = "sub";
   static constexpr Linearity linearity = Linearity::linear;
   static FileForm file_form() { return file_op({}, {}, 2, 2); }
-  template <class T> static Var<T> from_graph(GraphNode<T>& node) { return record<Sub>(node.inputs()); }
-  template <class T> static Shape shape(const OpContext<T>& c) { return equal_shapes(c); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    require_equal_ranks(node);
+    return record<Sub>(node.inputs());
+  }
+  template <class T> static Shape shape(const OpContext<T>& c) { return broadcast_shapes(c); }
   template <class T> static void forward(OpContext<T>& c) {
+    if (broadcasts(c)) return broadcast_forward(c, [](T a, T b) { return a - b; });
     kernels::map2(c.x(0), c.x(1), c.y(), [](T a, T b) { return a - b; });
   }
   template <class T> static void backward(OpContext<T>& c) {
+    if (broadcasts(c)) return broadcast_backward(c, [](T, T, T) { return T(1); }, [](T, T, T) { return T(-1); });
     if (Tensor<T>* g = c.gx(0)) kernels::axpy(T(1), c.gy(), *g);
     if (Tensor<T>* g = c.gx(1)) kernels::axpy(T(-1), c.gy(), *g);
   }
   template <class T> static void tangent(OpContext<T>& c) {
+    if (broadcasts(c)) return broadcast_tangent(c, [](T, T, T) { return T(1); }, [](T, T, T) { return T(-1); });
     kernels::scale_or_zero(c.tx(0), T(1), c.ty());
     if (const Tensor<T>* t = c.tx(1)) kernels::axpy(T(-1), *t, c.ty());
   }
@@ -62,17 +75,23 @@ struct Mul : OpBase {
   static constexpr const char* name = "mul";
   static constexpr Linearity linearity = Linearity::multilinear;
   static FileForm file_form() { return file_op({}, {}, 2, 2); }
-  template <class T> static Var<T> from_graph(GraphNode<T>& node) { return record<Mul>(node.inputs()); }
-  template <class T> static Shape shape(const OpContext<T>& c) { return equal_shapes(c); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    require_equal_ranks(node);
+    return record<Mul>(node.inputs());
+  }
+  template <class T> static Shape shape(const OpContext<T>& c) { return broadcast_shapes(c); }
   template <class T> static void forward(OpContext<T>& c) {
+    if (broadcasts(c)) return broadcast_forward(c, [](T a, T b) { return a * b; });
     kernels::map2(c.x(0), c.x(1), c.y(), [](T a, T b) { return a * b; });
   }
   template <class T> static void backward(OpContext<T>& c) {  // ga += gy b, gb += gy a
+    if (broadcasts(c)) return broadcast_backward(c, [](T, T b, T) { return b; }, [](T a, T, T) { return a; });
     auto times = [](T other, T gy) { return other * gy; };
     if (Tensor<T>* g = c.gx(0)) kernels::accumulate(c.x(1), c.gy(), *g, times);
     if (Tensor<T>* g = c.gx(1)) kernels::accumulate(c.x(0), c.gy(), *g, times);
   }
   template <class T> static void tangent(OpContext<T>& c) {  // ty = ta b + a tb
+    if (broadcasts(c)) return broadcast_tangent(c, [](T, T b, T) { return b; }, [](T a, T, T) { return a; });
     c.ty().fill(T(0));
     auto times = [](T other, T t) { return other * t; };
     if (const Tensor<T>* t = c.tx(0)) kernels::accumulate(c.x(1), *t, c.ty(), times);
@@ -84,16 +103,24 @@ struct Mul : OpBase {
 struct Div : OpBase {
   static constexpr const char* name = "div";
   static constexpr Linearity linearity = Linearity::linear_in_first;
-  template <class T> static Shape shape(const OpContext<T>& c) { return equal_shapes(c); }
+  static FileForm file_form() { return file_op({}, {}, 2, 2); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    require_equal_ranks(node);
+    return record<Div>(node.inputs());
+  }
+  template <class T> static Shape shape(const OpContext<T>& c) { return broadcast_shapes(c); }
   template <class T> static void forward(OpContext<T>& c) {
+    if (broadcasts(c)) return broadcast_forward(c, [](T a, T b) { return a / b; });
     kernels::map2(c.x(0), c.x(1), c.y(), [](T a, T b) { return a / b; });
   }
   template <class T> static void backward(OpContext<T>& c) {  // ga += gy / b, gb -= gy y / b
+    if (broadcasts(c)) return broadcast_backward(c, [](T, T b, T) { return T(1) / b; }, [](T, T b, T y) { return -y / b; });
     if (Tensor<T>* g = c.gx(0)) kernels::accumulate(c.x(1), c.gy(), *g, [](T b, T gy) { return gy / b; });
     if (Tensor<T>* g = c.gx(1))
       kernels::accumulate3(c.gy(), c.y(), c.x(1), *g, [](T gy, T y, T b) { return -gy * y / b; });
   }
   template <class T> static void tangent(OpContext<T>& c) {  // ty = (ta - y tb) / b
+    if (broadcasts(c)) return broadcast_tangent(c, [](T, T b, T) { return T(1) / b; }, [](T, T b, T y) { return -y / b; });
     kernels::scale_or_zero(c.tx(0), T(1), c.ty());
     if (const Tensor<T>* t = c.tx(1)) kernels::accumulate(c.y(), *t, c.ty(), [](T y, T tb) { return -y * tb; });
     kernels::map2(c.ty(), c.x(1), c.ty(), [](T t, T b) { return t / b; });
