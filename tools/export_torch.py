@@ -26,13 +26,15 @@ The model is traced with torch.fx (symbolic_trace) and each traced call becomes 
     nn.MaxPool2d, F.max_pool2d -> maxpool2d                       nn.AvgPool2d, F.avg_pool2d -> avgpool2d
     nn.AdaptiveAvgPool2d, F.adaptive_avg_pool2d -> adaptive_avgpool2d
     nn.Flatten, torch.flatten, Tensor.flatten -> flatten (to the last dimension; else a reshape)
-    +, torch.add -> add     -, torch.sub -> sub     *, torch.mul -> mul     torch.cat -> concat
+    +, torch.add -> add     -, torch.sub -> sub     *, torch.mul -> mul     /, torch.div -> div
+        (operands of one rank broadcast under NumPy's rules, as squeeze-excitation's [C, 1, 1] * [C, H, W])
+    torch.cat -> concat
     nn.Softmax, F.softmax, nn.LogSoftmax, F.log_softmax (and the Tensor methods) -> softmax, log_softmax
 
 Anything the format cannot express is refused with ExportError, one line naming the module (or
 function) and the reason: string padding other than 'valid', padding modes other than zeros,
 divisor_override, pool dilation, return_indices, BatchNorm without running statistics, other
-modules and functions, constants and scalar operands, broadcasting between different shapes,
+modules and functions, constants and scalar operands, broadcasting between different ranks,
 axes that name the batch dimension, more than one input or output, non-float parameters. In-place
 variants (nn.ReLU(inplace=True), x += y) are exported as their out-of-place ops; a final check
 runs the exported graph in PyTorch (float64) against the model, which catches the case where an
@@ -379,6 +381,12 @@ def _dropout(a, s, w):
     return "identity", {}
 
 
+def _div(a, s, w):
+    if a["rounding_mode"] is not None:
+        raise ExportError(f"{w}: rounding_mode={a['rounding_mode']!r} cannot be expressed; only true division")
+    return "div", {}
+
+
 def _functional_layer_norm(a, s, w):
     if a["weight"] is not None or a["bias"] is not None:
         raise ExportError(f"{w}: weight and bias passed to F.layer_norm cannot be expressed; use nn.LayerNorm")
@@ -403,6 +411,7 @@ def _function_table():
     softmax = lambda op: (_SOFTMAX_SIG, lambda a, s, w: _softmax(op, a["dim"], a["dtype"], s, w), ["input"])
     binary = lambda op: (_BINARY_SIG, _binary(op), ["input", "other"])
     mul = (_X + [("other", _REQUIRED)], lambda a, s, w: ("mul", {}), ["input", "other"])
+    div = (_X + [("other", _REQUIRED), ("rounding_mode", None)], _div, ["input", "other"])
     operator_binary = lambda op: ([("input", _REQUIRED), ("other", _REQUIRED)], lambda a, s, w: (op, {}),
                                   ["input", "other"])
     dropout = (_X + [("p", 0.5), ("training", True), ("inplace", False)], _dropout, ["input"])
@@ -432,6 +441,7 @@ def _function_table():
         ("operator.add operator.iadd", operator_binary("add")), ("torch.add", binary("add")),
         ("operator.sub operator.isub", operator_binary("sub")), ("torch.sub", binary("sub")),
         ("operator.mul operator.imul", operator_binary("mul")), ("torch.mul", mul),
+        ("operator.truediv operator.itruediv", operator_binary("div")), ("torch.div torch.true_divide", div),
         ("torch.cat torch.concat", cat), ("F.dropout F.dropout2d", dropout),
         ("F.hardtanh", hardtanh), ("F.relu6", relu6), ("F.silu", unary("silu")),
         ("F.hardswish", unary("hardswish")), ("F.hardsigmoid", unary("hardsigmoid")), ("F.gelu", gelu),
@@ -450,7 +460,7 @@ def _function_table():
         "tanh": unary("tanh"), "tanh_": unary("tanh"), "flatten": flatten,
         "softmax": softmax("softmax"), "log_softmax": softmax("log_softmax"),
         "add": binary("add"), "add_": binary("add"), "sub": binary("sub"), "sub_": binary("sub"),
-        "mul": mul, "mul_": mul,
+        "mul": mul, "mul_": mul, "div": div, "div_": div,
         "view": reshape("*shape"), "reshape": reshape("*shape"), "permute": permute("*dims"), "transpose": transpose,
         "contiguous": contiguous,
     }
@@ -563,12 +573,13 @@ def _graph_nodes(gm, model, names, first_input):
         else:
             raise ExportError(f"unsupported fx node {node.op} {node.target!r}")
 
-        if op in ("add", "sub", "mul", "concat"):
-            shapes = [_shape(s)[1:] for s in sources]  # per sample
-            if op != "concat" and any(s != shapes[0] for s in shapes):
-                raise ExportError(f"{where}: operands of shapes {shapes} differ; the format's {op} does not broadcast")
-            if op == "concat" and len(sources) < 2:
-                op, attributes = "identity", {}  # cat of one tensor is that tensor
+        if op in ("add", "sub", "mul", "div"):
+            shapes = [_shape(s) for s in sources]
+            if any(len(s) != len(shapes[0]) for s in shapes):
+                raise ExportError(f"{where}: operands of shapes {shapes} differ in rank; the format broadcasts "
+                                  "between tensors of one rank only (the batch dimensions stay aligned)")
+        if op == "concat" and len(sources) < 2:
+            op, attributes = "identity", {}  # cat of one tensor is that tensor
         for pname, tensor in module_params.items():
             _check_float_param(f"{node.target}.{pname}", tensor, where)
             params[f"{name}.{pname}"] = tensor
@@ -628,6 +639,8 @@ def _evaluate(graph, tensors, x):
             y = a[0] - a[1]
         elif op == "mul":
             y = a[0] * a[1]
+        elif op == "div":
+            y = a[0] / a[1]
         elif op == "concat":
             y = torch.cat(a, node["axis"])
         elif op == "hardtanh":
