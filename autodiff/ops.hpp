@@ -3,18 +3,18 @@
 // descriptor) and, below them, the functions that record them:
 //
 //   ops/elementwise.hpp  a + b, a - b, a * b, a / b; affine (neg, scale, shift, and the operators
-//                        with a number); exp, log and the activations (sigmoid, tanh, relu, ...)
+//                        with a number); exp, log and the activations (sigmoid, tanh, relu,
+//                        leaky_relu, hardtanh, silu, hardswish, hardsigmoid, gelu)
 //   ops/linalg.hpp       matmul(a[..., K], b[K, N]); linear(x[..., I], w[O, I], bias[O])
 //   ops/reduce.hpp       sum, mean: of everything, or along an axis
-//   ops/shape.hpp        reshape (the per-sample shape), flatten, concat
+//   ops/shape.hpp        reshape (the per-sample shape), flatten, permute, concat
 //   ops/softmax.hpp      softmax, log_softmax along an axis
 //   ops/conv.hpp         conv2d, as PyTorch's, on [N, C, H, W]
 //   ops/pool.hpp         maxpool2d, avgpool2d, adaptive_avgpool2d
-//   ops/norm.hpp         batchnorm2d (eval mode), normalize (per-channel constants)
+//   ops/norm.hpp         batchnorm2d (eval mode), normalize (per-channel constants), layer_norm
 //
-// The leading dimension of every tensor is the batch. Elementwise binary ops need equal shapes
-// (no broadcasting); linear broadcasts its bias over the rows, and that is the only broadcasting
-// there is. Axes may be negative (-1 is the last). Shapes that do not fit throw ax::Error naming
+// The leading dimension of every tensor is the batch. The elementwise binary ops broadcast under
+// NumPy's rules (ops/broadcast.hpp); linear broadcasts its bias over the rows. Axes may be negative (-1 is the last). Shapes that do not fit throw ax::Error naming
 // the op and the shapes. ops/registry.hpp lists every op for the code that asks about ops by name
 // (the model file, exact IG, the axiom checks).
 #pragma once

@@ -68,7 +68,9 @@ struct Attrs {
   double scale = 1, offset = 0;     // affine: y = scale x + offset
   double negative_slope = 0.01;     // leaky_relu
   double min_val = -1, max_val = 1; // hardtanh
-  double eps = 1e-5;                // batchnorm2d
+  double eps = 1e-5;                // batchnorm2d, layer_norm
+  std::int64_t normalized_ndim = 1; // layer_norm: how many trailing dimensions it normalizes over
+  std::string approximate = "none"; // gelu: "none" (erf) or "tanh"
   std::vector<double> mean, stddev; // normalize: one per channel, or one for all channels
 
   // Axes count the batch dimension. On the tape they are resolved (non-negative); in a model
@@ -76,7 +78,8 @@ struct Attrs {
   std::int64_t axis = -1;           // concat, softmax, log_softmax; sum, mean: -1 = all
   bool keep_dim = false;            // sum, mean: keep the reduced axis with size 1
   std::int64_t start_dim = 1;       // flatten (a model-file op: recorded as a reshape)
-  xt::svector<long, 6> dims;        // reshape: the per-sample shape (the batch is kept); one -1 allowed
+  xt::svector<long, 6> dims;        // reshape: the per-sample shape (the batch is kept), one -1 allowed;
+                                    // permute: the order of all dimensions, dims[0] = 0 (the batch stays)
 };
 
 enum class NodeKind : std::uint8_t { input, parameter, constant, op };

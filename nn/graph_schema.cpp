@@ -109,13 +109,27 @@ struct AttributeReader {
               " must be " + (allowed == ops::Allowed::positive ? "positive" : "non-negative"));
     attrs.*field = std::move(numbers);
   }
+  // Which strings an op allows is the op's own check (its finish).
+  void operator()(std::string Attrs::*field, Attrs& attrs) const {
+    if (!value.is_string()) fault(where + " must be a string, found " + describe(value));
+    attrs.*field = value.get<std::string>();
+  }
+  // A list of integers (a shape, a permutation); its meaning is the op's to check.
+  void operator()(ops::Dims Attrs::*field, Attrs& attrs) const {
+    if (!value.is_array()) fault(where + " must be a list of integers, found " + describe(value));
+    ops::Dims dims;
+    for (const json& v : value) dims.push_back(static_cast<long>(read_integer(v, where)));
+    attrs.*field = std::move(dims);
+  }
 };
 
 json attribute_to_json(const ops::AttributeSpec& spec, const Attrs& attrs) {
   return std::visit(
       [&](auto field) -> json {
         const auto& v = attrs.*field;
-        if constexpr (std::is_same_v<std::decay_t<decltype(v)>, Pair2d>) return json::array({v.h, v.w});
+        using Field = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<Field, Pair2d>) return json::array({v.h, v.w});
+        else if constexpr (std::is_same_v<Field, ops::Dims>) return std::vector<long>(v.begin(), v.end());
         else return v;
       },
       spec.field);

@@ -74,10 +74,11 @@ nn::ModelSpec mlp(std::uint64_t seed, const std::string& act1, const std::string
 
 }  // namespace
 
-TEST_CASE("DeepLIFT: summation to delta on random networks of linear ops and relu, leaky_relu, tanh, sigmoid") {
+TEST_CASE("DeepLIFT: summation to delta on random networks of linear ops and every elementwise activation") {
   std::mt19937_64 rng(21);
   for (const auto& acts : std::vector<std::pair<std::string, std::string>>{
-           {"relu", "relu"}, {"relu", "leaky_relu"}, {"tanh", "sigmoid"}, {"leaky_relu", "tanh"}}) {
+           {"relu", "relu"}, {"relu", "leaky_relu"}, {"tanh", "sigmoid"}, {"leaky_relu", "tanh"},
+           {"hardtanh", "gelu"}, {"hardsigmoid", "silu"}, {"hardswish", "relu"}}) {
     for (std::uint64_t seed : {1, 2, 3}) {
       CAPTURE(acts.first);
       CAPTURE(acts.second);

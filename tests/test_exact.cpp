@@ -95,6 +95,22 @@ TEST_CASE("exact IG with hardtanh: both kinks found, completeness to rounding") 
   }
 }
 
+TEST_CASE("exact IG with hardsigmoid: its kinks at -3 and 3 found, completeness to rounding") {
+  for (std::uint64_t seed : {4, 5}) {
+    CAPTURE(seed);
+    TargetFunction<double> f(relu_mlp(seed, "hardsigmoid"), target(1));
+    TargetFunction<double> unclamped(relu_mlp(seed, "identity"), target(1));
+    std::mt19937_64 rng(seed);
+    const Tensor<double> x = test::uniform({8}, 0, 30, rng), base = zeros<double>({8});  // far enough to reach +-3
+    const Attribution<double> exact = integrated_gradients(f, x, base, rule(Rule::exact));
+    const Attribution<double> relu_only = integrated_gradients(unclamped, x, base, rule(Rule::exact));
+    CHECK(exact.pieces > relu_only.pieces);  // hardsigmoid's switches add breakpoints of their own
+    CHECK(exact.relative_delta < 1e-12);
+    const Attribution<double> fine = integrated_gradients(f, x, base, rule(Rule::gausslegendre, 4096));
+    CHECK(test::max_abs_diff(fine.values, exact.values) < 1e-3 * xt::amax(xt::abs(exact.values))());
+  }
+}
+
 TEST_CASE("every piece is linear: midpoint values and the tangent pass agree with the piece ends") {
   TargetFunction<double> f(relu_mlp(4), target(2));
   std::mt19937_64 rng(4);

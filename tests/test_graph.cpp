@@ -106,7 +106,25 @@ TEST_CASE("recording refuses parameters and shapes that do not fit, naming file 
     m.graph.nodes[3] = node("both", "add", {"fc2", "fc1"});  // [B, 2] + [B, 3]
     CHECK_THROWS_WITH_AS(Network<float>(m, tape, source("m")),
                          doctest::Contains("m: node 'both': node "), Error);  // the tape's message follows
-    CHECK_THROWS_WITH_AS(Network<float>(m, tape, source("m")), doctest::Contains("[1, 2] and [1, 3] differ"), Error);
+    CHECK_THROWS_WITH_AS(Network<float>(m, tape, source("m")), doctest::Contains("[1, 2] and [1, 3] do not broadcast"),
+                         Error);
+  }
+  {
+    ModelSpec m = mlp();
+    m.graph.nodes[3] = node("both", "mul", {"fc2", "x"});  // [B, 2] * [B, 4]
+    CHECK_THROWS_WITH_AS(Network<float>(m, tape, source("m")), doctest::Contains("[1, 2] and [1, 4] do not broadcast"),
+                         Error);
+  }
+  {
+    ModelSpec m = mlp();
+    m.graph.input.shape = {2, 1, 3};
+    m.graph.nodes = {node("act", "relu", {"x"}), node("flat", "flatten", {"act"}), node("both", "add", {"x", "flat"})};
+    m.graph.output = "both";
+    m.graph.labels.clear();
+    CHECK_THROWS_WITH_AS(Network<float>(m, tape, source("m")),
+                         "m: node 'both': input shapes [1, 2, 1, 3] and [1, 6] differ in rank (in a model file the batch "
+                         "dimensions must stay aligned)",
+                         Error);
   }
   {
     ModelSpec m = mlp();
@@ -128,4 +146,67 @@ TEST_CASE("store_parameters writes trained values back into the spec") {
   tape.leaf_value(net.parameters()[1].second)(0) = 42.0f;
   net.store_parameters(m);
   CHECK(m.tensors.at("fc1.bias").values[0] == 42.0);
+}
+
+TEST_CASE("a model file's binary ops broadcast: squeeze-excitation's [C, 1, 1] times [C, H, W]") {
+  ModelSpec m;
+  m.graph.input = {"x", {3, 2, 4}, std::nullopt};
+  m.graph.nodes = {node("pool", "adaptive_avgpool2d", {"x"}), node("gate", "hardsigmoid", {"pool"}),
+                   node("se", "mul", {"x", "gate"}), node("out", "div", {"gate", "se"})};
+  m.graph.output = "out";
+  Tape<double> tape;
+  const Network<double> net(m, tape);
+  std::mt19937_64 rng(7);
+  const Tensor<double> x = test::uniform({1, 3, 2, 4}, 0.5, 2, rng);
+  tape.set_value(net.input(), x);
+  tape.forward();
+  const Tensor<double>& gate = tape.value(net.node("gate"));
+  CHECK(gate.shape() == Shape{1, 3, 1, 1});
+  const Tensor<double>& out = tape.value(net.output());
+  REQUIRE(out.shape() == Shape{1, 3, 2, 4});
+  for (std::size_t c = 0; c < 3; ++c)
+    for (std::size_t i = 0; i < 8; ++i) CHECK(out.data()[c * 8 + i] == gate(0, c, 0, 0) / (x.data()[c * 8 + i] * gate(0, c, 0, 0)));
+}
+
+TEST_CASE("a graph of the ops added for torchvision records as the same ops by hand") {
+  std::mt19937_64 rng(6);
+  ModelSpec m;
+  m.graph.input = {"x", {2, 3, 4}, std::nullopt};
+  m.graph.nodes = {node("ln", "layer_norm", {"x"}), node("act", "gelu", {"ln"}), node("perm", "permute", {"act"}),
+                   node("flat", "reshape", {"perm"}), node("out", "hardswish", {"flat"})};
+  m.graph.nodes[0].attrs.normalized_ndim = 2;
+  m.graph.nodes[1].attrs.approximate = "tanh";
+  m.graph.nodes[2].attrs.dims = {0, 3, 1, 2};
+  m.graph.nodes[3].attrs.dims = {-1, 6};
+  m.graph.output = "out";
+  m.tensors["ln.weight"] = tensor({3, 4}, rng);  // no bias: 0
+
+  Tape<double> tape;
+  const Network<double> net(m, tape);
+  const Tensor<double> x = test::uniform({1, 2, 3, 4}, -2, 2, rng);
+  tape.set_value(net.input(), x);
+  tape.forward();
+  CHECK(tape.value(net.output()).shape() == Shape{1, 4, 6});
+
+  Tape<double> by_hand;
+  const Var<double> in = by_hand.input(x);
+  Tensor<double> w(Shape{3, 4});
+  std::copy(m.tensors["ln.weight"].values.begin(), m.tensors["ln.weight"].values.end(), w.begin());
+  const Var<double> ln = layer_norm(in, by_hand.constant(w), by_hand.constant(zeros<double>({3, 4})));
+  const Var<double> out = hardswish(reshape(permute(gelu(ln, "tanh"), {0, 3, 1, 2}), {-1, 6}));
+  CHECK(test::max_abs_diff(tape.value(net.output()), by_hand.value(out)) == 0.0);
+
+  Tape<double> t2;
+  m.graph.nodes[2].attrs.dims = {0, 2, 1};
+  CHECK_THROWS_WITH_AS(Network<double>(m, t2, source("m")),
+                       "m: node 'perm': dims [0, 2, 1] has 3 entries for an input of shape [1, 2, 3, 4] (the batch counted)",
+                       Error);
+  m.graph.nodes[2].attrs.dims = {0, 3, 1, 2};
+  m.graph.nodes[3].attrs.dims = {5, -1};
+  CHECK_THROWS_WITH_AS(Network<double>(m, t2, source("m")), doctest::Contains("m: node 'flat': "), Error);
+  CHECK_THROWS_WITH_AS(Network<double>(m, t2, source("m")), doctest::Contains("element counts differ"), Error);
+  m.graph.nodes[3].attrs.dims = {-1, 6};
+  m.graph.nodes[0].attrs.normalized_ndim = 4;
+  CHECK_THROWS_WITH_AS(Network<double>(m, t2, source("m")),
+                       doctest::Contains("m: node 'ln': normalized_ndim 4 needs an input of rank above 4"), Error);
 }

@@ -168,6 +168,9 @@ void check_same_nodes(const NodeSpec& a, const NodeSpec& b) {
   CHECK(same_bits(a.attrs.stddev, b.attrs.stddev));
   CHECK(a.attrs.start_dim == b.attrs.start_dim);
   CHECK(a.attrs.axis == b.attrs.axis);
+  CHECK(a.attrs.approximate == b.attrs.approximate);
+  CHECK(a.attrs.normalized_ndim == b.attrs.normalized_ndim);
+  CHECK(a.attrs.dims == b.attrs.dims);
 }
 
 void check_same_graph(const GraphSpec& a, const GraphSpec& b) {
@@ -209,10 +212,22 @@ GraphSpec every_op_graph() {
   add(make_node("th", "tanh", {"aap"}));
   add(make_node("id", "identity", {"aap"}));
   add(make_node("r", "relu", {"id"}));
-  add(make_node("sum", "add", {"sig", "th", "r"}));
+  add(make_node("swish", "silu", {"r"}));
+  add(make_node("hswish", "hardswish", {"swish"}));
+  add(make_node("hsig", "hardsigmoid", {"hswish"}));
+  n = add(make_node("gelu", "gelu", {"hsig"}));
+  n->attrs.approximate = "tanh";
+  n = add(make_node("ln", "layer_norm", {"gelu"}));
+  n->attrs.normalized_ndim = 2, n->attrs.eps = 1e-3;
+  n = add(make_node("perm", "permute", {"ln"}));
+  n->attrs.dims = {0, 1, 3, 2};
+  n = add(make_node("resh", "reshape", {"perm"}));
+  n->attrs.dims = {2, -1, 3};
+  add(make_node("sum", "add", {"sig", "th", "resh"}));
   add(make_node("diff", "sub", {"sum", "th"}));
   add(make_node("prod", "mul", {"diff", "sig"}));
-  n = add(make_node("cat", "concat", {"prod", "diff"}));
+  add(make_node("ratio", "div", {"prod", "sig"}));
+  n = add(make_node("cat", "concat", {"ratio", "diff"}));
   n->attrs.axis = -3;
   n = add(make_node("flat", "flatten", {"cat"}));
   n->attrs.start_dim = -3;
@@ -239,6 +254,7 @@ ModelSpec every_op_model() {
   m.tensors["bn.running_mean"] = tensor_of("F32", {2}, {1.0f / 3.0f, -2.5});
   m.tensors["bn.running_var"] = tensor_of("F64", {2}, {1.0 / 3.0, 0.0});
   m.tensors["bn.weight"] = tensor_of("F64", {2}, {std::numeric_limits<double>::max(), 1});
+  m.tensors["ln.weight"] = tensor_of("F64", {2, 3}, {0.5, -1, 2, 0.25, 1, 1});  // no ln.bias: 0
   m.tensors["fc.weight"] = tensor_of("F32", {3, 12}, std::vector<double>(36, 0.25));
   m.tensors["fc.bias"] = tensor_of("F64", {3}, {1e-300, -1e300, 0});
   m.tensors["empty"] = tensor_of("F32", {0, 3}, {});  // zero-size
@@ -561,9 +577,9 @@ TEST_CASE("model file: the writer refuses what the reader would refuse") {
   m.tensors["t"] = tensor_of("F33", {}, {1});
   CHECK_THROWS_WITH_AS(serialize_model(m), doctest::Contains(R"(model: tensor "t": undefined dtype "F33")"), ax::Error);
   m = every_op_model();
-  m.graph.nodes[3].op = "gelu";
-  CHECK_THROWS_WITH_AS(serialize_model(m), doctest::Contains(R"(model: node "lrelu": unknown op "gelu")"), ax::Error);
-  CHECK_THROWS_WITH_AS(graph_to_json(m.graph), doctest::Contains(R"(graph: node "lrelu": unknown op "gelu")"), ax::Error);
+  m.graph.nodes[3].op = "swish";
+  CHECK_THROWS_WITH_AS(serialize_model(m), doctest::Contains(R"(model: node "lrelu": unknown op "swish")"), ax::Error);
+  CHECK_THROWS_WITH_AS(graph_to_json(m.graph), doctest::Contains(R"(graph: node "lrelu": unknown op "swish")"), ax::Error);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -812,6 +828,14 @@ TEST_CASE("model file fault: attribute types") {
                     R"(node "n": attribute "mean" must be a number or a non-empty list of numbers, found [])");
   CHECK_GRAPH_FAULT(graph_of(json::array({node("f", "flatten", {"x"}, {{"start_dim", 1.5}})})),
                     R"(node "f": attribute "start_dim" must be a JSON integer, found 1.5)");
+  CHECK_GRAPH_FAULT(graph_of(json::array({node("g", "gelu", {"x"}, {{"approximate", 1}})})),
+                    R"(node "g": attribute "approximate" must be a string, found 1)");
+  CHECK_GRAPH_FAULT(graph_of(json::array({node("p", "permute", {"x"}, {{"dims", 0}})})),
+                    R"(node "p": attribute "dims" must be a list of integers, found 0)");
+  CHECK_GRAPH_FAULT(graph_of(json::array({node("p", "permute", {"x"}, {{"dims", {0, 1.0}}})})),
+                    R"(node "p": attribute "dims" must be a JSON integer, found 1.0)");
+  CHECK_GRAPH_FAULT(graph_of(json::array({node("r", "reshape", {"x"}, {{"shape", "3"}})})),
+                    R"(node "r": attribute "shape" must be a list of integers, found "3")");
 }
 
 TEST_CASE("model file fault: an axis that names the batch dimension, negative axes kept as written") {
@@ -835,6 +859,24 @@ TEST_CASE("model file fault: PyTorch's own constraints") {
   CHECK_GRAPH_FAULT(one("hardtanh", {{"min_val", 6}, {"max_val", 0}}),
                     R"(node "n": min_val 6 must be below max_val 0)");
   CHECK_GRAPH_FAULT(one("hardtanh", {{"max_val", -1}}), R"(node "n": min_val -1 must be below max_val -1)");
+  CHECK_GRAPH_FAULT(one("gelu", {{"approximate", "erf"}}), R"(node "n": approximate "erf" is not "none" or "tanh")");
+  CHECK_GRAPH_FAULT(one("layer_norm", {{"normalized_ndim", 0}}),
+                    R"(node "n": attribute "normalized_ndim" must be at least 1, found 0)");
+  CHECK_GRAPH_FAULT(one("layer_norm", {{"eps", -1}}), R"(node "n": attribute "eps" must not be negative, found -1)");
+  CHECK_GRAPH_FAULT(one("permute", json::object()), R"(node "n" has no "dims")");
+  CHECK_GRAPH_FAULT(one("permute", {{"dims", {1, 0, 2}}}),
+                    R"(node "n": dims [1, 0, 2] must start with 0 (the batch stays first))");
+  CHECK_GRAPH_FAULT(one("permute", {{"dims", {0, 1, 1}}}), R"(node "n": dims [0, 1, 1] is not a permutation of 0..2)");
+  CHECK_GRAPH_FAULT(one("permute", {{"dims", {0, 3, 1}}}), R"(node "n": dims [0, 3, 1] is not a permutation of 0..2)");
+  CHECK_GRAPH_FAULT(one("permute", {{"dims", {0, 1, 2, 3, 4, 5, 6}}}),
+                    R"(node "n": dims [0, 1, 2, 3, 4, 5, 6] has more than 6 entries)");
+  CHECK_GRAPH_FAULT(one("reshape", json::object()), R"(node "n" has no "shape")");
+  CHECK_GRAPH_FAULT(one("reshape", {{"shape", {-1, 2, -1}}}), R"(node "n": shape [-1, 2, -1] has more than one -1)");
+  CHECK_GRAPH_FAULT(one("reshape", {{"shape", {0, 4}}}),
+                    R"(node "n": shape [0, 4] holds 0; entries are at least 1, or -1)");
+  CHECK_GRAPH_FAULT(one("reshape", {{"shape", {1, 1, 1, 1, 1, 1}}}),
+                    R"(node "n": shape has 6 entries; at most 5 (a sample's))");
+  CHECK_NOTHROW(parse(Craft{one("reshape", {{"shape", json::array()}})}.bytes()));  // one value per sample
   CHECK_GRAPH_FAULT(
       one("maxpool2d", {{"kernel", 3}, {"padding", 2}}),
       R"(node "n": padding [2, 2] is more than half the kernel [3, 3] (PyTorch requires padding <= kernel / 2))");
@@ -947,6 +989,15 @@ TEST_CASE("model file fault: parameter shapes that need no input shape") {
   bn.tensors[1] = {"bn.running_var", "F32", {2}, f32_bytes({1, -0.5})};
   CHECK_FAULT(bn.bytes(),
               R"(node "bn": parameter "bn.running_var" holds -0.5 at flat index 1; a variance cannot be negative)");
+
+  Craft ln{graph_of(json::array({node("ln", "layer_norm", {"x"}, {{"normalized_ndim", 2}})}))};
+  ln.tensor("ln.weight", "F32", {6}, std::string(24, '\0'));
+  CHECK_FAULT(ln.bytes(), R"(node "ln": parameter "ln.weight" has shape [6]; expected rank 2 (normalized_ndim))");
+  ln.tensors[0] = {"ln.weight", "F32", {2, 3}, std::string(24, '\0')};
+  ln.tensor("ln.bias", "F32", {3, 2}, std::string(24, '\0'));
+  CHECK_FAULT(ln.bytes(), R"(node "ln": parameter "ln.bias" has shape [3, 2]; expected [2, 3] (the shape of "ln.weight"))");
+  ln.tensors[1] = {"ln.bias", "F32", {2, 3}, std::string(24, '\0')};
+  CHECK_NOTHROW(parse(ln.bytes()));
 }
 
 TEST_CASE("model file fault: messages stay on one line and name the file") {

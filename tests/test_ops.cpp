@@ -222,8 +222,10 @@ TEST_CASE("mismatched shapes are refused with the op and the shapes named") {
   const Var<double> a = tape.input(zeros<double>({2, 3}));
   const Var<double> b = tape.input(zeros<double>({3, 2}));
   const std::size_t before = tape.size();
-  CHECK_THROWS_WITH_AS(a + b, "node 2 (add): input shapes [2, 3] and [3, 2] differ (elementwise ops do not broadcast)",
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      a + b,
+      "node 2 (add): input shapes [2, 3] and [3, 2] do not broadcast (NumPy rules: aligned at the last dimension, sizes equal or 1)",
+      Error);
   CHECK(tape.size() == before);  // the failed node is not kept
   CHECK_THROWS_WITH_AS(matmul(a, a), doctest::Contains("cannot multiply shapes [2, 3] and [2, 3]"), Error);
   CHECK_THROWS_WITH_AS(linear(a, b), doctest::Contains("does not fit weight [3, 2]"), Error);

@@ -18,7 +18,8 @@ using namespace ax;
 namespace {
 
 // An example of each single-input, parameter-free model-file op, its attributes away from the
-// defaults where that shows more (a test below insists that every such op has one).
+// defaults where that shows more (a test below insists that every such op has one), and of
+// layer_norm without its optional parameters.
 std::vector<nn::NodeSpec> unary_examples() {
   std::vector<nn::NodeSpec> nodes;
   auto add = [&](const std::string& op) -> Attrs& {
@@ -29,10 +30,18 @@ std::vector<nn::NodeSpec> unary_examples() {
   add("leaky_relu").negative_slope = 0.2;
   Attrs& clamp = add("hardtanh");
   clamp.min_val = -0.5, clamp.max_val = 1.25;
+  add("hardsigmoid");  // kinks at -3 and 3: the lines below run through [-4, 4]
+  add("hardswish");
+  add("silu");
+  add("gelu");
+  add("gelu").approximate = "tanh";
   add("sigmoid");
   add("tanh");
   add("identity");
   add("flatten");
+  add("reshape").dims = {5, -1};
+  add("permute").dims = {0, 2, 3, 1};
+  add("layer_norm").normalized_ndim = 2;  // its optional weight and bias left out
   Attrs& max = add("maxpool2d");
   max.kernel = 3, max.stride = 2, max.padding = 1;
   Attrs& avg = add("avgpool2d");
@@ -69,9 +78,10 @@ double second_difference(const double* left, const double* mid, const double* ri
 TEST_CASE("registry: names are unique, the model file's ops are found, code-only ops are not") {
   std::set<std::string> names;
   for (const ops::OpInfo& op : ops::registry()) CHECK(names.insert(op.name).second);
-  for (const char* name : {"conv2d", "linear", "relu", "maxpool2d", "flatten", "identity", "add", "concat"})
+  for (const char* name : {"conv2d", "linear", "relu", "maxpool2d", "flatten", "identity", "add", "concat", "reshape",
+                           "permute", "layer_norm", "gelu", "div"})
     CHECK(ops::find_file_op(name) != nullptr);
-  for (const char* name : {"affine", "exp", "log", "matmul", "sum", "mean", "reshape", "div"}) {
+  for (const char* name : {"affine", "exp", "log", "matmul", "sum", "mean"}) {
     CHECK(ops::find_op(name) != nullptr);
     CHECK(ops::find_file_op(name) == nullptr);
   }
@@ -103,7 +113,7 @@ TEST_CASE("registry: each op bends as its descriptor says, along a line") {
     const nn::Network<double> net(model, tape, options);
 
     const Shape sample{2, 5, 6};
-    const Tensor<double> x0 = test::uniform(sample, -2, 2, rng), x1 = test::uniform(sample, -2, 2, rng);
+    const Tensor<double> x0 = test::uniform(sample, -4, 4, rng), x1 = test::uniform(sample, -4, 4, rng);
     Tensor<double> path(Shape{points, 2, 5, 6});
     const std::size_t width = x0.size();
     // [points, sample]

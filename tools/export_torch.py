@@ -14,17 +14,27 @@ The model is traced with torch.fx (symbolic_trace) and each traced call becomes 
     nn.Conv2d -> conv2d            nn.Linear -> linear            nn.BatchNorm2d -> batchnorm2d
     nn.ReLU, F.relu, torch.relu, Tensor.relu -> relu              nn.LeakyReLU, F.leaky_relu -> leaky_relu
     nn.Sigmoid, torch.sigmoid -> sigmoid                          nn.Tanh, torch.tanh -> tanh
+    nn.Hardtanh, nn.ReLU6, F.hardtanh, F.relu6 -> hardtanh        nn.SiLU, F.silu -> silu
+    nn.Hardswish, F.hardswish -> hardswish                        nn.Hardsigmoid, F.hardsigmoid -> hardsigmoid
+    nn.GELU, F.gelu -> gelu (approximate 'none' or 'tanh')
+    nn.LayerNorm, F.layer_norm (without weight and bias) -> layer_norm (over the input's trailing dimensions)
+    Tensor.permute, torch.permute, Tensor.transpose, torch.transpose -> permute (the batch stays first)
+    Tensor.view, Tensor.reshape, torch.reshape, torch.flatten to an inner end_dim -> reshape: the
+        first entry must be -1 or x.size(0); the per-sample shape is written resolved
+    Tensor.contiguous -> identity
     nn.Identity, nn.Dropout, F.dropout (eval mode: the identity) -> identity
     nn.MaxPool2d, F.max_pool2d -> maxpool2d                       nn.AvgPool2d, F.avg_pool2d -> avgpool2d
     nn.AdaptiveAvgPool2d, F.adaptive_avg_pool2d -> adaptive_avgpool2d
-    nn.Flatten, torch.flatten, Tensor.flatten -> flatten (end_dim must be the last dimension)
-    +, torch.add -> add     -, torch.sub -> sub     *, torch.mul -> mul     torch.cat -> concat
+    nn.Flatten, torch.flatten, Tensor.flatten -> flatten (to the last dimension; else a reshape)
+    +, torch.add -> add     -, torch.sub -> sub     *, torch.mul -> mul     /, torch.div -> div
+        (operands of one rank broadcast under NumPy's rules, as squeeze-excitation's [C, 1, 1] * [C, H, W])
+    torch.cat -> concat
     nn.Softmax, F.softmax, nn.LogSoftmax, F.log_softmax (and the Tensor methods) -> softmax, log_softmax
 
 Anything the format cannot express is refused with ExportError, one line naming the module (or
 function) and the reason: string padding other than 'valid', padding modes other than zeros,
 divisor_override, pool dilation, return_indices, BatchNorm without running statistics, other
-modules and functions, constants and scalar operands, broadcasting between different shapes,
+modules and functions, constants and scalar operands, broadcasting between different ranks,
 axes that name the batch dimension, more than one input or output, non-float parameters. In-place
 variants (nn.ReLU(inplace=True), x += y) are exported as their out-of-place ops; a final check
 runs the exported graph in PyTorch (float64) against the model, which catches the case where an
@@ -134,9 +144,12 @@ def _axis(dim, rank, what, where):
 
 
 def _bind(node, signature, where):
-    """A call's arguments by name, defaults filled in (signature: a list of (name, default))."""
-    names = [name for name, _ in signature]
+    """A call's arguments by name, defaults filled in (signature: a list of (name, default)). A last
+    name "*name" takes the remaining positional arguments as a tuple (x.permute(0, 2, 1))."""
+    names = [name.lstrip("*") for name, _ in signature]
     args = node.args
+    if signature and signature[-1][0].startswith("*") and len(args) >= len(signature):
+        args = tuple(args[:len(signature) - 1]) + (tuple(args[len(signature) - 1:]),)
     if len(args) > len(signature):
         raise ExportError(f"{where}: takes at most {len(signature)} arguments, found {len(args)}")
     values = dict(zip(names, args))
@@ -145,6 +158,7 @@ def _bind(node, signature, where):
             raise ExportError(f"{where}: unexpected argument {key!r}")
         values[key] = value
     for name, default in signature:
+        name = name.lstrip("*")
         if name not in values:
             if default is _REQUIRED:
                 raise ExportError(f"{where}: missing argument {name!r}")
@@ -209,9 +223,60 @@ def _adaptive_avgpool2d(output_size, in_shape, where):
 def _flatten(start_dim, end_dim, in_shape, where):
     rank = len(in_shape)
     end = end_dim % rank if isinstance(end_dim, int) and -rank <= end_dim < rank else None
-    if end != rank - 1:
-        raise ExportError(f"{where}: end_dim={end_dim!r} cannot be expressed; flatten runs to the last dimension")
-    return "flatten", {"start_dim": _axis(start_dim, rank, "start_dim", where)}
+    start = _axis(start_dim, rank, "start_dim", where)
+    if end is None or end < start:
+        raise ExportError(f"{where}: end_dim={end_dim!r} does not fit start_dim {start_dim!r} in a rank-{rank} tensor")
+    if end != rank - 1:  # the dimensions start..end joined: a reshape
+        joined = 1
+        for d in in_shape[start:end + 1]:
+            joined *= d
+        return "reshape", {"shape": [int(d) for d in in_shape[1:start]] + [joined] + [int(d) for d in in_shape[end + 1:]]}
+    return "flatten", {"start_dim": start}
+
+
+def _reshape(shape, in_shape, out_shape, sizes, where):
+    """A reshape (view, reshape, flatten to an inner dimension) that keeps the batch first: the
+    first entry is -1 or the batch size read from the input (x.size(0)); the per-sample shape is
+    written as PyTorch computed it, with no -1 left."""
+    shape = list(shape)
+    if len(shape) == 1 and isinstance(shape[0], (list, tuple)):
+        shape = list(shape[0])
+    first = shape[0] if shape else None
+    batch = isinstance(first, torch.fx.Node) and sizes.get(first) == "batch"
+    if not batch and first != -1:
+        raise ExportError(f"{where}: the first entry of the shape must keep the batch (-1 or x.size(0)), found "
+                          f"{first!r}; a fixed batch size cannot be expressed")
+    if not batch and any(isinstance(v, int) and v == -1 for v in shape[1:]):
+        raise ExportError(f"{where}: shape {shape} infers two dimensions")
+    for v in shape[1:]:
+        if isinstance(v, torch.fx.Node) and not isinstance(sizes.get(v), int):
+            raise ExportError(f"{where}: shape entry {v.name!r} is computed at run time; only sizes of a sample can be used")
+    if out_shape[0] != in_shape[0]:
+        raise ExportError(f"{where}: the reshape from {in_shape} to {out_shape} moves values across samples")
+    return "reshape", {"shape": [int(d) for d in out_shape[1:]]}
+
+
+def _permute(dims, in_shape, where):
+    dims = list(dims)
+    if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
+        dims = list(dims[0])
+    rank = len(in_shape)
+    if len(dims) != rank or not all(isinstance(d, int) and -rank <= d < rank for d in dims):
+        raise ExportError(f"{where}: dims {dims} is not a permutation of the {rank} dimensions")
+    dims = [d % rank for d in dims]
+    if sorted(dims) != list(range(rank)):
+        raise ExportError(f"{where}: dims {dims} is not a permutation of the {rank} dimensions")
+    if dims[0] != 0:
+        raise ExportError(f"{where}: dims {dims} moves the batch dimension; it must stay first")
+    return "permute", {"dims": dims}
+
+
+def _transpose(dim0, dim1, in_shape, where):
+    rank = len(in_shape)
+    dims = list(range(rank))
+    a, b = _axis(dim0, rank, "dim0", where), _axis(dim1, rank, "dim1", where)
+    dims[a], dims[b] = dims[b], dims[a]
+    return "permute", {"dims": dims}
 
 
 def _softmax(op, dim, dtype, in_shape, where):
@@ -237,6 +302,33 @@ def _from_batchnorm2d(m, in_shape, where):
     return "batchnorm2d", {"eps": float(m.eps)}, _module_params(m, ["running_mean", "running_var", "weight", "bias"])
 
 
+def _hardtanh(min_val, max_val, where):
+    min_val, max_val = float(min_val), float(max_val)
+    if not min_val < max_val:
+        raise ExportError(f"{where}: min_val {min_val} must be below max_val {max_val}")
+    return "hardtanh", {"min_val": min_val, "max_val": max_val}
+
+
+def _gelu(approximate, where):
+    if approximate not in ("none", "tanh"):
+        raise ExportError(f"{where}: approximate={approximate!r} is not 'none' or 'tanh'")
+    return "gelu", {"approximate": approximate}
+
+
+def _layer_norm(normalized_shape, eps, in_shape, where):
+    normalized = [normalized_shape] if isinstance(normalized_shape, int) else list(normalized_shape)
+    if not normalized or len(normalized) >= len(in_shape):
+        raise ExportError(f"{where}: normalized_shape {normalized} must name some of a sample's trailing dimensions "
+                          f"(input shape {in_shape}); the batch is never normalized over")
+    if normalized != list(in_shape[len(in_shape) - len(normalized):]):
+        raise ExportError(f"{where}: normalized_shape {normalized} is not the input's trailing shape {in_shape}")
+    return "layer_norm", {"normalized_ndim": len(normalized), "eps": float(eps)}
+
+
+def _from_layer_norm(m, in_shape, where):
+    return (*_layer_norm(m.normalized_shape, m.eps, in_shape, where), _module_params(m, ["weight", "bias"]))
+
+
 _MODULES = {
     nn.Conv2d: lambda m, s, w: (*_conv2d(m, w), _module_params(m, ["weight", "bias"])),
     nn.Linear: lambda m, s, w: ("linear", {}, _module_params(m, ["weight", "bias"])),
@@ -245,6 +337,13 @@ _MODULES = {
     nn.LeakyReLU: lambda m, s, w: ("leaky_relu", {"negative_slope": float(m.negative_slope)}, {}),
     nn.Sigmoid: lambda m, s, w: ("sigmoid", {}, {}),
     nn.Tanh: lambda m, s, w: ("tanh", {}, {}),
+    nn.Hardtanh: lambda m, s, w: (*_hardtanh(m.min_val, m.max_val, w), {}),
+    nn.ReLU6: lambda m, s, w: (*_hardtanh(m.min_val, m.max_val, w), {}),
+    nn.SiLU: lambda m, s, w: ("silu", {}, {}),
+    nn.Hardswish: lambda m, s, w: ("hardswish", {}, {}),
+    nn.Hardsigmoid: lambda m, s, w: ("hardsigmoid", {}, {}),
+    nn.GELU: lambda m, s, w: (*_gelu(m.approximate, w), {}),
+    nn.LayerNorm: _from_layer_norm,
     nn.Identity: lambda m, s, w: ("identity", {}, {}),
     nn.Dropout: lambda m, s, w: ("identity", {}, {}),  # eval mode
     nn.Dropout2d: lambda m, s, w: ("identity", {}, {}),
@@ -282,6 +381,18 @@ def _dropout(a, s, w):
     return "identity", {}
 
 
+def _div(a, s, w):
+    if a["rounding_mode"] is not None:
+        raise ExportError(f"{w}: rounding_mode={a['rounding_mode']!r} cannot be expressed; only true division")
+    return "div", {}
+
+
+def _functional_layer_norm(a, s, w):
+    if a["weight"] is not None or a["bias"] is not None:
+        raise ExportError(f"{w}: weight and bias passed to F.layer_norm cannot be expressed; use nn.LayerNorm")
+    return _layer_norm(a["normalized_shape"], a["eps"], s, w)
+
+
 def _function_table():
     unary = lambda op: (_X + [("inplace", False)], lambda a, s, w: (op, {}), ["input"])
     leaky = (_X + [("negative_slope", 0.01), ("inplace", False)],
@@ -300,11 +411,26 @@ def _function_table():
     softmax = lambda op: (_SOFTMAX_SIG, lambda a, s, w: _softmax(op, a["dim"], a["dtype"], s, w), ["input"])
     binary = lambda op: (_BINARY_SIG, _binary(op), ["input", "other"])
     mul = (_X + [("other", _REQUIRED)], lambda a, s, w: ("mul", {}), ["input", "other"])
+    div = (_X + [("other", _REQUIRED), ("rounding_mode", None)], _div, ["input", "other"])
     operator_binary = lambda op: ([("input", _REQUIRED), ("other", _REQUIRED)], lambda a, s, w: (op, {}),
                                   ["input", "other"])
     dropout = (_X + [("p", 0.5), ("training", True), ("inplace", False)], _dropout, ["input"])
     cat = ([("tensors", _REQUIRED), ("dim", 0)],
            lambda a, s, w: ("concat", {"axis": _axis(a["dim"], len(s), "dim", w)}), ["tensors"])
+    hardtanh = (_X + [("min_val", -1.0), ("max_val", 1.0), ("inplace", False)],
+                lambda a, s, w: _hardtanh(a["min_val"], a["max_val"], w), ["input"])
+    relu6 = (_X + [("inplace", False)], lambda a, s, w: _hardtanh(0.0, 6.0, w), ["input"])
+    gelu = (_X + [("approximate", "none")], lambda a, s, w: _gelu(a["approximate"], w), ["input"])
+    layer_norm = (_X + [("normalized_shape", _REQUIRED), ("weight", None), ("bias", None), ("eps", 1e-5)],
+                  _functional_layer_norm, ["input"])
+    # Shapes: the converters also see the call's output shape and the size nodes (_graph_nodes).
+    reshape = lambda name: (_X + [(name, _REQUIRED)],
+                            lambda a, s, w: _reshape(a[name.lstrip("*")], s, a["_out_shape"], a["_sizes"], w),
+                            ["input"])
+    permute = lambda name: (_X + [(name, _REQUIRED)], lambda a, s, w: _permute(a[name.lstrip("*")], s, w), ["input"])
+    transpose = (_X + [("dim0", _REQUIRED), ("dim1", _REQUIRED)],
+                 lambda a, s, w: _transpose(a["dim0"], a["dim1"], s, w), ["input"])
+    contiguous = (_X + [("memory_format", torch.contiguous_format)], lambda a, s, w: ("identity", {}), ["input"])
 
     by_name = [
         ("F.relu torch.relu torch.relu_", unary("relu")), ("F.leaky_relu", leaky),
@@ -315,7 +441,12 @@ def _function_table():
         ("operator.add operator.iadd", operator_binary("add")), ("torch.add", binary("add")),
         ("operator.sub operator.isub", operator_binary("sub")), ("torch.sub", binary("sub")),
         ("operator.mul operator.imul", operator_binary("mul")), ("torch.mul", mul),
+        ("operator.truediv operator.itruediv", operator_binary("div")), ("torch.div torch.true_divide", div),
         ("torch.cat torch.concat", cat), ("F.dropout F.dropout2d", dropout),
+        ("F.hardtanh", hardtanh), ("F.relu6", relu6), ("F.silu", unary("silu")),
+        ("F.hardswish", unary("hardswish")), ("F.hardsigmoid", unary("hardsigmoid")), ("F.gelu", gelu),
+        ("F.layer_norm", layer_norm), ("torch.reshape", reshape("shape")), ("torch.permute", permute("dims")),
+        ("torch.transpose", transpose),
     ]
     namespaces = {"torch": torch, "F": F, "operator": operator}
     functions = {}
@@ -329,7 +460,9 @@ def _function_table():
         "tanh": unary("tanh"), "tanh_": unary("tanh"), "flatten": flatten,
         "softmax": softmax("softmax"), "log_softmax": softmax("log_softmax"),
         "add": binary("add"), "add_": binary("add"), "sub": binary("sub"), "sub_": binary("sub"),
-        "mul": mul, "mul_": mul,
+        "mul": mul, "mul_": mul, "div": div, "div_": div,
+        "view": reshape("*shape"), "reshape": reshape("*shape"), "permute": permute("*dims"), "transpose": transpose,
+        "contiguous": contiguous,
     }
     methods = {name: (f"Tensor.{name}", entry) for name, entry in methods.items()}
     return functions, methods
@@ -361,12 +494,25 @@ class _Names:
         return name
 
 
+def _size(node, produced):
+    """x.size(d) used in a shape: "batch" for d = 0, else the sample's fixed size along d."""
+    where = f"method Tensor.size (node {node.name!r})"
+    if len(node.args) != 2 or node.kwargs or node.args[0] not in produced:
+        raise ExportError(f"{where}: only x.size(dim) of a tensor computed from the input can be used")
+    shape = _shape(node.args[0])
+    dim = node.args[1]
+    if not isinstance(dim, int) or not -len(shape) <= dim < len(shape):
+        raise ExportError(f"{where}: dim {dim!r} is out of range for a rank-{len(shape)} tensor")
+    return "batch" if dim % len(shape) == 0 else int(shape[dim])
+
+
 def _graph_nodes(gm, model, names, first_input):
     """The format's nodes and the parameters they use, in the fx graph's (topological) order."""
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]  # one: export() checked
     modules = dict(model.named_modules())
     nodes, params = [], {}
     produced = {placeholders[0]: first_input}  # fx node -> name of the value in the format's graph
+    sizes = {}  # fx node of x.size(d) -> "batch" for d = 0, else the size (a sample's shape is fixed)
     output = None
 
     def inputs_of(values, where):
@@ -403,6 +549,9 @@ def _graph_nodes(gm, model, names, first_input):
                 raise ExportError(f"{where}: expected one tensor argument")
             op, attributes, module_params = convert(module, _shape(sources[0]), where)
             name = names.take(node.target, is_module_path=True)
+        elif node.op == "call_method" and node.target == "size":
+            sizes[node] = _size(node, produced)
+            continue
         elif node.op in ("call_function", "call_method"):
             table = _FUNCTIONS if node.op == "call_function" else _METHODS
             if node.target not in table:
@@ -417,18 +566,20 @@ def _graph_nodes(gm, model, names, first_input):
                 value = arguments[arg]
                 values.extend(value if isinstance(value, (list, tuple)) else [value])
             sources = inputs_of(values, where)
+            arguments.update(_out_shape=_shape(node), _sizes=sizes)
             op, attributes = convert(arguments, _shape(sources[0]), where)
             module_params = {}
             name = names.take(node.name, is_module_path=False)
         else:
             raise ExportError(f"unsupported fx node {node.op} {node.target!r}")
 
-        if op in ("add", "sub", "mul", "concat"):
-            shapes = [_shape(s)[1:] for s in sources]  # per sample
-            if op != "concat" and any(s != shapes[0] for s in shapes):
-                raise ExportError(f"{where}: operands of shapes {shapes} differ; the format's {op} does not broadcast")
-            if op == "concat" and len(sources) < 2:
-                op, attributes = "identity", {}  # cat of one tensor is that tensor
+        if op in ("add", "sub", "mul", "div"):
+            shapes = [_shape(s) for s in sources]
+            if any(len(s) != len(shapes[0]) for s in shapes):
+                raise ExportError(f"{where}: operands of shapes {shapes} differ in rank; the format broadcasts "
+                                  "between tensors of one rank only (the batch dimensions stay aligned)")
+        if op == "concat" and len(sources) < 2:
+            op, attributes = "identity", {}  # cat of one tensor is that tensor
         for pname, tensor in module_params.items():
             _check_float_param(f"{node.target}.{pname}", tensor, where)
             params[f"{name}.{pname}"] = tensor
@@ -488,8 +639,22 @@ def _evaluate(graph, tensors, x):
             y = a[0] - a[1]
         elif op == "mul":
             y = a[0] * a[1]
+        elif op == "div":
+            y = a[0] / a[1]
         elif op == "concat":
             y = torch.cat(a, node["axis"])
+        elif op == "hardtanh":
+            y = F.hardtanh(a[0], node["min_val"], node["max_val"])
+        elif op in ("silu", "hardswish", "hardsigmoid"):
+            y = getattr(F, op)(a[0])
+        elif op == "gelu":
+            y = F.gelu(a[0], approximate=node["approximate"])
+        elif op == "layer_norm":
+            y = F.layer_norm(a[0], a[0].shape[a[0].dim() - node["normalized_ndim"]:], p("weight"), p("bias"), node["eps"])
+        elif op == "permute":
+            y = a[0].permute(node["dims"])
+        elif op == "reshape":
+            y = a[0].reshape([a[0].shape[0]] + node["shape"])
         else:  # softmax, log_softmax
             y = getattr(torch, op)(a[0], node["axis"])
         values[node["name"]] = y

@@ -1,12 +1,17 @@
-// Elementwise ops. Inputs of a binary op have one shape (no broadcasting).
+// Elementwise ops. The inputs of a binary op broadcast under NumPy's rules (ops/broadcast.hpp);
+// with equal shapes they run the fast kernels.
 // Each op: forward y = f(x); backward gx += f'(x) gy; tangent ty = f'(x) tx.
 // `gx(i)` is null when input i takes no gradient, `tx(i)` null when its tangent is zero.
 #pragma once
 
 #include "../kernels/activation.hpp"
+#include "broadcast.hpp"
 #include "common.hpp"
 #include "kinks.hpp"
 #include "rescale.hpp"
+
+#include <cmath>
+#include <string>
 
 namespace ax::ops {
 
@@ -17,22 +22,27 @@ struct Add : OpBase {
   static constexpr Linearity linearity = Linearity::linear;
   static FileForm file_form() { return file_op({}, {}, 2, kAnyCount); }
   template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    require_equal_ranks(node);
     Var<T> sum_so_far = record<Add>({node.input(0), node.input(1)});
     for (std::size_t i = 2; i < node.inputs().size(); ++i) sum_so_far = record<Add>({sum_so_far, node.input(i)});
     return sum_so_far;
   }
-  template <class T> static Shape shape(const OpContext<T>& c) { return equal_shapes(c); }
+  template <class T> static Shape shape(const OpContext<T>& c) { return broadcast_shapes(c); }
   template <class T> static void forward(OpContext<T>& c) {
+    if (broadcasts(c)) return broadcast_forward(c, [](T a, T b) { return a + b; });
     kernels::map2(c.x(0), c.x(1), c.y(), [](T a, T b) { return a + b; });
   }
   template <class T> static void backward(OpContext<T>& c) {
+    if (broadcasts(c)) return broadcast_backward(c, one<T>, one<T>);
     for (int i = 0; i < 2; ++i)
       if (Tensor<T>* g = c.gx(i)) kernels::axpy(T(1), c.gy(), *g);
   }
   template <class T> static void tangent(OpContext<T>& c) {
+    if (broadcasts(c)) return broadcast_tangent(c, one<T>, one<T>);
     kernels::scale_or_zero(c.tx(0), T(1), c.ty());
     if (const Tensor<T>* t = c.tx(1)) kernels::axpy(T(1), *t, c.ty());
   }
+  template <class T> static T one(T, T, T) { return T(1); }
 };
 
 // y = a - b
@@ -40,16 +50,22 @@ struct Sub : OpBase {
   static constexpr const char* name = "sub";
   static constexpr Linearity linearity = Linearity::linear;
   static FileForm file_form() { return file_op({}, {}, 2, 2); }
-  template <class T> static Var<T> from_graph(GraphNode<T>& node) { return record<Sub>(node.inputs()); }
-  template <class T> static Shape shape(const OpContext<T>& c) { return equal_shapes(c); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    require_equal_ranks(node);
+    return record<Sub>(node.inputs());
+  }
+  template <class T> static Shape shape(const OpContext<T>& c) { return broadcast_shapes(c); }
   template <class T> static void forward(OpContext<T>& c) {
+    if (broadcasts(c)) return broadcast_forward(c, [](T a, T b) { return a - b; });
     kernels::map2(c.x(0), c.x(1), c.y(), [](T a, T b) { return a - b; });
   }
   template <class T> static void backward(OpContext<T>& c) {
+    if (broadcasts(c)) return broadcast_backward(c, [](T, T, T) { return T(1); }, [](T, T, T) { return T(-1); });
     if (Tensor<T>* g = c.gx(0)) kernels::axpy(T(1), c.gy(), *g);
     if (Tensor<T>* g = c.gx(1)) kernels::axpy(T(-1), c.gy(), *g);
   }
   template <class T> static void tangent(OpContext<T>& c) {
+    if (broadcasts(c)) return broadcast_tangent(c, [](T, T, T) { return T(1); }, [](T, T, T) { return T(-1); });
     kernels::scale_or_zero(c.tx(0), T(1), c.ty());
     if (const Tensor<T>* t = c.tx(1)) kernels::axpy(T(-1), *t, c.ty());
   }
@@ -60,17 +76,23 @@ struct Mul : OpBase {
   static constexpr const char* name = "mul";
   static constexpr Linearity linearity = Linearity::multilinear;
   static FileForm file_form() { return file_op({}, {}, 2, 2); }
-  template <class T> static Var<T> from_graph(GraphNode<T>& node) { return record<Mul>(node.inputs()); }
-  template <class T> static Shape shape(const OpContext<T>& c) { return equal_shapes(c); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    require_equal_ranks(node);
+    return record<Mul>(node.inputs());
+  }
+  template <class T> static Shape shape(const OpContext<T>& c) { return broadcast_shapes(c); }
   template <class T> static void forward(OpContext<T>& c) {
+    if (broadcasts(c)) return broadcast_forward(c, [](T a, T b) { return a * b; });
     kernels::map2(c.x(0), c.x(1), c.y(), [](T a, T b) { return a * b; });
   }
   template <class T> static void backward(OpContext<T>& c) {  // ga += gy b, gb += gy a
+    if (broadcasts(c)) return broadcast_backward(c, [](T, T b, T) { return b; }, [](T a, T, T) { return a; });
     auto times = [](T other, T gy) { return other * gy; };
     if (Tensor<T>* g = c.gx(0)) kernels::accumulate(c.x(1), c.gy(), *g, times);
     if (Tensor<T>* g = c.gx(1)) kernels::accumulate(c.x(0), c.gy(), *g, times);
   }
   template <class T> static void tangent(OpContext<T>& c) {  // ty = ta b + a tb
+    if (broadcasts(c)) return broadcast_tangent(c, [](T, T b, T) { return b; }, [](T a, T, T) { return a; });
     c.ty().fill(T(0));
     auto times = [](T other, T t) { return other * t; };
     if (const Tensor<T>* t = c.tx(0)) kernels::accumulate(c.x(1), *t, c.ty(), times);
@@ -82,16 +104,24 @@ struct Mul : OpBase {
 struct Div : OpBase {
   static constexpr const char* name = "div";
   static constexpr Linearity linearity = Linearity::linear_in_first;
-  template <class T> static Shape shape(const OpContext<T>& c) { return equal_shapes(c); }
+  static FileForm file_form() { return file_op({}, {}, 2, 2); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    require_equal_ranks(node);
+    return record<Div>(node.inputs());
+  }
+  template <class T> static Shape shape(const OpContext<T>& c) { return broadcast_shapes(c); }
   template <class T> static void forward(OpContext<T>& c) {
+    if (broadcasts(c)) return broadcast_forward(c, [](T a, T b) { return a / b; });
     kernels::map2(c.x(0), c.x(1), c.y(), [](T a, T b) { return a / b; });
   }
   template <class T> static void backward(OpContext<T>& c) {  // ga += gy / b, gb -= gy y / b
+    if (broadcasts(c)) return broadcast_backward(c, [](T, T b, T) { return T(1) / b; }, [](T, T b, T y) { return -y / b; });
     if (Tensor<T>* g = c.gx(0)) kernels::accumulate(c.x(1), c.gy(), *g, [](T b, T gy) { return gy / b; });
     if (Tensor<T>* g = c.gx(1))
       kernels::accumulate3(c.gy(), c.y(), c.x(1), *g, [](T gy, T y, T b) { return -gy * y / b; });
   }
   template <class T> static void tangent(OpContext<T>& c) {  // ty = (ta - y tb) / b
+    if (broadcasts(c)) return broadcast_tangent(c, [](T, T b, T) { return T(1) / b; }, [](T, T b, T y) { return -y / b; });
     kernels::scale_or_zero(c.tx(0), T(1), c.ty());
     if (const Tensor<T>* t = c.tx(1)) kernels::accumulate(c.y(), *t, c.ty(), [](T y, T tb) { return -y * tb; });
     kernels::map2(c.ty(), c.x(1), c.ty(), [](T t, T b) { return t / b; });
@@ -270,12 +300,129 @@ struct Hardtanh : OpBase {
     level_crossings(z0, z1, numel(in) / in[0], a.min_val, roots);
     level_crossings(z0, z1, numel(in) / in[0], a.max_val, roots);
   }
+  template <class T> static void rescale(OpContext<T>& c) {
+    const T lo = T(c.attrs().min_val), hi = T(c.attrs().max_val);
+    rescale_elementwise(c, [lo, hi](T x, T) { return lo < x && x < hi ? T(1) : T(0); });
+  }
 
   // PyTorch's own constraint.
   static void check_bounds(const Attrs& a) {
     if (!(a.min_val < a.max_val))
       throw Error("min_val " + number_string(a.min_val) + " must be below max_val " + number_string(a.max_val));
   }
+};
+
+// y = x sigmoid(x), as torch.nn.SiLU; y' = s (1 + x (1 - s)) with s = sigmoid(x)
+struct SiluFn {
+  static constexpr const char* name = "silu";
+  static constexpr bool in_file = true;
+  template <class T> static T value(T x) { return x * SigmoidFn::value(x); }
+  template <class T> static T slope(T x, T) {
+    const T s = SigmoidFn::value(x);
+    return s * (T(1) + x * (T(1) - s));
+  }
+};
+using Silu = Unary<SiluFn>;
+
+// y = x min(max(x + 3, 0), 6) / 6, as torch.nn.Hardswish: 0 below -3, x above 3, x (x + 3) / 6
+// between. Quadratic between its kinks, so smooth for exact IG. y' is PyTorch's: 0 for x < -3,
+// (2x + 3) / 6 for -3 <= x <= 3 (both ends included), 1 above.
+struct HardswishFn {
+  static constexpr const char* name = "hardswish";
+  static constexpr bool in_file = true;
+  template <class T> static T value(T x) { return x < T(-3) ? T(0) : x > T(3) ? x : x * (x + T(3)) / T(6); }
+  template <class T> static T slope(T x, T) { return x < T(-3) ? T(0) : x <= T(3) ? (T(2) * x + T(3)) / T(6) : T(1); }
+};
+using Hardswish = Unary<HardswishFn>;
+
+// y = min(max(x + 3, 0), 6) / 6, as torch.nn.Hardsigmoid. y' = 1/6 strictly between -3 and 3,
+// else 0: at both kinks the slope is 0, as in PyTorch.
+struct Hardsigmoid : OpBase {
+  static constexpr const char* name = "hardsigmoid";
+  static constexpr Linearity linearity = Linearity::piecewise_linear;  // two kinks, at -3 and 3
+  static FileForm file_form() { return file_op(); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) { return record<Hardsigmoid>({node.input()}); }
+  template <class T> static Shape shape(const OpContext<T>& c) { return same_shape(c); }
+  template <class T> static void forward(OpContext<T>& c) {
+    kernels::map(c.x(0), c.y(), [](T x) { return x <= T(-3) ? T(0) : x >= T(3) ? T(1) : x / T(6) + T(0.5); });
+  }
+  template <class T> static void backward(OpContext<T>& c) {
+    kernels::accumulate(c.x(0), c.gy(), *c.gx(0), [](T x, T gy) { return inside(x) ? gy / T(6) : T(0); });
+  }
+  template <class T> static void tangent(OpContext<T>& c) {
+    kernels::map2(c.x(0), *c.tx(0), c.ty(), [](T x, T tx) { return inside(x) ? tx / T(6) : T(0); });
+  }
+  template <class T>
+  static void switches(const Attrs&, const Shape& in, const Shape&, const T* z0, const T* z1, std::vector<double>& roots) {
+    level_crossings(z0, z1, numel(in) / in[0], -3.0, roots);
+    level_crossings(z0, z1, numel(in) / in[0], 3.0, roots);
+  }
+  template <class T> static void rescale(OpContext<T>& c) {
+    rescale_elementwise(c, [](T x, T) { return inside(x) ? T(1) / T(6) : T(0); });
+  }
+
+ private:
+  template <class T> static bool inside(T x) { return T(-3) < x && x < T(3); }
+};
+
+// y = x Phi(x), as torch.nn.GELU: Phi is the normal distribution function, with
+// attrs.approximate "none" (erf: Phi(x) = (1 + erf(x / sqrt 2)) / 2, Phi' = phi the density) or
+// "tanh" (Phi(x) ~ (1 + tanh(u)) / 2, u = sqrt(2 / pi) (x + 0.044715 x^3)). y' = Phi + x Phi'.
+struct Gelu : OpBase {
+  static constexpr const char* name = "gelu";
+  static FileForm file_form() { return file_op({{"approximate", &Attrs::approximate}}); }
+  static void finish(Attrs& a, const AttributeNames&) { check_approximate(a); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) { return record<Gelu>({node.input()}, node.attrs()); }
+
+  template <class T> static Shape shape(const OpContext<T>& c) {
+    try {
+      check_approximate(c.attrs());
+    } catch (const Error& e) {
+      c.fail(e.what());
+    }
+    return same_shape(c);
+  }
+  template <class T> static void forward(OpContext<T>& c) {
+    if (uses_tanh(c)) kernels::map(c.x(0), c.y(), [](T x) { return x * TanhForm::cdf(x); });
+    else kernels::map(c.x(0), c.y(), [](T x) { return x * ErfForm::cdf(x); });
+  }
+  template <class T> static void backward(OpContext<T>& c) {
+    if (uses_tanh(c)) kernels::accumulate(c.x(0), c.gy(), *c.gx(0), [](T x, T gy) { return slope<TanhForm>(x) * gy; });
+    else kernels::accumulate(c.x(0), c.gy(), *c.gx(0), [](T x, T gy) { return slope<ErfForm>(x) * gy; });
+  }
+  template <class T> static void tangent(OpContext<T>& c) {
+    if (uses_tanh(c)) kernels::map2(c.x(0), *c.tx(0), c.ty(), [](T x, T tx) { return slope<TanhForm>(x) * tx; });
+    else kernels::map2(c.x(0), *c.tx(0), c.ty(), [](T x, T tx) { return slope<ErfForm>(x) * tx; });
+  }
+  template <class T> static void rescale(OpContext<T>& c) {
+    if (uses_tanh(c)) rescale_elementwise(c, [](T x, T) { return slope<TanhForm>(x); });
+    else rescale_elementwise(c, [](T x, T) { return slope<ErfForm>(x); });
+  }
+
+  // PyTorch's two forms.
+  static void check_approximate(const Attrs& a) {
+    if (a.approximate != "none" && a.approximate != "tanh")
+      throw Error("approximate \"" + a.approximate + "\" is not \"none\" or \"tanh\"");
+  }
+
+ private:
+  static constexpr double kSqrtHalf = 0.70710678118654752440;     // 1 / sqrt(2)
+  static constexpr double kInvSqrt2Pi = 0.39894228040143267794;   // 1 / sqrt(2 pi), the density at 0
+  static constexpr double kSqrt2OverPi = 0.79788456080286535588;  // sqrt(2 / pi)
+  struct ErfForm {
+    template <class T> static T cdf(T x) { return T(0.5) * (T(1) + std::erf(x * T(kSqrtHalf))); }
+    template <class T> static T cdf_slope(T x) { return T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x); }
+  };
+  struct TanhForm {
+    template <class T> static T u(T x) { return T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x); }
+    template <class T> static T cdf(T x) { return T(0.5) * (T(1) + std::tanh(u(x))); }
+    template <class T> static T cdf_slope(T x) {
+      const T t = std::tanh(u(x));
+      return T(0.5) * (T(1) - t * t) * T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * x * x);
+    }
+  };
+  template <class Form, class T> static T slope(T x) { return Form::cdf(x) + x * Form::cdf_slope(x); }
+  template <class T> static bool uses_tanh(const OpContext<T>& c) { return c.attrs().approximate == "tanh"; }
 };
 
 // y = x: a model-file op that records nothing (its node is its input's).
@@ -287,8 +434,8 @@ struct Identity : OpBase {
   template <class T> static Var<T> from_graph(GraphNode<T>& node) { return node.input(); }
 };
 
-using ElementwiseOps =
-    OpList<Add, Sub, Mul, Div, Affine, Exp, Log, Sigmoid, Tanh, Relu, LeakyRelu, Hardtanh, Identity>;
+using ElementwiseOps = OpList<Add, Sub, Mul, Div, Affine, Exp, Log, Sigmoid, Tanh, Relu, LeakyRelu, Hardtanh, Silu,
+                              Hardswish, Hardsigmoid, Gelu, Identity>;
 
 }  // namespace ax::ops
 
@@ -338,5 +485,17 @@ template <class T> Var<T> hardtanh(Var<T> x, double min_val = -1, double max_val
   return ops::record<ops::Hardtanh>({x}, attrs);
 }
 template <class T> Var<T> relu6(Var<T> x) { return hardtanh(x, 0, 6); }
+// x sigmoid(x) (swish)
+template <class T> Var<T> silu(Var<T> x) { return ops::record<ops::Silu>({x}); }
+// x hardsigmoid(x); its slope at -3 is -1/2 and at 3 is 3/2, as PyTorch's
+template <class T> Var<T> hardswish(Var<T> x) { return ops::record<ops::Hardswish>({x}); }
+// min(max(x + 3, 0), 6) / 6; the slope at both kinks is 0
+template <class T> Var<T> hardsigmoid(Var<T> x) { return ops::record<ops::Hardsigmoid>({x}); }
+// x Phi(x); approximate is "none" (erf) or "tanh"
+template <class T> Var<T> gelu(Var<T> x, const std::string& approximate = "none") {
+  Attrs attrs;
+  attrs.approximate = approximate;
+  return ops::record<ops::Gelu>({x}, attrs);
+}
 
 }  // namespace ax

@@ -1,5 +1,6 @@
-// Per-channel affine maps on dimension 1: batchnorm2d in its inference form, and normalize.
-// Both are cheap, memory-bound maps over [N, C, plane]; batchnorm2d's run in kernels/channel.
+// Normalizations: the per-channel affine maps on dimension 1 (batchnorm2d in its inference form,
+// and normalize), cheap, memory-bound maps over [N, C, plane] (batchnorm2d's run in
+// kernels/channel); and layer_norm, over each sample's trailing dimensions.
 #pragma once
 
 #include "common.hpp"
@@ -220,7 +221,165 @@ struct Normalize : OpBase {
   }
 };
 
-using NormOps = OpList<BatchNorm2d, Normalize>;
+// y = (x - mean) / sqrt(var + eps) * weight + bias, as torch.nn.LayerNorm: mean and (biased)
+// variance over the last attrs.normalized_ndim dimensions, weight and bias of those dimensions
+// (3 inputs; otherwise 1 and 0). Seen as rows [M, D], D the normalized elements: with
+// r = 1 / sqrt(var + eps), xhat = (x - mean) r, and means over a row,
+//   gx += r (g - mean(g) - xhat mean(g xhat)),  g = gy w     gw += sum over rows gy xhat
+//   gb += sum over rows gy
+//   ty = r (tx - mean(tx) - xhat mean(tx xhat)) w + xhat tw + tb
+struct LayerNorm : OpBase {
+  static constexpr const char* name = "layer_norm";
+  static FileForm file_form() {
+    return file_op({{"normalized_ndim", &Attrs::normalized_ndim, Allowed::positive},
+                    {"eps", &Attrs::eps, Allowed::non_negative}},
+                   {{"weight", false}, {"bias", false}});
+  }
+  static void check_parameters(const FileParameters& p) {
+    const std::size_t rank = static_cast<std::size_t>(p.attrs->normalized_ndim);
+    for (const char* param : {"weight", "bias"})
+      if (p.has(param) && p.shape(param).size() != rank)
+        throw Error("parameter " + p.quoted(param) + " has shape " + dims_string(p.shape(param)) + "; expected rank " +
+                    std::to_string(rank) + " (normalized_ndim)");
+    if (p.has("weight") && p.has("bias") && p.shape("weight") != p.shape("bias"))
+      throw Error("parameter " + p.quoted("bias") + " has shape " + dims_string(p.shape("bias")) + "; expected " +
+                  dims_string(p.shape("weight")) + " (the shape of " + p.quoted("weight") + ")");
+  }
+  // Without weight and bias in the file: LayerNorm(elementwise_affine=False), weight 1 and bias 0.
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    const Shape& x = node.input_shape();
+    const std::size_t nd = static_cast<std::size_t>(node.attrs().normalized_ndim);
+    if (nd >= x.size())
+      node.fail("normalized_ndim " + std::to_string(nd) + " needs an input of rank above " + std::to_string(nd) +
+                " (the batch is never normalized over), got shape " + to_string(x));
+    const Shape trailing(x.end() - static_cast<std::ptrdiff_t>(nd), x.end());
+    std::vector<Var<T>> inputs{node.input()};
+    if (node.has("weight") || node.has("bias")) {
+      inputs.push_back(node.has("weight") ? node.parameter("weight", trailing) : node.constant("weight", full<T>(trailing, T(1))));
+      inputs.push_back(node.has("bias") ? node.parameter("bias", trailing) : node.constant("bias", zeros<T>(trailing)));
+    }
+    return record<LayerNorm>(inputs, node.attrs());
+  }
+
+  template <class T> static Shape shape(const OpContext<T>& c) {
+    const Shape& x = c.x(0).shape();
+    const std::int64_t nd = c.attrs().normalized_ndim;
+    if (nd < 1 || nd >= static_cast<std::int64_t>(x.size()))
+      c.fail("normalized_ndim " + std::to_string(nd) + " must be at least 1 and below the rank of " + to_string(x));
+    if (c.arity() != 1 && c.arity() != 3) c.fail("takes x, or x, weight and bias");
+    const Shape trailing(x.end() - nd, x.end());
+    for (int i = 1; i < c.arity(); ++i)
+      if (c.x(i).shape() != trailing)
+        c.fail(std::string(i == 1 ? "weight" : "bias") + " has shape " + to_string(c.x(i).shape()) + ", expected " +
+               to_string(trailing) + " (the normalized dimensions)");
+    if (!(c.attrs().eps >= 0)) c.fail("eps " + number_string(c.attrs().eps) + " must not be negative");
+    return x;
+  }
+
+  template <class T> static void forward(OpContext<T>& c) {
+    const Rows<T> rows(c);
+    const T* x = c.x(0).data();
+    T* y = c.y().data();
+    // [M, D]
+    for (std::size_t m = 0; m < rows.M; ++m)
+      for (std::size_t j = 0; j < rows.D; ++j) y[m * rows.D + j] = rows.xhat(x, m, j) * rows.weight(j) + rows.bias(j);
+  }
+
+  template <class T> static void backward(OpContext<T>& c) {
+    const Rows<T> rows(c);
+    const T* x = c.x(0).data();
+    const T* gy = c.gy().data();
+    Tensor<T>* gx = c.gx(0);
+    Tensor<T>* gw = c.arity() == 3 ? c.gx(1) : nullptr;
+    Tensor<T>* gb = c.arity() == 3 ? c.gx(2) : nullptr;
+    const T inv_d = T(1) / T(rows.D);
+    // [M, D]
+    for (std::size_t m = 0; m < rows.M; ++m) {
+      const T* gy_row = gy + m * rows.D;
+      if (gx) {
+        T mean_g = 0, mean_g_xhat = 0;
+        for (std::size_t j = 0; j < rows.D; ++j) {
+          const T g = gy_row[j] * rows.weight(j);
+          mean_g += g * inv_d;
+          mean_g_xhat += g * rows.xhat(x, m, j) * inv_d;
+        }
+        T* gx_row = gx->data() + m * rows.D;
+        for (std::size_t j = 0; j < rows.D; ++j)
+          gx_row[j] += rows.rstd(m) * (gy_row[j] * rows.weight(j) - mean_g - rows.xhat(x, m, j) * mean_g_xhat);
+      }
+      for (std::size_t j = 0; j < rows.D; ++j) {
+        if (gw) gw->data()[j] += gy_row[j] * rows.xhat(x, m, j);
+        if (gb) gb->data()[j] += gy_row[j];
+      }
+    }
+  }
+
+  template <class T> static void tangent(OpContext<T>& c) {
+    const Rows<T> rows(c);
+    const T* x = c.x(0).data();
+    const Tensor<T>* tx = c.tx(0);
+    const Tensor<T>* tw = c.arity() == 3 ? c.tx(1) : nullptr;
+    const Tensor<T>* tb = c.arity() == 3 ? c.tx(2) : nullptr;
+    const T inv_d = T(1) / T(rows.D);
+    T* ty = c.ty().data();
+    // [M, D]
+    for (std::size_t m = 0; m < rows.M; ++m) {
+      T* ty_row = ty + m * rows.D;
+      std::fill(ty_row, ty_row + rows.D, T(0));
+      if (tx) {
+        const T* t = tx->data() + m * rows.D;
+        T mean_t = 0, mean_t_xhat = 0;
+        for (std::size_t j = 0; j < rows.D; ++j) {
+          mean_t += t[j] * inv_d;
+          mean_t_xhat += t[j] * rows.xhat(x, m, j) * inv_d;
+        }
+        for (std::size_t j = 0; j < rows.D; ++j)
+          ty_row[j] = rows.rstd(m) * (t[j] - mean_t - rows.xhat(x, m, j) * mean_t_xhat) * rows.weight(j);
+      }
+      for (std::size_t j = 0; j < rows.D; ++j) {
+        if (tw) ty_row[j] += rows.xhat(x, m, j) * tw->data()[j];
+        if (tb) ty_row[j] += tb->data()[j];
+      }
+    }
+  }
+
+ private:
+  // x as rows [M, D] with each row's mean and 1 / sqrt(var + eps), computed into the node's aux
+  // buffer ([2 M]) by every pass, and weight 1 and bias 0 when they are absent.
+  template <class T> struct Rows {
+    std::size_t M, D;
+    const T *w, *b, *stats;
+    explicit Rows(OpContext<T>& c) {
+      const Shape& x = c.x(0).shape();
+      D = 1;
+      for (std::size_t d = x.size() - static_cast<std::size_t>(c.attrs().normalized_ndim); d < x.size(); ++d) D *= x[d];
+      M = D == 0 ? 0 : numel(x) / D;
+      w = c.arity() == 3 ? c.x(1).data() : nullptr;
+      b = c.arity() == 3 ? c.x(2).data() : nullptr;
+      if (c.aux().size() < 2 * M) c.aux().resize(Shape{2 * M});
+      T* s = c.aux().data();
+      const T* data = c.x(0).data();
+      // [M, D]: the mean, then the mean square deviation, in two passes over the row
+      for (std::size_t m = 0; m < M; ++m) {
+        const T* row = data + m * D;
+        T mean = 0, var = 0;
+        for (std::size_t j = 0; j < D; ++j) mean += row[j];
+        mean /= T(D);
+        for (std::size_t j = 0; j < D; ++j) var += (row[j] - mean) * (row[j] - mean);
+        var /= T(D);
+        s[2 * m] = mean;
+        s[2 * m + 1] = T(1) / std::sqrt(var + T(c.attrs().eps));
+      }
+      stats = s;
+    }
+    T rstd(std::size_t m) const { return stats[2 * m + 1]; }
+    T xhat(const T* x, std::size_t m, std::size_t j) const { return (x[m * D + j] - stats[2 * m]) * stats[2 * m + 1]; }
+    T weight(std::size_t j) const { return w ? w[j] : T(1); }
+    T bias(std::size_t j) const { return b ? b[j] : T(0); }
+  };
+};
+
+using NormOps = OpList<BatchNorm2d, Normalize, LayerNorm>;
 
 }  // namespace ax::ops
 
@@ -247,6 +406,21 @@ template <class T> Var<T> normalize(Var<T> x, const std::vector<double>& mean, c
   attrs.mean = mean;
   attrs.stddev = stddev;
   return ops::record<ops::Normalize>({x}, attrs);
+}
+
+// LayerNorm over the last `normalized_ndim` dimensions, without weight and bias.
+template <class T> Var<T> layer_norm(Var<T> x, int normalized_ndim, double eps = 1e-5) {
+  Attrs attrs;
+  attrs.normalized_ndim = normalized_ndim;
+  attrs.eps = eps;
+  return ops::record<ops::LayerNorm>({x}, attrs);
+}
+// LayerNorm over the last dimensions, as many as weight has; bias has weight's shape.
+template <class T> Var<T> layer_norm(Var<T> x, Var<T> weight, Var<T> bias, double eps = 1e-5) {
+  Attrs attrs;
+  attrs.normalized_ndim = static_cast<std::int64_t>(weight.tape->value(weight).dimension());
+  attrs.eps = eps;
+  return ops::record<ops::LayerNorm>({x, weight, bias}, attrs);
 }
 
 }  // namespace ax

@@ -16,9 +16,11 @@
 
 namespace ax::ops {
 
-// Where an attribute lives in Attrs; its type is the field's.
+// Where an attribute lives in Attrs; its type is the field's. A string's allowed values are the
+// op's to check (in its finish); a list of integers (`dims`) is read as written.
+using Dims = decltype(Attrs::dims);
 using AttrField = std::variant<Pair2d Attrs::*, std::int64_t Attrs::*, double Attrs::*, bool Attrs::*,
-                               std::vector<double> Attrs::*>;
+                               std::vector<double> Attrs::*, std::string Attrs::*, Dims Attrs::*>;
 
 // The values an attribute may take besides its type's (numbers are always finite).
 enum class Allowed : std::uint8_t {

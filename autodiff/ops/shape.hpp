@@ -1,18 +1,37 @@
-// Ops that move values without changing them: reshape (flatten is a reshape) and concat.
+// Ops that move values without changing them: reshape (flatten is a reshape), permute and concat.
 #pragma once
 
 #include "common.hpp"
 
 #include <algorithm>
+#include <string>
+#include <vector>
 
 namespace ax::ops {
 
+// "[0, 2, 1]": a list of dims as messages show it.
+inline std::string dims_text(const Dims& dims) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < dims.size(); ++i) out += (i ? ", " : "") + std::to_string(dims[i]);
+  return out + "]";
+}
+
 // y = x with the per-sample shape attrs.dims: the leading (batch) dimension is kept, so a tape
-// replayed with another batch size still fits. One entry of dims may be -1 (inferred).
+// replayed with another batch size still fits. One entry of dims may be -1 (inferred). In a
+// model file the attribute is `shape` (torch.reshape's, without the batch).
 struct Reshape : OpBase {
   static constexpr const char* name = "reshape";
   static constexpr Linearity linearity = Linearity::linear;
   static constexpr bool positively_homogeneous = true;
+  static FileForm file_form() { return file_op({{"shape", &Attrs::dims, Allowed::any, true}}); }
+  static void finish(Attrs& a, const AttributeNames&) {
+    if (a.dims.size() > 5) throw Error("shape has " + std::to_string(a.dims.size()) + " entries; at most 5 (a sample's)");
+    const auto inferred = std::count(a.dims.begin(), a.dims.end(), -1L);
+    for (long v : a.dims)
+      if (v < 1 && v != -1) throw Error("shape " + dims_text(a.dims) + " holds " + std::to_string(v) + "; entries are at least 1, or -1");
+    if (inferred > 1) throw Error("shape " + dims_text(a.dims) + " has more than one -1");
+  }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) { return record<Reshape>({node.input()}, node.attrs()); }
   template <class T> static Shape shape(const OpContext<T>& c) {
     const Shape& x = c.x(0).shape();
     if (x.empty()) c.fail("cannot reshape a scalar: the leading dimension is the batch");
@@ -40,6 +59,90 @@ struct Reshape : OpBase {
   template <class T> static void forward(OpContext<T>& c) { std::copy(c.x(0).begin(), c.x(0).end(), c.y().data()); }
   template <class T> static void backward(OpContext<T>& c) { kernels::axpy(T(1), c.gy(), *c.gx(0)); }
   template <class T> static void tangent(OpContext<T>& c) { kernels::scale_or_zero(c.tx(0), T(1), c.ty()); }
+};
+
+// y = x with its dimensions reordered, as torch.permute: y's dimension d is x's attrs.dims[d].
+// dims[0] is 0, so the batch stays first. Backward and tangent move values the same way.
+struct Permute : OpBase {
+  static constexpr const char* name = "permute";
+  static constexpr Linearity linearity = Linearity::linear;
+  static constexpr bool positively_homogeneous = true;
+  static FileForm file_form() { return file_op({{"dims", &Attrs::dims, Allowed::any, true}}); }
+  static void finish(Attrs& a, const AttributeNames&) { check_dims(a.dims); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    if (node.attrs().dims.size() != node.input_shape().size())
+      node.fail("dims " + dims_text(node.attrs().dims) + " has " + std::to_string(node.attrs().dims.size()) +
+                " entries for an input of shape " + to_string(node.input_shape()) + " (the batch counted)");
+    return record<Permute>({node.input()}, node.attrs());
+  }
+
+  template <class T> static Shape shape(const OpContext<T>& c) {
+    const Dims& dims = c.attrs().dims;
+    try {
+      check_dims(dims);
+    } catch (const Error& e) {
+      c.fail(e.what());
+    }
+    const Shape& x = c.x(0).shape();
+    if (dims.size() != x.size())
+      c.fail("dims " + dims_text(dims) + " does not fit the rank of " + to_string(x));
+    Shape y;
+    for (long d : dims) y.push_back(x[static_cast<std::size_t>(d)]);
+    return y;
+  }
+  template <class T> static void forward(OpContext<T>& c) {
+    const T* x = c.x(0).data();
+    T* y = c.y().data();
+    each_source(c, [&](std::size_t out, std::size_t in) { y[out] = x[in]; });
+  }
+  template <class T> static void backward(OpContext<T>& c) {
+    const T* gy = c.gy().data();
+    T* gx = c.gx(0)->data();
+    each_source(c, [&](std::size_t out, std::size_t in) { gx[in] += gy[out]; });
+  }
+  template <class T> static void tangent(OpContext<T>& c) {
+    const T* tx = c.tx(0)->data();
+    T* ty = c.ty().data();
+    each_source(c, [&](std::size_t out, std::size_t in) { ty[out] = tx[in]; });
+  }
+
+  // A permutation of 0..n-1 (n at most 6) that keeps the batch (0) first.
+  static void check_dims(const Dims& dims) {
+    std::vector<bool> seen(dims.size(), false);
+    for (long d : dims) {
+      if (d < 0 || d >= static_cast<long>(dims.size()) || seen[static_cast<std::size_t>(d)])
+        throw Error("dims " + dims_text(dims) + " is not a permutation of 0.." + std::to_string(long(dims.size()) - 1));
+      seen[static_cast<std::size_t>(d)] = true;
+    }
+    if (dims.empty() || dims[0] != 0) throw Error("dims " + dims_text(dims) + " must start with 0 (the batch stays first)");
+    if (dims.size() > 6) throw Error("dims " + dims_text(dims) + " has more than 6 entries");
+  }
+
+ private:
+  // Calls f(flat index in y, flat index in x) for every element, y in row-major order.
+  template <class T, class F> static void each_source(const OpContext<T>& c, F f) {
+    const Shape& x = c.x(0).shape();
+    const Dims& dims = c.attrs().dims;
+    const std::size_t rank = x.size(), n = numel(x);
+    if (n == 0) return;
+    std::vector<std::size_t> x_stride(rank, 1), step(rank), extent(rank), index(rank, 0);
+    for (std::size_t d = rank - 1; d > 0; --d) x_stride[d - 1] = x_stride[d] * x[d];
+    for (std::size_t d = 0; d < rank; ++d) {  // y's dimension d walks x's dimension dims[d]
+      step[d] = x_stride[static_cast<std::size_t>(dims[d])];
+      extent[d] = x[static_cast<std::size_t>(dims[d])];
+    }
+    // y's elements in order; `in` follows y's multi-index through x's strides (an odometer)
+    std::size_t in = 0;
+    for (std::size_t out = 0; out < n; ++out) {
+      f(out, in);
+      for (std::size_t d = rank; d-- > 0;) {
+        in += step[d];
+        if (++index[d] < extent[d]) break;
+        in -= step[d] * extent[d];
+        index[d] = 0;
+      }
+    }
+  }
 };
 
 // Dimensions start_dim.. joined into one, as torch.nn.Flatten: a model-file op recorded as a reshape.
@@ -129,7 +232,7 @@ struct Concat : OpBase {
   }
 };
 
-using ShapeOps = OpList<Reshape, Flatten, Concat>;
+using ShapeOps = OpList<Reshape, Permute, Flatten, Concat>;
 
 }  // namespace ax::ops
 
@@ -149,6 +252,13 @@ template <class T> Var<T> flatten(Var<T> x, int start_dim = 1) {
   const int start = ops::resolve_axis(x, start_dim, "flatten");
   if (start == 0) throw Error("flatten: start_dim 0 would merge the batch dimension");
   return ops::Flatten::flatten_from(x, start);
+}
+
+// The dimensions reordered, as torch.permute: y's dimension d is x's dims[d]; dims[0] must be 0.
+template <class T> Var<T> permute(Var<T> x, const std::vector<long>& dims) {
+  Attrs attrs;
+  attrs.dims.assign(dims.begin(), dims.end());
+  return ops::record<ops::Permute>({x}, attrs);
 }
 
 template <class T> Var<T> concat(const std::vector<Var<T>>& xs, int axis) {

@@ -1,0 +1,180 @@
+// The ops added for the torchvision families (silu, hardswish, hardsigmoid, gelu, layer_norm,
+// permute): gradchecked in float64 like every op (backward, tangent and the dot test), values
+// and slopes at chosen points against PyTorch's (torch 1.13, float64), kinks pinned.
+#include "autodiff/ops.hpp"
+#include "gradcheck_support.hpp"
+#include "support.hpp"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+
+using namespace ax;
+using ax::test::away_from_zero;
+using ax::test::uniform;
+using test::Vars;
+
+namespace {
+
+void check(const GradcheckFunction& f, const std::vector<Tensor<double>>& inputs) { test::check_gradients(f, inputs); }
+
+const std::vector<Shape> shapes = {{1, 1}, {1, 5}, {3, 4}, {2, 3, 5}, {2, 2, 2, 3}};
+
+// f's values and slopes (gradient and tangent, seeded with ones) at the points `x`.
+struct ValuesAndSlopes {
+  Tensor<double> value, grad, tangent;
+};
+ValuesAndSlopes evaluate(Var<double> (*f)(Var<double>), const std::vector<double>& x) {
+  Tape<double> tape;
+  const Shape s{1, x.size()};
+  Tensor<double> values(s);
+  std::copy(x.begin(), x.end(), values.begin());
+  const Var<double> in = tape.input(values);
+  const Var<double> y = f(in);
+  tape.backward(y);
+  tape.set_direction(in, full<double>(s, 1.0));
+  tape.tangent();
+  return {tape.value(y), tape.grad(in), tape.tangent(y)};
+}
+
+void check_close(const Tensor<double>& found, const std::vector<double>& expected) {
+  REQUIRE(found.size() == expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    CAPTURE(i);
+    CHECK(found.data()[i] == doctest::Approx(expected[i]).epsilon(1e-14));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("gradcheck: silu, gelu (both forms), hardswish and hardsigmoid") {
+  std::mt19937_64 rng(21);
+  for (const Shape& s : shapes) {
+    CAPTURE(to_string(s));
+    const Tensor<double> x = uniform(s, -4, 4, rng);
+    const Tensor<double> near_kink = away_from_zero(s, 0.05, 2, rng);  // shifted by 3 and -3 below
+    check([](Tape<double>&, const Vars& v) { return silu(v[0]); }, {x});
+    check([](Tape<double>&, const Vars& v) { return gelu(v[0]); }, {x});
+    check([](Tape<double>&, const Vars& v) { return gelu(v[0], "tanh"); }, {x});
+    check([](Tape<double>&, const Vars& v) { return hardswish(v[0] + 3.0); }, {near_kink});
+    check([](Tape<double>&, const Vars& v) { return hardswish(v[0] - 3.0); }, {near_kink});
+    check([](Tape<double>&, const Vars& v) { return hardsigmoid(v[0] + 3.0); }, {near_kink});
+    check([](Tape<double>&, const Vars& v) { return hardsigmoid(v[0] - 3.0); }, {near_kink});
+  }
+}
+
+TEST_CASE("silu and gelu agree with PyTorch's values and slopes") {
+  const std::vector<double> x{-2.5, -0.5, 0.0, 1.0, 3.0};
+  SUBCASE("silu") {
+    const ValuesAndSlopes r = evaluate([](Var<double> v) { return silu(v); }, x);
+    check_close(r.value, {-0.18964545005310887, -0.1887703343990727, 0.0, 0.7310585786300049, 2.8577223804672998});
+    check_close(r.grad, {-0.09940111134152683, 0.2600388126973482, 0.5, 0.9276705118714869, 1.0881041060151693});
+    check_close(r.tangent, {-0.09940111134152683, 0.2600388126973482, 0.5, 0.9276705118714869, 1.0881041060151693});
+  }
+  SUBCASE("gelu, erf") {
+    const ValuesAndSlopes r = evaluate([](Var<double> v) { return gelu(v); }, x);
+    check_close(r.value, {-0.015524163314440398, -0.15426876936299344, 0.0, 0.841344746068543, 2.99595030590511});
+    check_close(r.grad, {-0.03761108590814519, 0.13250487534383712, 0.5, 1.0833154705876864, 1.011945647204184});
+    check_close(r.tangent, {-0.03761108590814519, 0.13250487534383712, 0.5, 1.0833154705876864, 1.011945647204184});
+  }
+  SUBCASE("gelu, tanh") {
+    const ValuesAndSlopes r = evaluate([](Var<double> v) { return gelu(v, "tanh"); }, x);
+    check_close(r.value, {-0.015084266089998577, -0.15428599017485606, 0.0, 0.8411919906082768, 2.996362607918227});
+    check_close(r.grad, {-0.03795157621266618, 0.13263009646535764, 0.5, 1.0829640838457826, 1.0115841666309695});
+    check_close(r.tangent, {-0.03795157621266618, 0.13263009646535764, 0.5, 1.0829640838457826, 1.0115841666309695});
+  }
+  Tape<double> tape;
+  const Var<double> v = tape.input(zeros<double>({1, 2}));
+  CHECK_THROWS_WITH_AS(gelu(v, "erf"), doctest::Contains("approximate \"erf\" is not \"none\" or \"tanh\""), Error);
+}
+
+TEST_CASE("kinks are pinned: hardsigmoid's slope is 0 at -3 and 3; hardswish's is PyTorch's, -1/2 and 3/2") {
+  const std::vector<double> x{-4.0, -3.0, 0.0, 3.0, 4.0};
+  const ValuesAndSlopes hs = evaluate([](Var<double> v) { return hardsigmoid(v); }, x);
+  CHECK(hs.value == from_values<double>({1, 5}, {0.0, 0.0, 0.5, 1.0, 1.0}));
+  CHECK(hs.grad == from_values<double>({1, 5}, {0.0, 0.0, 1.0 / 6, 0.0, 0.0}));
+  CHECK(hs.tangent == hs.grad);
+  const ValuesAndSlopes sw = evaluate([](Var<double> v) { return hardswish(v); }, x);
+  CHECK(sw.value == from_values<double>({1, 5}, {0.0, 0.0, 0.0, 3.0, 4.0}));
+  CHECK(sw.grad == from_values<double>({1, 5}, {0.0, -0.5, 0.5, 1.5, 1.0}));
+  CHECK(sw.tangent == sw.grad);
+}
+
+TEST_CASE("gradcheck: layer_norm over the last one, two and three dimensions, with and without weight and bias") {
+  std::mt19937_64 rng(22);
+  struct Case { Shape x; int normalized_ndim; };
+  for (const Case& c : {Case{{1, 5}, 1}, Case{{3, 4}, 1}, Case{{2, 3, 5}, 1}, Case{{2, 3, 5}, 2}, Case{{2, 2, 3, 2}, 3}}) {
+    CAPTURE(to_string(c.x));
+    CAPTURE(c.normalized_ndim);
+    const Tensor<double> x = uniform(c.x, -2, 2, rng);
+    const Shape trailing(c.x.end() - c.normalized_ndim, c.x.end());
+    const Tensor<double> w = uniform(trailing, -1.5, 1.5, rng), b = uniform(trailing, -1, 1, rng);
+    const int nd = c.normalized_ndim;
+    check([nd](Tape<double>&, const Vars& v) { return layer_norm(v[0], nd); }, {x});
+    check([nd](Tape<double>&, const Vars& v) { return layer_norm(v[0], nd, 0.5); }, {x});
+    check([](Tape<double>&, const Vars& v) { return layer_norm(v[0], v[1], v[2]); }, {x, w, b});
+    check([](Tape<double>&, const Vars& v) { return layer_norm(v[0], v[1], v[2], 1e-3); }, {x, w, b});
+  }
+}
+
+TEST_CASE("layer_norm: PyTorch's values; mismatched shapes refused") {
+  // torch.nn.functional.layer_norm(x, [3], w, b, 1e-5) on x = [[1, 2, 4], [-1, 0, 0]]
+  Tape<double> tape;
+  const Var<double> x = tape.input(from_values<double>({2, 3}, {1.0, 2.0, 4.0, -1.0, 0.0, 0.0}));
+  const Var<double> w = tape.input(from_values<double>({3}, {1.0, 2.0, -1.0}));
+  const Var<double> b = tape.input(from_values<double>({3}, {0.0, 0.5, 0.25}));
+  const Var<double> y = layer_norm(x, w, b);
+  check_close(tape.value(y), {-1.069041531450298, -0.03452076572514917, -1.0863019143128718, -1.4141817436418196,
+                              1.9141817436418198, -0.4570908718209099});
+  CHECK_THROWS_WITH_AS(layer_norm(x, 2), doctest::Contains("normalized_ndim 2 must be at least 1 and below the rank"),
+                       Error);
+  const Var<double> w4 = tape.input(zeros<double>({4}));
+  CHECK_THROWS_WITH_AS(layer_norm(x, w4, w4), doctest::Contains("weight has shape [4], expected [3]"), Error);
+}
+
+TEST_CASE("gradcheck: permute, and its values") {
+  std::mt19937_64 rng(23);
+  const Tensor<double> x3 = uniform({2, 3, 4}, -1, 1, rng), x4 = uniform({2, 2, 3, 4}, -1, 1, rng);
+  check([](Tape<double>&, const Vars& v) { return permute(v[0], {0, 2, 1}); }, {x3});
+  check([](Tape<double>&, const Vars& v) { return permute(v[0], {0, 1, 2}); }, {x3});
+  check([](Tape<double>&, const Vars& v) { return permute(v[0], {0, 2, 3, 1}); }, {x4});
+  check([](Tape<double>&, const Vars& v) { return permute(v[0], {0, 3, 1, 2}); }, {x4});
+
+  Tape<double> tape;
+  const Var<double> x = tape.input(from_values<double>({1, 2, 3}, {0, 1, 2, 3, 4, 5}));
+  CHECK(tape.value(permute(x, {0, 2, 1})) == from_values<double>({1, 3, 2}, {0, 3, 1, 4, 2, 5}));
+  CHECK_THROWS_WITH_AS(permute(x, {1, 0, 2}), doctest::Contains("must start with 0 (the batch stays first)"), Error);
+  CHECK_THROWS_WITH_AS(permute(x, {0, 2, 2}), doctest::Contains("dims [0, 2, 2] is not a permutation of 0..2"), Error);
+  CHECK_THROWS_WITH_AS(permute(x, {0, 1}), doctest::Contains("dims [0, 1] does not fit the rank of [1, 2, 3]"), Error);
+}
+
+TEST_CASE("gradcheck: add, sub, mul and div broadcast (NumPy rules), the gradients summed over broadcast dimensions") {
+  std::mt19937_64 rng(24);
+  struct Case { Shape a, b; };
+  for (const Case& c : {Case{{2, 3, 4}, {2, 1, 4}}, Case{{2, 3, 1, 1}, {2, 3, 2, 2}}, Case{{3, 4}, {4}},
+                        Case{{1, 1}, {2, 3}}, Case{{2, 1, 3}, {1, 4, 1}}, Case{{2, 3}, {}}}) {
+    CAPTURE(to_string(c.a));
+    CAPTURE(to_string(c.b));
+    const Tensor<double> a = uniform(c.a, -2, 2, rng), b = uniform(c.b, -2, 2, rng);
+    const Tensor<double> denominator = away_from_zero(c.b, 0.5, 2, rng);
+    check([](Tape<double>&, const Vars& v) { return v[0] + v[1]; }, {a, b});
+    check([](Tape<double>&, const Vars& v) { return v[1] + v[0]; }, {a, b});
+    check([](Tape<double>&, const Vars& v) { return v[0] - v[1]; }, {a, b});
+    check([](Tape<double>&, const Vars& v) { return v[1] - v[0]; }, {a, b});
+    check([](Tape<double>&, const Vars& v) { return v[0] * v[1]; }, {a, b});
+    check([](Tape<double>&, const Vars& v) { return v[0] / v[1]; }, {a, denominator});
+  }
+}
+
+TEST_CASE("broadcasting: values and the summed gradient by hand; shapes that do not broadcast refused") {
+  Tape<double> tape;
+  const Var<double> x = tape.input(from_values<double>({1, 2, 3}, {1, 2, 3, 4, 5, 6}));
+  const Var<double> s = tape.input(from_values<double>({1, 2, 1}, {10, -1}));  // one scale per row, as squeeze-excitation
+  const Var<double> y = x * s;
+  CHECK(tape.value(y) == from_values<double>({1, 2, 3}, {10, 20, 30, -4, -5, -6}));
+  tape.backward(y);
+  CHECK(tape.grad(s) == from_values<double>({1, 2, 1}, {6, 15}));  // the row sums of x
+  CHECK(tape.grad(x) == from_values<double>({1, 2, 3}, {10, 10, 10, -1, -1, -1}));
+  const Var<double> bad = tape.input(zeros<double>({1, 3, 3}));
+  CHECK_THROWS_WITH_AS(x + bad, doctest::Contains("input shapes [1, 2, 3] and [1, 3, 3] do not broadcast"), Error);
+}
