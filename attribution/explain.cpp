@@ -48,6 +48,7 @@ void check_request(const ExplainRequest& r, const BaselineSpec& spec) {
   if (layer && spec.random()) throw Error("layer attribution takes one baseline, not '" + r.baseline + "'");
   if (r.method == "eg" && spec.kind != BaselineSpec::Kind::data)
     throw Error("--method eg draws its baselines from a data set: give --baseline data:PATH");
+  if (r.method == "deeplift" && spec.random()) throw Error("DeepLIFT takes one reference, not '" + r.baseline + "'");
   if (!r.path_csv.empty() && (r.method != "ig" || layer || spec.random()))
     throw Error("--path-csv applies to IG from a single baseline");
 }
@@ -68,6 +69,7 @@ Attribution<T> attribute(const ExplainRequest& r, TargetFunction<T>& f, const nn
   ig.exact.max_pieces = r.max_pieces;
   if (r.method == "gradient") return gradient(f, x, first, r.absolute);
   if (r.method == "inputxgradient") return input_x_gradient(f, x, first);
+  if (r.method == "deeplift") return deeplift(f, x, first);
   if (r.method == "conductance") return conductance(f, x, first, r.layer, ig);
   if (r.method == "ig" && !r.layer.empty()) return layer_integrated_gradients(f, x, first, r.layer, ig);
   if (r.method == "ig")
@@ -80,7 +82,7 @@ Attribution<T> attribute(const ExplainRequest& r, TargetFunction<T>& f, const nn
     return smoothgrad(f, x, first, kind, r.sigma, !r.sigma_absolute, samples, r.seed);
   }
   throw Error("unknown method '" + r.method +
-              "'; expected gradient, inputxgradient, ig, eg, smoothgrad, smoothgrad_sq, vargrad or conductance");
+              "'; expected gradient, inputxgradient, deeplift, ig, eg, smoothgrad, smoothgrad_sq, vargrad or conductance");
 }
 
 template <class T>

@@ -16,8 +16,8 @@ namespace {
 
 const std::vector<std::string> rule_names = {"riemann_left",      "riemann_right", "riemann_middle",
                                              "riemann_trapezoid", "gausslegendre", "exact"};
-const std::vector<std::string> method_names = {"gradient", "inputxgradient", "ig",      "eg",
-                                               "smoothgrad", "smoothgrad_sq", "vargrad", "conductance"};
+const std::vector<std::string> method_names = {"gradient",   "inputxgradient", "ig",      "eg",         "deeplift",
+                                               "smoothgrad", "smoothgrad_sq",  "vargrad", "conductance"};
 const char* const baseline_help =
     "zero, white, constant:V, mean, mean:PATH, uniform, gaussian:SIGMA, blur:SIGMA, maxdist, file:PATH, data:PATH";
 
@@ -175,6 +175,10 @@ void check_explain(const attr::ExplainRequest& r, const Numbers& n, const std::v
   if (layer && baseline.random()) throw UsageError("--layer takes one baseline, not the random '" + r.baseline + "'");
   if (r.method == "eg" && baseline.kind != attr::BaselineSpec::Kind::data)
     throw UsageError("--method eg draws its baselines from a data set: give --baseline data:PATH");
+  if (r.method == "deeplift" && baseline.random())
+    throw UsageError("--method deeplift takes one reference, not the random baseline '" + r.baseline + "'");
+  if (r.method == "deeplift" && r.target.output != attr::Output::logit)
+    throw UsageError("--method deeplift explains logits (softmax has no rescale rule); drop --output");
   if (has("--path-csv") && (!ig || layer || baseline.random()))
     throw UsageError("--path-csv applies to --method ig from a single baseline, without --layer");
   if (has("--abs") && r.method != "gradient") throw UsageError("--abs applies to --method gradient");

@@ -94,9 +94,12 @@ struct MaxPool2d : FixedWindowPool {
   template <class T> static void tangent(OpContext<T>& c) {
     kernels::maxpool2d_tangent(fixed_window_pool(c), c.index().data(), c.tx(0)->data(), c.ty().data());
   }
-  // DeepLIFT, Captum's rule for max-pooling: each window's gradient goes where backward sends it
-  // (the input's first maximum), scaled by (y - y') / (x - x') at that position; where x ~ x'
-  // there, by 1. The window's contributions then sum to gy (y - y').
+  // DeepLIFT for max-pooling: each window must pass on gy (y - y'), so that its contributions sum
+  // to delta. Where the input's first maximum moved (|x - x'| > eps there), Captum's rule: all of
+  // it through that position, scaled by (y - y') / (x - x'). Where it did not move but the window's
+  // maximum changed (the reference's maximum lies elsewhere), Captum's rule would lose the change;
+  // here it is spread over the window's positions in proportion to how far each moved:
+  // m_i = (y - y') (x_i - x'_i) / sum_j (x_j - x'_j)^2, so that sum_i m_i (x_i - x'_i) = y - y'.
   template <class T> static void rescale(OpContext<T>& c) {
     const kernels::Pool2dShape s = fixed_window_pool(c);
     const std::size_t half_out = rescale_half(c, c.y()), half_in = c.x(0).size() / 2;
@@ -107,9 +110,30 @@ struct MaxPool2d : FixedWindowPool {
     const T eps = rescale_epsilon<T>();
     // [the input rows' output values]: o in plane o / out_plane, its maximum at index[o] in that plane
     for (std::size_t o = 0; o < half_out; ++o) {
-      const std::size_t at = (o / s.out_plane()) * s.in_plane() + c.index()[o];
-      const T dx = x[at] - x[half_in + at];
-      gx[at] += gy[o] * (std::abs(dx) > eps ? (y[o] - y[half_out + o]) / dx : T(1));
+      const std::size_t plane = o / s.out_plane(), in_plane = plane * s.in_plane();
+      const std::size_t at = in_plane + c.index()[o];
+      const T dx = x[at] - x[half_in + at], dy = y[o] - y[half_out + o];
+      if (std::abs(dx) > eps) {
+        gx[at] += gy[o] * dy / dx;
+        continue;
+      }
+      const auto rows = s.h.span((o % s.out_plane()) / s.w.out), cols = s.w.span(o % s.w.out);
+      T moved = 0;  // sum of (x_j - x'_j)^2 over the window
+      // [window rows, window columns]
+      for (std::size_t r = rows.begin; r < rows.end; ++r)
+        for (std::size_t q = cols.begin; q < cols.end; ++q) {
+          const T d = x[in_plane + r * s.w.in + q] - x[half_in + in_plane + r * s.w.in + q];
+          moved += d * d;
+        }
+      if (moved == T(0)) {  // the window did not move, so neither did its maximum: the gradient
+        gx[at] += gy[o];
+        continue;
+      }
+      for (std::size_t r = rows.begin; r < rows.end; ++r)
+        for (std::size_t q = cols.begin; q < cols.end; ++q) {
+          const std::size_t i = in_plane + r * s.w.in + q;
+          gx[i] += gy[o] * dy * (x[i] - x[half_in + i]) / moved;
+        }
     }
   }
   // Each window's maximum switches where the upper envelope of its inputs' lines changes line.
