@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ax {
@@ -129,6 +130,10 @@ class Tape {
   // Re-evaluate the op nodes after `node` only: with mutable_value, runs the rest of the network
   // from a value put in place of a hidden node's.
   void forward_after(Var<T> node);
+  // Re-evaluate only the listed op nodes, in the order given (ascending ids), leaving every
+  // other node's value as it is: a partial pass for callers that put some values in place
+  // themselves (exact IG interpolates them along the path).
+  void forward_nodes(const std::vector<int>& ids);
   // Any node's value, to overwrite before forward_after(node) (layer attribution). Its shape must
   // stay the same; the next forward() recomputes it.
   Tensor<T>& mutable_value(Var<T> v) { return nodes_[static_cast<std::size_t>(check(v))].value; }
@@ -140,6 +145,11 @@ class Tape {
   void backward(Var<T> out, const Tensor<T>& seed);
   // Same with a seed of ones (for a scalar output: d out / d leaf).
   void backward(Var<T> out);
+  // A partial pass: seeds for several nodes at once (node id, a tensor of its value's shape), and
+  // only op nodes with ids >= stop run; a node below `stop` keeps the gradient added into it,
+  // d out / d node with it held as an independent variable (grad() reads it). Exact IG sums
+  // such gradients over the pieces of the path that share the network below `stop`.
+  void backward(const std::vector<std::pair<int, const Tensor<T>*>>& seeds, int stop);
 
   // ---- tangent ----
   // Sets the direction of a leaf for the tangent pass (shape of its value).
