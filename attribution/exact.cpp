@@ -481,13 +481,22 @@ class PathSearch {
       level_stages_.push_back(make_stage(j, l.stored ? l.frontier : std::vector<int>{l.input}, false));
     }
     logits_stage_ = make_stage(levels_.size(), {logits_}, false);
-    // each backward segment needs the forward state of its nodes at its pieces' midpoints
-    const int last_kept = kept_.empty() ? 0 : levels_[kept_.back()].kink;
-    final_stage_ = make_stage(levels_.size(), segment(last_kept, top_), true);
+    // each backward segment needs the forward state of its nodes at its pieces' midpoints, and
+    // the frontiers it is seeded at and gathered from in place (their shapes size the gradients)
+    const auto with_frontier = [&](std::vector<int> ids, long kept_index) {
+      if (kept_index >= 0) {
+        const std::vector<int>& f = levels_[kept_[std::size_t(kept_index)]].frontier;
+        ids.insert(ids.end(), f.begin(), f.end());
+      }
+      return ids;
+    };
+    const long last = long(kept_.size()) - 1;
+    final_stage_ = make_stage(levels_.size(), with_frontier(segment(last >= 0 ? levels_[kept_.back()].kink : 0, top_), last), true);
     for (std::size_t i = 0; i < kept_.size(); ++i) {
       const std::size_t j = kept_[i];
       // the level's own frontier is kept too: its segment's backward pass needs no forward of it
-      segment_stages_.push_back(make_stage(j + 1, segment(stop_below(i), levels_[j].kink - 1), true));
+      std::vector<int> targets = with_frontier(with_frontier(segment(stop_below(i), levels_[j].kink - 1), long(i)), long(i) - 1);
+      segment_stages_.push_back(make_stage(j + 1, targets, true));
     }
     // the backward pass sizes the input's gradient from its value
     final_stage_.input = true;
