@@ -182,13 +182,20 @@ void Tape<T>::zero_grad() {
 
 template <class T>
 void Tape<T>::backward(Var<T> out, const Tensor<T>& seed) {
-  backward({{check(out), &seed}}, 0);
+  const std::pair<int, const Tensor<T>*> one{check(out), &seed};
+  backward_from(&one, 1, 0);  // no vector: the steady state allocates nothing
 }
 
 template <class T>
 void Tape<T>::backward(const std::vector<std::pair<int, const Tensor<T>*>>& seeds, int stop) {
+  backward_from(seeds.data(), seeds.size(), stop);
+}
+
+template <class T>
+void Tape<T>::backward_from(const std::pair<int, const Tensor<T>*>* seeds, std::size_t count, int stop) {
   int top = -1;
-  for (const auto& [id, seed] : seeds) {
+  for (std::size_t s = 0; s < count; ++s) {
+    const auto& [id, seed] = seeds[s];
     const Node<T>& o = node(id);
     if (seed->shape() != o.value.shape())
       throw Error("backward: seed shape " + to_string(seed->shape()) + " differs from " + describe(id) +
@@ -213,7 +220,8 @@ void Tape<T>::backward(const std::vector<std::pair<int, const Tensor<T>*>>& seed
       kernels::fill(n.grad.data(), n.grad.size(), T(0));
     }
   };
-  for (const auto& [id, seed] : seeds) {
+  for (std::size_t s = 0; s < count; ++s) {
+    const auto& [id, seed] = seeds[s];
     make_live(id);
     Node<T>& o = nodes_[static_cast<std::size_t>(id)];
     for (std::size_t i = 0; i < seed->size(); ++i) o.grad.data()[i] += seed->data()[i];

@@ -186,6 +186,7 @@ class Tape {
   Var<T> add_leaf(NodeKind kind, Tensor<T> value, bool asks_grad, std::string label);
   void evaluate(int id);
   void forward_range(std::size_t begin, std::size_t end);
+  void backward_from(const std::pair<int, const Tensor<T>*>* seeds, std::size_t count, int stop);
   void update_requires_grad();
 
   std::vector<Node<T>> nodes_;
