@@ -42,6 +42,37 @@ std::vector<int> kink_nodes(TargetFunction<T>& f) {
   return kinks;
 }
 
+// What a kink node's switch computation needs besides its input's values: its op, whose
+// descriptor's `switches` finds them (autodiff/ops), its attributes and one sample's shapes.
+template <class T>
+struct KinkGeometry {
+  const OpFns<T>* op = nullptr;
+  const Attrs* attrs = nullptr;
+  Shape input, output;  // [1, one sample's dimensions]
+};
+
+template <class T>
+KinkGeometry<T> kink_geometry(const Tape<T>& tape, int id) {
+  const Node<T>& node = tape.node(id);
+  KinkGeometry<T> g;
+  g.op = node.op;
+  g.attrs = &node.attrs;
+  const Shape& in = tape.node(node.inputs[0]).value.shape();
+  g.input.assign(in.begin(), in.end());
+  g.output.assign(node.value.shape().begin(), node.value.shape().end());
+  g.input[0] = g.output[0] = 1;
+  return g;
+}
+
+// The switches, as fractions s in (0, 1) of an interval, of a kink node whose input is affine
+// along the interval with values z0 and z1 (one sample each) at its ends.
+template <class T>
+void interval_switches(const KinkGeometry<T>& g, const T* z0, const T* z1, std::vector<double>& roots) {
+  g.op->switches(*g.attrs, g.input, g.output, z0, z1, roots);
+}
+
+// ---- the reference search ----
+
 // The switches of kink node `id` between every pair of consecutive breakpoints: the node's input
 // at every breakpoint, in groups of the engine's chunk size; an interval's two ends may fall in
 // two groups, so the last row of each group is kept.
@@ -49,8 +80,8 @@ template <class T>
 std::vector<double> node_switches(TargetFunction<T>& f, int id, const std::vector<double>& breaks, const Tensor<T>& x,
                                   const Tensor<T>& baseline) {
   Tape<T>& tape = f.tape();
-  const Node<T>& node = tape.node(id);
-  const Var<T> input{&tape, node.inputs[0]};
+  const Var<T> input{&tape, tape.node(id).inputs[0]};
+  const KinkGeometry<T> geometry = kink_geometry(tape, id);
   const std::size_t size = x.size();
   const std::size_t group = std::max<std::size_t>(f.chunk(), 1);
   std::vector<double> roots, local;
@@ -75,7 +106,7 @@ std::vector<double> node_switches(TargetFunction<T>& f, int id, const std::vecto
       const T* z0 = i == 0 ? previous.data() : z.data() + (i - 1) * width;
       const T* z1 = z.data() + i * width;
       local.clear();
-      node.op->switches(node.attrs, z.shape(), node.value.shape(), z0, z1, local);
+      interval_switches(geometry, z0, z1, local);
       for (double s : local) roots.push_back(breaks[k - 1] + s * (breaks[k] - breaks[k - 1]));
     }
     previous.resize(Shape{width});
@@ -84,11 +115,548 @@ std::vector<double> node_switches(TargetFunction<T>& f, int id, const std::vecto
   return roots;
 }
 
+[[noreturn]] void too_many_pieces(std::size_t cap, const std::string& node) {
+  throw Error("exact IG: more than " + std::to_string(cap) + " linear pieces along the path (at " + node +
+              "); raise the cap (--max-pieces) or use a quadrature rule");
+}
+
+// ---- the search ----
+
+// d F / d z_c at logits z for F = prob or logprob of class k, minus that of class m when m >= 0.
+void score_gradient(Output output, int k, int m, const std::vector<double>& z, std::vector<double>& p,
+                    std::vector<double>& out) {
+  const std::size_t classes = z.size();
+  const double top = *std::max_element(z.begin(), z.end());
+  p.resize(classes);
+  double total = 0;
+  for (std::size_t c = 0; c < classes; ++c) total += p[c] = std::exp(z[c] - top);
+  for (double& v : p) v /= total;
+  out.assign(classes, 0.0);
+  for (int cls : {k, m}) {
+    if (cls < 0) continue;
+    const double sign = cls == k ? 1.0 : -1.0, pk = p[std::size_t(cls)];
+    // prob: dp_k/dz_c = p_k (delta_kc - p_c); logprob: d log p_k / dz_c = delta_kc - p_c
+    const double scale = output == Output::prob ? pk : 1.0;
+    for (std::size_t c = 0; c < classes; ++c) out[c] -= sign * scale * p[c];
+    out[std::size_t(cls)] += sign * scale;
+  }
+}
+
+// The integral over u in [0, 1] of d F / d z (z0 + u (z1 - z0)), to rounding: 8-node
+// Gauss-Legendre on [u0, u1] against the same rule on its two halves, halving until they agree
+// (F's derivatives are analytic in u, so the rule converges fast: most pieces need one split).
+class SeedIntegral {
+ public:
+  SeedIntegral(Output output, int k, int m) : output_(output), k_(k), m_(m), rule_(quadrature(Rule::gausslegendre, 8)) {}
+
+  void integrate(const double* z0, const double* z1, std::size_t classes, std::vector<double>& seed) {
+    z0_ = z0, z1_ = z1, classes_ = classes;
+    std::vector<double> whole = rule(0, 1);
+    seed.assign(classes, 0.0);
+    split(0, 1, whole, 0, seed);
+  }
+  std::size_t evaluations() const { return evaluations_; }
+
+ private:
+  std::vector<double> rule(double u0, double u1) {
+    std::vector<double> sum(classes_, 0.0);
+    for (std::size_t q = 0; q < rule_.alphas.size(); ++q) {
+      const double u = u0 + (u1 - u0) * rule_.alphas[q];
+      z_.resize(classes_);
+      for (std::size_t c = 0; c < classes_; ++c) z_[c] = z0_[c] + u * (z1_[c] - z0_[c]);
+      score_gradient(output_, k_, m_, z_, p_, g_);
+      for (std::size_t c = 0; c < classes_; ++c) sum[c] += (u1 - u0) * rule_.weights[q] * g_[c];
+    }
+    evaluations_ += rule_.alphas.size();
+    return sum;
+  }
+  void split(double u0, double u1, const std::vector<double>& whole, int depth, std::vector<double>& seed) {
+    const double mid = 0.5 * (u0 + u1);
+    const std::vector<double> left = rule(u0, mid), right = rule(mid, u1);
+    double change = 0;
+    for (std::size_t c = 0; c < classes_; ++c) change = std::max(change, std::abs(left[c] + right[c] - whole[c]));
+    // |dF/dz| <= 2, so 1e-15 of the interval's length is rounding for the sum of the pieces
+    if (change <= 1e-15 * (u1 - u0) || depth >= 40) {
+      for (std::size_t c = 0; c < classes_; ++c) seed[c] += left[c] + right[c];
+      return;
+    }
+    split(u0, mid, left, depth + 1, seed);
+    split(mid, u1, right, depth + 1, seed);
+  }
+
+  Output output_;
+  int k_, m_;
+  Quadrature rule_;
+  const double *z0_ = nullptr, *z1_ = nullptr;
+  std::size_t classes_ = 0, evaluations_ = 0;
+  std::vector<double> z_, p_, g_;
+};
+
+// The streaming breakpoint search, and the gradient pass over the pieces (ExactPath).
+//
+// The backward passes follow the kept levels: below the j-th kink node the network is one
+// affine map inside each piece of the first j - 1 kink nodes' breakpoints, so the gradients at
+// a kept level's frontier, summed over the final pieces inside one such coarser piece, go
+// through the nodes below once for that piece, not once per final piece. The final pieces run
+// the nodes from the last kept level up; each kept level runs its segment once per piece of
+// its own breakpoints; the first kept level's segment (the affine prefix) runs once.
+template <class T>
+class PathSearch {
+ public:
+  PathSearch(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, const ExactOptions& options,
+             bool gradients)
+      : f_(f), tape_(f.tape()), x_(x), baseline_(baseline), options_(options), gradients_(gradients) {
+    input_ = f.network().input().id;
+    logits_ = logits_node(f);
+    top_ = f.score_var().id;
+    for (int kink : kink_nodes(f)) add_level(kink);
+    for (std::size_t j = 0; j < levels_.size(); ++j)
+      if (levels_[j].stored) kept_.push_back(j);
+    plan_stages();
+    stores_.assign(levels_.size(), nullptr);
+    batch_ = std::max<std::size_t>(1, f.chunk() / 2);
+    std::size_t kept = 0;  // bytes per point of every level's kept values and gradient sums
+    for (const Level& l : levels_)
+      if (l.stored) kept += l.width * (sizeof(T) + (gradients ? sizeof(double) : 0));
+    window_ = std::max<std::size_t>(2, kept ? f.memory_budget() / 2 / kept : std::size_t(-1) / 2);
+    if (gradients_) total_.assign(x.size(), 0.0);
+  }
+
+  void run() {
+    search(0, {0.0, 1.0});
+    path_.pieces = breaks_.size() - 1;
+    if (!gradients_) return;
+    path_.gradient = zeros<T>(x_.shape());
+    for (std::size_t i = 0; i < total_.size(); ++i) path_.gradient.data()[i] = T(total_[i]);
+  }
+  std::vector<double>& breaks() { return breaks_; }
+  ExactPath<T>& path() { return path_; }
+
+ private:
+  // A kink node, and what the nodes from it on read from before it.
+  struct Level {
+    int kink = -1, input = -1;           // the kink node and the node whose switches it has
+    KinkGeometry<T> geometry;
+    std::vector<int> frontier;           // nodes before the kink read by nodes from it on
+    std::vector<std::size_t> offset;     // each frontier node's place in a kept row
+    std::size_t width = 0;               // values per point of a kept row
+    bool stored = false;                 // kept (not worth it when the frontier is kink nodes only)
+  };
+  // A kept level on a window: its frontier's values at the breakpoints of the levels before it,
+  // and the gradients at its frontier summed over each piece between them.
+  struct Store {
+    std::vector<double> alphas;
+    std::vector<T> rows;                 // [alphas, level width]
+    std::vector<double> grads;           // [alphas - 1, level width]
+  };
+  // One partial forward pass: the input, the frontier values interpolated, and the op nodes run.
+  struct Stage {
+    bool input = false;
+    struct Kept { int node; std::size_t level, offset, width; };
+    std::vector<Kept> interpolated;
+    std::vector<int> run;
+  };
+
+  std::size_t per_point(int id) const {
+    const Tensor<T>& v = tape_.node(id).value;
+    return v.shape()[0] ? v.size() / v.shape()[0] : 0;
+  }
+  bool is_kink(int id) const {
+    return std::any_of(levels_.begin(), levels_.end(), [&](const Level& l) { return l.kink == id; });
+  }
+
+  void add_level(int kink) {
+    Level l;
+    l.kink = kink;
+    l.input = tape_.node(kink).inputs[0];
+    l.geometry = kink_geometry(tape_, kink);
+    std::vector<char> read(static_cast<std::size_t>(kink), 0);
+    for (int id = kink; id <= top_; ++id) {
+      const Node<T>& n = tape_.node(id);
+      if (n.kind != NodeKind::op) continue;
+      for (int in : n.inputs)
+        if (in < kink && tape_.node(in).requires_grad) read[static_cast<std::size_t>(in)] = 1;
+    }
+    bool kinks_only = true;
+    for (int id = 0; id < kink; ++id) {
+      if (!read[static_cast<std::size_t>(id)]) continue;
+      l.frontier.push_back(id);
+      l.offset.push_back(l.width);
+      l.width += per_point(id);
+      kinks_only = kinks_only && is_kink(id);
+    }
+    l.stored = !kinks_only;
+    levels_.push_back(std::move(l));
+  }
+
+  // The pass that gives `targets` at new points, when the levels before `level` are kept:
+  // their frontier nodes are interpolated (except kink nodes when `run_kinks`, whose state the
+  // backward pass reads), and only the op nodes the targets need from them are run.
+  Stage make_stage(std::size_t level, const std::vector<int>& targets, bool run_kinks) const {
+    std::vector<long> source(tape_.size(), -1);  // node -> the level that keeps it
+    std::vector<std::size_t> offset(tape_.size(), 0);
+    for (std::size_t i = 0; i < level; ++i) {
+      if (!levels_[i].stored) continue;
+      for (std::size_t k = 0; k < levels_[i].frontier.size(); ++k) {
+        const int v = levels_[i].frontier[k];
+        if (run_kinks && is_kink(v)) continue;
+        source[static_cast<std::size_t>(v)] = long(i);
+        offset[static_cast<std::size_t>(v)] = levels_[i].offset[k];
+      }
+    }
+    std::vector<char> needed(tape_.size(), 0);
+    int last = 0;
+    for (int t : targets) needed[static_cast<std::size_t>(t)] = 1, last = std::max(last, t);
+    Stage stage;
+    for (int id = last; id >= 0; --id) {
+      const std::size_t u = static_cast<std::size_t>(id);
+      const Node<T>& n = tape_.node(id);
+      if (!needed[u]) continue;
+      if (source[u] >= 0) {
+        stage.interpolated.push_back({id, std::size_t(source[u]), offset[u], per_point(id)});
+      } else if (id == input_) {
+        stage.input = true;
+      } else if (n.kind == NodeKind::op) {
+        stage.run.push_back(id);
+        for (int in : n.inputs) needed[static_cast<std::size_t>(in)] = 1;
+      }
+    }
+    std::reverse(stage.run.begin(), stage.run.end());
+    return stage;
+  }
+
+  // The op nodes F depends on with ids in [begin, end]: what a backward segment runs.
+  std::vector<int> segment(int begin, int end) const {
+    std::vector<char> needed(static_cast<std::size_t>(top_) + 1, 0);
+    needed[static_cast<std::size_t>(top_)] = 1;
+    std::vector<int> ids;
+    for (int id = top_; id >= 0; --id) {
+      const Node<T>& n = tape_.node(id);
+      if (!needed[static_cast<std::size_t>(id)] || n.kind != NodeKind::op || !n.requires_grad) continue;
+      if (id >= begin && id <= end) ids.push_back(id);
+      for (int in : n.inputs) needed[static_cast<std::size_t>(in)] = 1;
+    }
+    return ids;
+  }
+
+  // The kink node below which kept level j's segment stops (0: it reaches the input).
+  int stop_below(std::size_t kept_index) const { return kept_index ? levels_[kept_[kept_index - 1]].kink : 0; }
+
+  void plan_stages() {
+    for (std::size_t j = 0; j < levels_.size(); ++j) {
+      const Level& l = levels_[j];
+      level_stages_.push_back(make_stage(j, l.stored ? l.frontier : std::vector<int>{l.input}, false));
+    }
+    logits_stage_ = make_stage(levels_.size(), {logits_}, false);
+    // each backward segment needs the forward state of its nodes at its pieces' midpoints, and
+    // the frontiers it is seeded at and gathered from in place (their shapes size the gradients)
+    const auto with_frontier = [&](std::vector<int> ids, long kept_index) {
+      if (kept_index >= 0) {
+        const std::vector<int>& f = levels_[kept_[std::size_t(kept_index)]].frontier;
+        ids.insert(ids.end(), f.begin(), f.end());
+      }
+      return ids;
+    };
+    const long last = long(kept_.size()) - 1;
+    final_stage_ = make_stage(levels_.size(), with_frontier(segment(last >= 0 ? levels_[kept_.back()].kink : 0, top_), last), true);
+    for (std::size_t i = 0; i < kept_.size(); ++i) {
+      const std::size_t j = kept_[i];
+      // the level's own frontier is kept too: its segment's backward pass needs no forward of it
+      std::vector<int> targets = with_frontier(with_frontier(segment(stop_below(i), levels_[j].kink - 1), long(i)), long(i) - 1);
+      segment_stages_.push_back(make_stage(j + 1, targets, true));
+    }
+    // the backward pass sizes the input's gradient from its value
+    final_stage_.input = true;
+    for (Stage& s : segment_stages_) s.input = true;
+  }
+
+  // Puts the stage's inputs in place at the n points `alphas` and runs it.
+  void load(const Stage& stage, const double* alphas, std::size_t n) {
+    const std::size_t size = x_.size();
+    if (stage.input) {
+      Shape shape{n};
+      for (std::size_t d : x_.shape()) shape.push_back(d);
+      Tensor<T>& in = tape_.leaf_value(Var<T>{&tape_, input_});
+      in.resize(shape);
+      // [points, input values]
+      for (std::size_t i = 0; i < n; ++i) {
+        const T a = T(alphas[i]);
+        T* row = in.data() + i * size;
+        for (std::size_t j = 0; j < size; ++j) row[j] = baseline_.data()[j] + a * (x_.data()[j] - baseline_.data()[j]);
+      }
+    }
+    for (const typename Stage::Kept& k : stage.interpolated) {
+      Tensor<T>& v = tape_.mutable_value(Var<T>{&tape_, k.node});
+      Shape shape = v.shape();
+      shape[0] = n;
+      v.resize(shape);
+      interpolate(*stores_[k.level], levels_[k.level].width, k.offset, k.width, alphas, n, v.data());
+    }
+    f_.check_deadline();  // every partial forward pass of the search, as the engine's own passes
+    tape_.forward_nodes(stage.run);
+    f_.count_evaluations(n);
+  }
+
+  // The piece of `at` (increasing) holding a, searched from `k` on: at[k - 1] <= a <= at[k].
+  static std::size_t piece_of(const std::vector<double>& at, double a, std::size_t k) {
+    k = std::max<std::size_t>(k, 1);
+    while (k + 1 < at.size() && at[k] < a) ++k;
+    return k;
+  }
+
+  // Values kept at the store's points, at the n points `alphas` (increasing, inside the
+  // store's span): each lies between two kept points, where the values are affine.
+  static void interpolate(const Store& s, std::size_t row_width, std::size_t offset, std::size_t width,
+                          const double* alphas, std::size_t n, T* out) {
+    const std::vector<double>& at = s.alphas;
+    std::size_t k = std::size_t(std::lower_bound(at.begin(), at.end(), alphas[0]) - at.begin());
+    k = std::min(k, at.size() - 1);
+    // [points, width]
+    for (std::size_t i = 0; i < n; ++i) {
+      const double a = alphas[i];
+      k = piece_of(at, a, k);
+      const T* r0 = s.rows.data() + (k - 1) * row_width + offset;
+      const T* r1 = s.rows.data() + k * row_width + offset;
+      T* o = out + i * width;
+      if (a == at[k - 1] || a == at[k]) {
+        const T* r = a == at[k] ? r1 : r0;
+        std::copy(r, r + width, o);
+        continue;
+      }
+      const T t = T((a - at[k - 1]) / (at[k] - at[k - 1]));
+      for (std::size_t j = 0; j < width; ++j) o[j] = r0[j] + t * (r1[j] - r0[j]);
+    }
+  }
+
+  // Level j on the window `points` (breakpoints of the levels before it): its switches, then
+  // the next level on the refined window, in windows of at most window_ points; then, for a
+  // kept level, its backward segment once per piece of the window.
+  void search(std::size_t j, const std::vector<double>& points) {
+    if (j == levels_.size()) return finish(points);
+    const Level& level = levels_[j];
+    const Stage& stage = level_stages_[j];
+    Store store;
+    if (level.stored) {
+      store.alphas = points;
+      store.rows.resize(points.size() * level.width);
+    }
+    const std::size_t width = per_point(level.input);
+    std::vector<T> previous(width);
+    std::vector<double> refined{points.front()}, local;
+    std::size_t added = 0;
+    for (std::size_t begin = 0; begin < points.size(); begin += batch_) {
+      const std::size_t n = std::min(batch_, points.size() - begin);
+      load(stage, points.data() + begin, n);
+      const T* z = tape_.value(Var<T>{&tape_, level.input}).data();  // [n, width]
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t k = begin + i;  // the interval [points[k - 1], points[k]]
+        if (k == 0) continue;
+        local.clear();
+        interval_switches(level.geometry, i == 0 ? previous.data() : z + (i - 1) * width, z + i * width, local);
+        added += merge_interval(points[k - 1], points[k], local, refined);
+        if (known_pieces_ + added > options_.max_pieces) too_many_pieces(options_.max_pieces, tape_.describe(level.kink));
+      }
+      std::copy(z + (n - 1) * width, z + n * width, previous.begin());
+      if (level.stored) keep(level, begin, n, store);
+    }
+    known_pieces_ += added;
+    if (level.stored) {
+      if (gradients_) store.grads.assign((points.size() - 1) * level.width, 0.0);
+      stores_[j] = &store;
+    }
+    // the refined window in windows of at most window_ points, sharing their ends
+    for (std::size_t begin = 0; begin + 1 < refined.size(); begin += window_ - 1) {
+      const std::size_t end = std::min(refined.size(), begin + window_);
+      search(j + 1, std::vector<double>(refined.begin() + long(begin), refined.begin() + long(end)));
+    }
+    if (level.stored && gradients_) backward_segment(j);
+    stores_[j] = nullptr;
+  }
+
+  // Appends the switches inside (a0, a1) (fractions `local` of it), then a1, to `refined`. A
+  // switch within rounding of a breakpoint or of the previous switch is not a new piece.
+  std::size_t merge_interval(double a0, double a1, std::vector<double>& local, std::vector<double>& refined) const {
+    const double min_gap = 8 * std::numeric_limits<T>::epsilon();
+    std::sort(local.begin(), local.end());
+    std::size_t added = 0;
+    for (double s : local) {
+      const double r = a0 + s * (a1 - a0);
+      if (r - refined.back() <= min_gap || a1 - r <= min_gap) continue;
+      refined.push_back(r);
+      ++added;
+    }
+    refined.push_back(a1);
+    return added;
+  }
+
+  // The level's frontier values at rows [begin, begin + n) of the window, from the tape.
+  void keep(const Level& level, std::size_t begin, std::size_t n, Store& store) const {
+    for (std::size_t k = 0; k < level.frontier.size(); ++k) {
+      const T* v = tape_.node(level.frontier[k]).value.data();
+      const std::size_t w = per_point(level.frontier[k]);
+      // [n, w] into [n, level width]
+      for (std::size_t i = 0; i < n; ++i)
+        std::copy(v + i * w, v + (i + 1) * w, store.rows.data() + (begin + i) * level.width + level.offset[k]);
+    }
+  }
+
+  // After a partial backward pass at n points `alphas`: the gradients at the frontier of the
+  // kept level below (kept_[i]), added to the sums of the pieces holding the points; with
+  // `dots`, each point's gradient along the path (the frontier's slope in its piece). Below
+  // the first kept level, the input's gradient is added to the total.
+  void gather(long i, const double* alphas, std::size_t n, std::vector<double>* dots) {
+    if (i < 0) {
+      const T* g = tape_.grad(Var<T>{&tape_, input_}).data();
+      const std::size_t size = x_.size();
+      // [n, input values]
+      for (std::size_t r = 0; r < n; ++r) {
+        double dot = 0;
+        for (std::size_t c = 0; c < size; ++c) {
+          total_[c] += double(g[r * size + c]);
+          dot += double(g[r * size + c]) * (double(x_.data()[c]) - double(baseline_.data()[c]));
+        }
+        if (dots) dots->push_back(dot);
+      }
+      return;
+    }
+    const Level& level = levels_[kept_[std::size_t(i)]];
+    Store& s = *stores_[kept_[std::size_t(i)]];
+    std::size_t k = 1;
+    // [n, frontier nodes, their values]
+    for (std::size_t r = 0; r < n; ++r) {
+      k = piece_of(s.alphas, alphas[r], k);
+      const double width = s.alphas[k] - s.alphas[k - 1];
+      double* sum = s.grads.data() + (k - 1) * level.width;
+      double dot = 0;
+      for (std::size_t f = 0; f < level.frontier.size(); ++f) {
+        const std::size_t w = per_point(level.frontier[f]), at = level.offset[f];
+        const T* g = tape_.grad(Var<T>{&tape_, level.frontier[f]}).data() + r * w;
+        const T* r0 = s.rows.data() + (k - 1) * level.width + at;
+        const T* r1 = s.rows.data() + k * level.width + at;
+        for (std::size_t c = 0; c < w; ++c) {
+          sum[at + c] += double(g[c]);
+          dot += double(g[c]) * (double(r1[c]) - double(r0[c]));
+        }
+      }
+      if (dots) dots->push_back(dot / width);
+    }
+  }
+
+  // Kept level j's backward segment: the gradient sums at its frontier, one row per piece of
+  // its window, through the nodes down to the kept level below (or the input).
+  void backward_segment(std::size_t j) {
+    const long i = long(std::find(kept_.begin(), kept_.end(), j) - kept_.begin());
+    const Level& level = levels_[j];
+    const Store& s = *stores_[j];
+    const std::size_t pieces = s.alphas.size() - 1;
+    std::vector<double> mids(pieces);
+    for (std::size_t p = 0; p < pieces; ++p) mids[p] = 0.5 * (s.alphas[p] + s.alphas[p + 1]);
+    std::vector<Tensor<T>> seeds(level.frontier.size());
+    std::vector<std::pair<int, const Tensor<T>*>> seeded;
+    for (std::size_t begin = 0; begin < pieces; begin += batch_) {
+      const std::size_t n = std::min(batch_, pieces - begin);
+      load(segment_stages_[std::size_t(i)], mids.data() + begin, n);
+      seeded.clear();
+      for (std::size_t f = 0; f < level.frontier.size(); ++f) {
+        const int id = level.frontier[f];
+        Shape shape = tape_.node(id).value.shape();
+        shape[0] = n;
+        seeds[f].resize(shape);
+        const std::size_t w = per_point(id);
+        // [n, w] from the sums [pieces, level width]
+        for (std::size_t r = 0; r < n; ++r)
+          for (std::size_t c = 0; c < w; ++c)
+            seeds[f].data()[r * w + c] = T(s.grads[(begin + r) * level.width + level.offset[f] + c]);
+        seeded.push_back({id, &seeds[f]});
+      }
+      tape_.zero_grad();
+      f_.check_deadline();
+      tape_.backward(seeded, stop_below(std::size_t(i)));
+      gather(i - 1, mids.data() + begin, n, nullptr);
+    }
+  }
+
+  // A window of final breakpoints: appended, and with gradients, each piece's backward pass
+  // from the logits down to the last kept level.
+  void finish(const std::vector<double>& points) {
+    ++path_.windows;
+    breaks_.insert(breaks_.end(), points.begin() + (breaks_.empty() ? 0 : 1), points.end());
+    if (!gradients_) return;
+    const std::size_t pieces = points.size() - 1, classes = f_.classes();
+    std::vector<double> seeds(pieces * classes, 0.0);  // [pieces, classes]: the integral of dF/dz
+    const int k = f_.class_index(), m = f_.target().minus_class;
+    if (f_.target().output == Output::logit) {
+      for (std::size_t p = 0; p < pieces; ++p) {
+        const double width = points[p + 1] - points[p];
+        seeds[p * classes + std::size_t(k)] = width;
+        if (m >= 0) seeds[p * classes + std::size_t(m)] = -width;
+      }
+    } else {
+      logit_seeds(points, seeds);
+    }
+    std::vector<double> mids(pieces);
+    for (std::size_t p = 0; p < pieces; ++p) mids[p] = 0.5 * (points[p] + points[p + 1]);
+    Tensor<T> seed;
+    for (std::size_t begin = 0; begin < pieces; begin += batch_) {
+      const std::size_t n = std::min(batch_, pieces - begin);
+      load(final_stage_, mids.data() + begin, n);
+      const Tensor<T>& score = tape_.value(Var<T>{&tape_, top_});
+      for (std::size_t r = 0; r < n; ++r) {
+        path_.alphas.push_back(mids[begin + r]);
+        path_.f.push_back(double(score(r, std::size_t(k))) - (m >= 0 ? double(score(r, std::size_t(m))) : 0.0));
+      }
+      seed.resize(Shape{n, classes});
+      for (std::size_t r = 0; r < n * classes; ++r) seed.data()[r] = T(seeds[begin * classes + r]);
+      tape_.zero_grad();
+      f_.check_deadline();
+      tape_.backward({{logits_, &seed}}, kept_.empty() ? 0 : levels_[kept_.back()].kink);
+      gather(long(kept_.size()) - 1, mids.data() + begin, n, &path_.weighted_dot);
+    }
+  }
+
+  // prob, logprob: the logits at the window's breakpoints (affine inside each piece), and each
+  // piece's integral of dF/dz along them.
+  void logit_seeds(const std::vector<double>& points, std::vector<double>& seeds) {
+    const std::size_t classes = f_.classes(), pieces = points.size() - 1;
+    std::vector<double> z(points.size() * classes), piece_seed;
+    for (std::size_t begin = 0; begin < points.size(); begin += batch_) {
+      const std::size_t n = std::min(batch_, points.size() - begin);
+      load(logits_stage_, points.data() + begin, n);
+      const T* v = tape_.value(Var<T>{&tape_, logits_}).data();
+      for (std::size_t r = 0; r < n * classes; ++r) z[begin * classes + r] = double(v[r]);
+    }
+    SeedIntegral integral(f_.target().output, f_.class_index(), f_.target().minus_class);
+    for (std::size_t p = 0; p < pieces; ++p) {
+      integral.integrate(z.data() + p * classes, z.data() + (p + 1) * classes, classes, piece_seed);
+      const double width = points[p + 1] - points[p];
+      for (std::size_t c = 0; c < classes; ++c) seeds[p * classes + c] = width * piece_seed[c];
+    }
+    path_.seed_nodes += integral.evaluations();
+  }
+
+  TargetFunction<T>& f_;
+  Tape<T>& tape_;
+  const Tensor<T>& x_;
+  const Tensor<T>& baseline_;
+  ExactOptions options_;
+  bool gradients_;
+  int input_ = -1, logits_ = -1, top_ = -1;
+  std::vector<Level> levels_;
+  std::vector<std::size_t> kept_;     // the stored levels, in order
+  std::vector<Stage> level_stages_, segment_stages_;
+  Stage logits_stage_, final_stage_;
+  std::vector<Store*> stores_;        // the kept values of the levels on the current window
+  std::size_t batch_ = 1, window_ = 2;
+  std::size_t known_pieces_ = 1;      // pieces found so far: never more than in the end
+  std::vector<double> breaks_, total_;
+  ExactPath<T> path_;
+};
+
 }  // namespace
 
 template <class T>
-std::vector<double> path_breakpoints(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
-                                     const ExactOptions& options) {
+std::vector<double> path_breakpoints_reference(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+                                               const ExactOptions& options) {
   const std::vector<int> kinks = kink_nodes(f);
   // switches closer than this to a breakpoint are rounding, not a new piece
   const double min_gap = 8 * std::numeric_limits<T>::epsilon();
@@ -106,11 +674,38 @@ std::vector<double> path_breakpoints(TargetFunction<T>& f, const Tensor<T>& x, c
       }
       breaks.push_back(r);
     }
-    if (breaks.size() - 1 > options.max_pieces)
-      throw Error("exact IG: more than " + std::to_string(options.max_pieces) + " linear pieces along the path (at " +
-                  f.tape().describe(id) + "); raise the cap (--max-pieces) or use a quadrature rule");
+    if (breaks.size() - 1 > options.max_pieces) too_many_pieces(options.max_pieces, f.tape().describe(id));
   }
   return breaks;
+}
+
+template <class T>
+bool exact_search_applies(TargetFunction<T>& f) {
+  const Tape<T>& tape = f.tape();
+  for (std::size_t id = 0; id < tape.size(); ++id) {
+    const Node<T>& n = tape.node(static_cast<int>(id));
+    if (n.kind != NodeKind::op) continue;
+    const auto moving = std::count_if(n.inputs.begin(), n.inputs.end(), [&](int in) { return tape.node(in).requires_grad; });
+    if (moving > 1) return false;
+  }
+  return true;
+}
+
+template <class T>
+std::vector<double> path_breakpoints(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+                                     const ExactOptions& options) {
+  if (!exact_search_applies(f)) return path_breakpoints_reference(f, x, baseline, options);
+  PathSearch<T> search(f, x, baseline, options, false);
+  search.run();
+  return std::move(search.breaks());
+}
+
+template <class T>
+ExactPath<T> exact_path(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, const ExactOptions& options) {
+  if (f.class_index() < 0) throw Error("exact IG: the target class is not resolved");
+  PathSearch<T> search(f, x, baseline, options, true);
+  search.run();
+  return std::move(search.path());
 }
 
 template <class T>
@@ -132,9 +727,17 @@ Quadrature exact_quadrature(TargetFunction<T>& f, const Tensor<T>& x, const Tens
   return q;
 }
 
-template std::vector<double> path_breakpoints(TargetFunction<float>&, const Tensor<float>&, const Tensor<float>&, const ExactOptions&);
-template std::vector<double> path_breakpoints(TargetFunction<double>&, const Tensor<double>&, const Tensor<double>&, const ExactOptions&);
-template Quadrature exact_quadrature(TargetFunction<float>&, const Tensor<float>&, const Tensor<float>&, const ExactOptions&, std::size_t&);
-template Quadrature exact_quadrature(TargetFunction<double>&, const Tensor<double>&, const Tensor<double>&, const ExactOptions&, std::size_t&);
+#define AX_EXACT(T)                                                                                                    \
+  template bool exact_search_applies(TargetFunction<T>&);                                                             \
+  template std::vector<double> path_breakpoints(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&,                \
+                                                const ExactOptions&);                                                  \
+  template std::vector<double> path_breakpoints_reference(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&,      \
+                                                          const ExactOptions&);                                        \
+  template ExactPath<T> exact_path(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&, const ExactOptions&);       \
+  template Quadrature exact_quadrature(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&, const ExactOptions&,    \
+                                       std::size_t&);
+AX_EXACT(float)
+AX_EXACT(double)
+#undef AX_EXACT
 
 }  // namespace ax::attr

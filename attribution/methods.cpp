@@ -236,7 +236,23 @@ Attribution<T> integrated_gradients(TargetFunction<T>& f, const Tensor<T>& x, co
   // reuse only pays when adaptive; keep it within the engine's memory budget
   if (options.tolerance > 0) cache.limit = f.chunk() * f.bytes_per_point() / 2;
   std::size_t steps = options.steps;
-  const bool exact = options.rule == Rule::exact;
+  if (options.rule == Rule::exact && exact_search_applies(f)) {
+    // one backward pass per linear piece, the integral over each piece exact (exact.hpp)
+    const ExactPath<T> path = exact_path(f, x, baseline, options.exact);
+    a.values.resize(x.shape());
+    for (std::size_t i = 0; i < x.size(); ++i) a.values.data()[i] = (x.data()[i] - baseline.data()[i]) * path.gradient.data()[i];
+    report_completeness(a, ends[0], ends[1]);
+    a.pieces = a.steps = path.pieces;
+    if (options.diagnostics) {
+      a.path_alpha = path.alphas;
+      a.path_f = path.f;
+      double running = 0;
+      for (double d : path.weighted_dot) a.path_cumulative.push_back(running += d);
+    }
+    a.seconds = seconds_since(clock);
+    return a;
+  }
+  const bool exact = options.rule == Rule::exact;  // on a network with branches: the reference search
   for (;;) {
     // exact: one gradient per linear piece (Gauss-Legendre inside each piece for prob/logprob)
     const Quadrature q = exact ? exact_quadrature(f, x, baseline, options.exact, a.pieces) : quadrature(options.rule, steps);

@@ -84,9 +84,12 @@ class TargetFunction {
                      const Tensor<T>* replacement = nullptr, const Tensor<T>* direction = nullptr,
                      Tensor<T>* tangents = nullptr);
   std::size_t chunk() const { return chunk_; }
+  std::size_t memory_budget() const { return options_.memory_budget; }
   // Estimated bytes per point of the tape's buffers (values, gradients, tangents).
   std::size_t bytes_per_point() const { return bytes_per_point_; }
   std::size_t evaluations() const { return evaluations_; }  // points evaluated so far
+  // Counts points a caller evaluated on the tape itself (exact IG's partial passes).
+  void count_evaluations(std::size_t n) { evaluations_ += n; }
 
   // Loads n points [n, input shape] into the input and runs the forward pass up to `last` (the
   // whole tape when last.id < 0). For callers that read node values themselves (exact IG).

@@ -155,6 +155,19 @@ void Tape<T>::forward_after(Var<T> node) {
 }
 
 template <class T>
+void Tape<T>::forward_nodes(const std::vector<int>& ids) {
+  stats_.forward_nodes = 0;
+  if (profiling_) stats_.forward_seconds.resize(nodes_.size());
+  for (int id : ids) {
+    if (node(id).kind != NodeKind::op) throw Error("forward_nodes: " + describe(id) + " is not an op node");
+    const auto start = profiling_ ? Clock::now() : Clock::time_point{};
+    evaluate(id);
+    if (profiling_) stats_.forward_seconds[static_cast<std::size_t>(id)] += seconds_since(start);
+    ++stats_.forward_nodes;
+  }
+}
+
+template <class T>
 void Tape<T>::forward_range(std::size_t begin, std::size_t end) {
   stats_.forward_nodes = 0;
   if (profiling_) stats_.forward_seconds.resize(nodes_.size());  // nodes recorded since
@@ -184,12 +197,19 @@ void Tape<T>::zero_grad() {
 
 template <class T>
 void Tape<T>::backward(Var<T> out, const Tensor<T>& seed) {
-  backward_pass(out, seed, false);
+  const std::pair<int, const Tensor<T>*> one{check(out), &seed};
+  backward_from(&one, 1, 0, false);  // no vector: the steady state allocates nothing
+}
+
+template <class T>
+void Tape<T>::backward(const std::vector<std::pair<int, const Tensor<T>*>>& seeds, int stop) {
+  backward_from(seeds.data(), seeds.size(), stop, false);
 }
 
 template <class T>
 void Tape<T>::rescale_backward(Var<T> out, const Tensor<T>& seed) {
-  backward_pass(out, seed, true);
+  const std::pair<int, const Tensor<T>*> one{check(out), &seed};
+  backward_from(&one, 1, 0, true);
 }
 
 // An op's step of the rescale pass: its rule, or its backward when it is affine in the inputs that
@@ -206,13 +226,17 @@ void Tape<T>::rescale_node(int id, OpContext<T>& ctx) {
 }
 
 template <class T>
-void Tape<T>::backward_pass(Var<T> out, const Tensor<T>& seed, bool rescale) {
-  const int top = check(out);
-  Node<T>& o = nodes_[static_cast<std::size_t>(top)];
-  if (seed.shape() != o.value.shape())
-    throw Error("backward: seed shape " + to_string(seed.shape()) + " differs from " + describe(top) +
-                "'s shape " + to_string(o.value.shape()));
-  if (!o.requires_grad) throw Error("backward: " + describe(top) + " depends on no leaf that requires grad");
+void Tape<T>::backward_from(const std::pair<int, const Tensor<T>*>* seeds, std::size_t count, int stop, bool rescale) {
+  int top = -1;
+  for (std::size_t s = 0; s < count; ++s) {
+    const auto& [id, seed] = seeds[s];
+    const Node<T>& o = node(id);
+    if (seed->shape() != o.value.shape())
+      throw Error("backward: seed shape " + to_string(seed->shape()) + " differs from " + describe(id) +
+                  "'s shape " + to_string(o.value.shape()));
+    if (!o.requires_grad) throw Error("backward: " + describe(id) + " depends on no leaf that requires grad");
+    top = std::max(top, id);
+  }
 
   // Leaves keep (accumulate) their gradients until zero_grad(); a leaf that has none yet, or
   // whose value changed shape, starts from zero.
@@ -230,12 +254,16 @@ void Tape<T>::backward_pass(Var<T> out, const Tensor<T>& seed, bool rescale) {
       kernels::fill(n.grad.data(), n.grad.size(), T(0));
     }
   };
-  make_live(top);
-  for (std::size_t i = 0; i < seed.size(); ++i) o.grad.data()[i] += seed.data()[i];
+  for (std::size_t s = 0; s < count; ++s) {
+    const auto& [id, seed] = seeds[s];
+    make_live(id);
+    Node<T>& o = nodes_[static_cast<std::size_t>(id)];
+    for (std::size_t i = 0; i < seed->size(); ++i) o.grad.data()[i] += seed->data()[i];
+  }
 
   stats_.backward_nodes = 0;
   if (profiling_) stats_.backward_seconds.resize(nodes_.size());
-  for (int id = top; id >= 0; --id) {
+  for (int id = top; id >= std::max(stop, 0); --id) {
     Node<T>& n = nodes_[static_cast<std::size_t>(id)];
     if (!live_[static_cast<std::size_t>(id)] || n.kind != NodeKind::op) continue;
     for (int in : n.inputs)

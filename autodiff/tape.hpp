@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ax {
@@ -182,6 +183,10 @@ class Tape {
   // Re-evaluate the op nodes after `node` only: with mutable_value, runs the rest of the network
   // from a value put in place of a hidden node's.
   void forward_after(Var<T> node);
+  // Re-evaluate only the listed op nodes, in the order given (ascending ids), leaving every
+  // other node's value as it is: a partial pass for callers that put some values in place
+  // themselves (exact IG interpolates them along the path).
+  void forward_nodes(const std::vector<int>& ids);
   // Any node's value, to overwrite before forward_after(node) (layer attribution). Its shape must
   // stay the same; the next forward() recomputes it.
   Tensor<T>& mutable_value(Var<T> v) { return nodes_[static_cast<std::size_t>(check(v))].value; }
@@ -193,6 +198,11 @@ class Tape {
   void backward(Var<T> out, const Tensor<T>& seed);
   // Same with a seed of ones (for a scalar output: d out / d leaf).
   void backward(Var<T> out);
+  // A partial pass: seeds for several nodes at once (node id, a tensor of its value's shape), and
+  // only op nodes with ids >= stop run; a node below `stop` keeps the gradient added into it,
+  // d out / d node with it held as an independent variable (grad() reads it). Exact IG sums
+  // such gradients over the pieces of the path that share the network below `stop`.
+  void backward(const std::vector<std::pair<int, const Tensor<T>*>>& seeds, int stop);
   // DeepLIFT (rescale rule): the batch holds B inputs followed by their B references, and the
   // values are those of a forward pass on it. Like backward, but every op that is not affine in
   // its varying inputs multiplies by its secant (y - y') / (x - x') instead of its derivative;
@@ -239,8 +249,8 @@ class Tape {
   Var<T> add_leaf(NodeKind kind, Tensor<T> value, bool asks_grad, std::string label);
   void evaluate(int id);
   void forward_range(std::size_t begin, std::size_t end);
+  void backward_from(const std::pair<int, const Tensor<T>*>* seeds, std::size_t count, int stop, bool rescale);
   void update_requires_grad();
-  void backward_pass(Var<T> out, const Tensor<T>& seed, bool rescale);
   void rescale_node(int id, OpContext<T>& ctx);
 
   std::vector<Node<T>> nodes_;

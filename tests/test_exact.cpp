@@ -162,7 +162,7 @@ TEST_CASE("exact IG for probability and log-probability targets: Gauss-Legendre 
     const Tensor<double> x = test::uniform({8}, 0, 1, rng), base = zeros<double>({8});
     const Attribution<double> a = integrated_gradients(f, x, base, rule(Rule::exact));
     CHECK(a.relative_delta < 1e-10);
-    CHECK(a.steps == 4 * a.pieces);
+    CHECK(a.steps == a.pieces);
   }
 }
 
@@ -206,4 +206,132 @@ TEST_CASE("same seed, same bits, on one thread or two: IG, exact IG and SmoothGr
     CAPTURE(i);
     CHECK(test::same_bits(one[i], two[i]));
   }
+}
+
+namespace {
+
+// The breakpoints of the search and of the reference search, one for one.
+template <class T>
+void check_same_breakpoints(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& base, double tolerance) {
+  const std::vector<double> fast = path_breakpoints(f, x, base), slow = path_breakpoints_reference(f, x, base);
+  REQUIRE(fast.size() == slow.size());
+  double moved = 0;
+  for (std::size_t i = 0; i < fast.size(); ++i) moved = std::max(moved, std::abs(fast[i] - slow[i]));
+  CHECK(moved < tolerance);
+  CHECK(fast.front() == 0.0);
+  CHECK(fast.back() == 1.0);
+}
+
+// IG as the reference computes it: the reference's breakpoints, then F and dF/dx at `per_piece`
+// Gauss-Legendre nodes of each piece (the midpoint for one), full passes.
+Tensor<double> reference_ig(TargetFunction<double>& f, const Tensor<double>& x, const Tensor<double>& base,
+                            std::size_t per_piece) {
+  const std::vector<double> breaks = path_breakpoints_reference(f, x, base);
+  const Quadrature inner = per_piece == 1 ? Quadrature{{0.5}, {1.0}} : quadrature(Rule::gausslegendre, per_piece);
+  const std::size_t size = x.size();
+  Shape shape{inner.alphas.size() * (breaks.size() - 1)};
+  for (std::size_t d : x.shape()) shape.push_back(d);
+  Tensor<double> points(shape), grads;
+  std::vector<double> weights, values;
+  for (std::size_t p = 0; p + 1 < breaks.size(); ++p)
+    for (std::size_t k = 0; k < inner.alphas.size(); ++k) {
+      const double a = breaks[p] + (breaks[p + 1] - breaks[p]) * inner.alphas[k];
+      for (std::size_t j = 0; j < size; ++j) points.data()[weights.size() * size + j] = base.data()[j] + a * (x.data()[j] - base.data()[j]);
+      weights.push_back((breaks[p + 1] - breaks[p]) * inner.weights[k]);
+    }
+  f.evaluate(points, values, &grads);
+  Tensor<double> ig = zeros<double>(x.shape());
+  for (std::size_t k = 0; k < weights.size(); ++k)
+    for (std::size_t j = 0; j < size; ++j) ig.data()[j] += weights[k] * grads.data()[k * size + j] * (x.data()[j] - base.data()[j]);
+  return ig;
+}
+
+double relative_l2(const Tensor<double>& a, const Tensor<double>& b) {
+  return std::sqrt(double(xt::sum(xt::square(a - b))()) / double(xt::sum(xt::square(b))()));
+}
+
+}  // namespace
+
+TEST_CASE("the breakpoint search finds the reference's breakpoints on random MLPs and LeNets") {
+  for (std::uint64_t seed : {11, 12}) {
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    TargetFunction<double> mlp(relu_mlp(seed), target(int(seed % 6)));
+    const Tensor<double> x8 = test::uniform({8}, 0, 1, rng), base8 = test::uniform({8}, 0, 1, rng);
+    check_same_breakpoints(mlp, x8, base8, 1e-12);
+    TargetFunction<double> lenet(nn::lenet28(seed), target(int(seed % 10)));
+    const Tensor<double> x = test::uniform({1, 28, 28}, 0, 1, rng);
+    check_same_breakpoints(lenet, x, zeros<double>({1, 28, 28}), 1e-12);
+    check_same_breakpoints(lenet, x, test::uniform({1, 28, 28}, 0, 1, rng), 1e-12);
+  }
+}
+
+TEST_CASE("exact IG agrees with the reference's one gradient per piece on a LeNet") {
+  std::mt19937_64 rng(16);
+  TargetFunction<double> lenet(nn::lenet28(16), target(2));
+  const Tensor<double> x = test::uniform({1, 28, 28}, 0, 1, rng), base = zeros<double>({1, 28, 28});
+  const Attribution<double> a = integrated_gradients(lenet, x, base, rule(Rule::exact));
+  CHECK(relative_l2(a.values, reference_ig(lenet, x, base, 1)) < 1e-12);
+  CHECK(a.relative_delta < 1e-12);
+}
+
+TEST_CASE("prob and logprob: each piece's integral is exact, where 4 Gauss-Legendre nodes a piece are not") {
+  for (Output output : {Output::prob, Output::logprob}) {
+    CAPTURE(output_name(output));
+    TargetFunction<double> f(relu_mlp(18), target(1, output));
+    std::mt19937_64 rng(18);
+    // a long path, so that the softmax curves inside the pieces
+    const Tensor<double> x = test::uniform({8}, 0, 40, rng), base = zeros<double>({8});
+    const Attribution<double> a = integrated_gradients(f, x, base, rule(Rule::exact));
+    // Gauss-Legendre with 40 nodes a piece converges to rounding on these analytic pieces
+    const Tensor<double> fine = reference_ig(f, x, base, 40), coarse = reference_ig(f, x, base, 4);
+    CHECK(relative_l2(a.values, fine) < 1e-13);
+    CHECK(relative_l2(coarse, fine) > 1e-10);
+    CHECK(a.relative_delta < 1e-13);
+  }
+}
+
+TEST_CASE("exact IG within a small memory budget: the same result, in more windows and chunks") {
+  const nn::ModelSpec spec = nn::lenet28(19);
+  std::mt19937_64 rng(19);
+  const Tensor<double> x = test::uniform({1, 28, 28}, 0, 1, rng), base = zeros<double>({1, 28, 28});
+  TargetFunction<double> roomy(spec, target(4));
+  EngineOptions tight_engine;
+  tight_engine.memory_budget = 8 * roomy.bytes_per_point();
+  TargetFunction<double> tight(spec, target(4), tight_engine);
+  const ExactPath<double> wide = exact_path(roomy, x, base), narrow = exact_path(tight, x, base);
+  CHECK(narrow.windows > 4 * wide.windows);
+  CHECK(tight.chunk() == 8);
+  CHECK(narrow.pieces == wide.pieces);
+  CHECK(relative_l2(narrow.gradient, wide.gradient) < 1e-13);
+  CHECK(path_breakpoints(tight, x, base) == path_breakpoints(roomy, x, base));
+}
+
+TEST_CASE("the piece cap is checked as pieces are found, before the search ends") {
+  TargetFunction<double> f(nn::lenet28(20), target(0));
+  std::mt19937_64 rng(20);
+  const Tensor<double> x = test::uniform({1, 28, 28}, 0, 1, rng), base = zeros<double>({1, 28, 28});
+  const std::size_t pieces = path_breakpoints(f, x, base).size() - 1;
+  ExactOptions capped;
+  capped.max_pieces = pieces / 4;
+  const std::size_t before = f.evaluations();
+  CHECK_THROWS_WITH_AS(path_breakpoints(f, x, base, capped), doctest::Contains("linear pieces along the path"), Error);
+  CHECK(f.evaluations() - before < pieces);  // stopped long before a full search
+  capped.max_pieces = pieces;
+  CHECK(path_breakpoints(f, x, base, capped).size() == pieces + 1);
+}
+
+TEST_CASE("exact IG on a network with skip connections: the reference search, completeness to rounding") {
+  // ResNet-18's add nodes have two inputs that move along the path: the streaming search does not
+  // apply, and the reference search with one gradient per piece stays exact.
+  TargetFunction<double> f(nn::resnet18(3, 4, 16), target(2));
+  CHECK_FALSE(exact_search_applies(f));
+  TargetFunction<double> chain(nn::lenet28(3), target(2));
+  CHECK(exact_search_applies(chain));
+  std::mt19937_64 rng(31);
+  // from a random baseline (from black, this homogeneous network is one piece: relu(a z) = a relu(z))
+  const Tensor<double> x = test::uniform({3, 16, 16}, 0, 1, rng), base = test::uniform({3, 16, 16}, 0, 1, rng);
+  const Attribution<double> exact = integrated_gradients(f, x, base, rule(Rule::exact));
+  CHECK(exact.pieces > 10);
+  CHECK(exact.relative_delta < 1e-10);
 }

@@ -136,6 +136,17 @@ struct MaxPool2d : FixedWindowPool {
         }
     }
   }
+  // Whether the line that leads at s = 0 (the first maximum, ties to the steeper line) is still
+  // the highest at s = 1. Then it leads throughout (the upper envelope is convex and meets that
+  // line at both ends), and the window has no switch: most windows end here.
+  static bool same_leader(const std::vector<double>& v0, const std::vector<double>& v1) {
+    std::size_t lead = 0;
+    for (std::size_t m = 1; m < v0.size(); ++m)
+      if (v0[m] > v0[lead] || (v0[m] == v0[lead] && v1[m] - v0[m] > v1[lead] - v0[lead])) lead = m;
+    for (std::size_t m = 0; m < v0.size(); ++m)
+      if (v1[m] > v1[lead]) return false;
+    return true;
+  }
   // Each window's maximum switches where the upper envelope of its inputs' lines changes line.
   template <class T>
   static void switches(const Attrs& a, const Shape& in, const Shape& out, const T* z0, const T* z1,
@@ -156,7 +167,7 @@ struct MaxPool2d : FixedWindowPool {
               v0.push_back(double(z0[at]));
               v1.push_back(double(z1[at]));
             }
-          envelope_switches(v0, v1, roots);
+          if (!same_leader(v0, v1)) envelope_switches(v0, v1, roots);
         }
   }
 };

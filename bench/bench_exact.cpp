@@ -1,0 +1,160 @@
+// Exact IG on the shipped model: every shipped image (examples/images/*.png) explained from a
+// black image, float32, the predicted class's logit, 2 threads. For each image: the pieces,
+// the path points evaluated, the completeness gap and the median time of the runs; then, in
+// the same run, the time a point of a 1000-step Gauss-Legendre IG costs on the same image, and
+// the ratio of a piece's cost to a point's. With --before, also the first implementation (the
+// reference breakpoint search, then a full forward and backward pass at every piece's
+// midpoint), its time, and how far its breakpoints and attributions are from today's.
+// Prints figures; never fails.
+//
+//   bench_exact [--runs N] [--images N] [--before 0|1]   (defaults: 3 runs, all ten images, 1)
+#include "../attribution/io.hpp"
+#include "../attribution/methods.hpp"
+#include "../nn/model_file.hpp"
+#include "timing.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace ax;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+std::vector<std::string> shipped_images() {
+  std::vector<std::string> paths;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(AXIOMATIC_BENCH_DIR) + "/../examples/images"))
+    if (entry.path().extension() == ".png") paths.push_back(entry.path().string());
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+// Exact IG as first written: the reference search, then F and dF/dx at each piece's midpoint
+// (full passes, in chunks), weighted by the piece's width. Returns the attributions.
+Tensor<float> exact_before(attr::TargetFunction<float>& f, const Tensor<float>& x, const Tensor<float>& base,
+                           std::vector<double>& breaks) {
+  breaks = attr::path_breakpoints_reference(f, x, base);
+  const std::size_t size = x.size(), pieces = breaks.size() - 1;
+  std::vector<double> total(size, 0.0), values;
+  Tensor<float> points, grads;
+  for (std::size_t begin = 0; begin < pieces; begin += f.chunk()) {
+    const std::size_t n = std::min(f.chunk(), pieces - begin);
+    Shape shape{n};
+    for (std::size_t d : f.input_shape()) shape.push_back(d);
+    points.resize(shape);
+    for (std::size_t i = 0; i < n; ++i) {
+      const float a = float(0.5 * (breaks[begin + i] + breaks[begin + i + 1]));
+      for (std::size_t j = 0; j < size; ++j) points.data()[i * size + j] = base.data()[j] + a * (x.data()[j] - base.data()[j]);
+    }
+    f.evaluate(points, values, &grads);
+    for (std::size_t i = 0; i < n; ++i) {
+      const float w = float(breaks[begin + i + 1] - breaks[begin + i]);
+      for (std::size_t j = 0; j < size; ++j) total[j] += double(w * grads.data()[i * size + j]);
+    }
+  }
+  Tensor<float> a(x.shape());
+  for (std::size_t j = 0; j < size; ++j) a.data()[j] = float((x.data()[j] - base.data()[j]) * total[j]);
+  return a;
+}
+
+double relative_l2(const Tensor<float>& a, const Tensor<float>& b) {
+  double diff = 0, norm = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    diff += (double(a.data()[i]) - b.data()[i]) * (double(a.data()[i]) - b.data()[i]);
+    norm += double(b.data()[i]) * b.data()[i];
+  }
+  return std::sqrt(diff / std::max(norm, 1e-300));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int runs = 3;
+  std::size_t count = 100;
+  bool before = true;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--runs")) runs = std::max(1, std::atoi(argv[i + 1]));
+    else if (!std::strcmp(argv[i], "--images")) count = std::size_t(std::max(1, std::atoi(argv[i + 1])));
+    else if (!std::strcmp(argv[i], "--before")) before = std::atoi(argv[i + 1]) != 0;
+  }
+  timing::set_threads(2);
+  const nn::ModelSpec spec = nn::read_model(std::string(AXIOMATIC_BENCH_DIR) + "/../examples/models/fashion_mnist.safetensors");
+  std::vector<std::string> images = shipped_images();
+  if (images.size() > count) images.resize(count);
+
+  std::printf("exact IG on the shipped model, float32, 2 threads, median of %d runs per image\n", runs);
+  std::printf("  %-28s %7s %8s %9s %9s %10s %10s %7s\n", "image", "pieces", "points", "gap", "exact s", "ms/piece",
+              "ms/GL pt", "ratio");
+  std::vector<double> exact_times, ratios, before_times, speedups;
+  for (const std::string& path : images) {
+    attr::TargetFunction<float> f(spec, attr::TargetSpec{});
+    const Tensor<float> x = attr::read_png(path);
+    const Tensor<float> base = zeros<float>(f.input_shape());
+    const Tensor<float> xs = Tensor<float>(xt::reshape_view(x, f.input_shape()));
+    f.resolve_class(xs);
+    attr::IgOptions exact;
+    exact.rule = attr::Rule::exact;
+    attr::Attribution<float> a;
+    std::size_t points = 0;
+    const timing::MedianBest t = timing::time_runs(runs, [&] {
+      const std::size_t before = f.evaluations();
+      a = attr::integrated_gradients(f, xs, base, exact);
+      points = f.evaluations() - before;
+    });
+    attr::IgOptions gl;
+    gl.rule = attr::Rule::gausslegendre;
+    gl.steps = 1000;
+    const timing::MedianBest g = timing::time_runs(runs, [&] { attr::integrated_gradients(f, xs, base, gl); });
+    const double per_piece = t.median / double(a.pieces) * 1e3, per_point = g.median / 1000 * 1e3;
+    exact_times.push_back(t.median);
+    ratios.push_back(per_piece / per_point);
+    std::printf("  %-28s %7zu %8zu %9.1e %9.3f %10.3f %10.3f %7.2f\n",
+                std::filesystem::path(path).filename().string().c_str(), a.pieces, points, a.relative_delta, t.median,
+                per_piece, per_point, per_piece / per_point);
+    if (before) {
+      std::vector<double> old_breaks;
+      Tensor<float> old_values;
+      const timing::MedianBest b = timing::time_runs(1, [&] { old_values = exact_before(f, xs, base, old_breaks); });
+      const std::vector<double> breaks = attr::path_breakpoints(f, xs, base);
+      // breakpoints paired in order when within 1e-6 (float rounding); the rest are unpaired
+      double moved = 0;
+      std::size_t unpaired = 0;
+      for (std::size_t i = 0, k = 0; i < breaks.size() || k < old_breaks.size();) {
+        if (i < breaks.size() && k < old_breaks.size() && std::abs(breaks[i] - old_breaks[k]) <= 1e-6) {
+          moved = std::max(moved, std::abs(breaks[i++] - old_breaks[k++]));
+        } else {
+          ++unpaired;
+          if (k >= old_breaks.size() || (i < breaks.size() && breaks[i] < old_breaks[k])) ++i;
+          else ++k;
+        }
+      }
+      before_times.push_back(b.median);
+      speedups.push_back(b.median / t.median);
+      // float64 exact IG as the truth both float results are measured against
+      attr::TargetFunction<double> f64(spec, attr::TargetSpec{});
+      const Tensor<double> x64 = xt::cast<double>(xs), base64 = zeros<double>(f64.input_shape());
+      f64.resolve_class(x64);
+      const Tensor<double> truth = attr::integrated_gradients(f64, x64, base64, exact).values;
+      const Tensor<float> truth32 = xt::cast<float>(truth);
+      std::printf("  %-28s before: %7zu pieces, %9.3f s (%.1fx); breakpoints: %zu unpaired, the others within %.0e;"
+                  " from float64 (rel. L2): now %.1e, before %.1e\n",
+                  "", old_breaks.size() - 1, b.median, b.median / t.median, unpaired, moved, relative_l2(a.values, truth32),
+                  relative_l2(old_values, truth32));
+    }
+    std::fflush(stdout);
+  }
+  std::printf("median over the images: exact IG %.3f s an image; a piece costs %.2f points of 1000-step Gauss-Legendre\n",
+              median(exact_times), median(ratios));
+  if (before)
+    std::printf("before (one run each): median %.3f s an image; median speed-up %.1fx\n", median(before_times), median(speedups));
+}
