@@ -14,6 +14,6 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAXIOMATIC_SANIT
   -DAXIOMATIC_BUILD_BENCH=OFF -DAXIOMATIC_REQUIRE_TEST_DEPS=ON >/dev/null
 cmake --build "$build" -j2
 
-export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1}"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:check_initialization_order=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 ctest --test-dir "$build" -j2 --output-on-failure "$@"
