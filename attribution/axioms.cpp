@@ -1,5 +1,8 @@
 #include "axioms.hpp"
 
+#include "../autodiff/ops/registry.hpp"
+#include "../nn/model_file.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -69,10 +72,7 @@ nn::ModelSpec prepend_linear(const nn::ModelSpec& model, const std::vector<doubl
   const std::string input = model.graph.input.name;
   const std::size_t width = model.graph.input.shape.back();
   if (weight.size() != width * width) throw Error("prepend_linear: weight needs " + std::to_string(width * width) + " values");
-  nn::NodeSpec first;
-  first.name = "axiomatic.check.first";
-  first.op = "linear";
-  first.inputs = {input};
+  nn::NodeSpec first = nn::make_node("axiomatic.check.first", "linear", {input});
   for (nn::NodeSpec& n : out.graph.nodes)
     for (std::string& in : n.inputs)
       if (in == input) in = first.name;
@@ -84,14 +84,8 @@ nn::ModelSpec prepend_linear(const nn::ModelSpec& model, const std::vector<doubl
 
 nn::ModelSpec append_linear(const nn::ModelSpec& model, const std::vector<double>& weight) {
   nn::ModelSpec out = model;
-  nn::NodeSpec last;
-  last.name = "axiomatic.check.combination";
-  last.op = "linear";
-  nn::NodeSpec flat;
-  flat.name = "axiomatic.check.flat";
-  flat.op = "flatten";
-  flat.inputs = {model.graph.output};
-  last.inputs = {flat.name};
+  nn::NodeSpec flat = nn::make_node("axiomatic.check.flat", "flatten", {model.graph.output});
+  nn::NodeSpec last = nn::make_node("axiomatic.check.combination", "linear", {flat.name});
   out.graph.nodes.push_back(flat);
   out.graph.nodes.push_back(last);
   out.graph.output = last.name;
@@ -108,10 +102,15 @@ bool rescale_hidden(const nn::ModelSpec& model, double c, nn::ModelSpec& out) {
       if (std::count(nodes[i].inputs.begin(), nodes[i].inputs.end(), name)) found.push_back(i);
     return found;
   };
-  auto parametric = [](const nn::NodeSpec& n) { return n.op == "conv2d" || n.op == "linear"; };
+  // As each op's descriptor says: scaling a parametric layer's weight and bias by c scales its
+  // output by c, and a positively homogeneous op passes the factor on.
+  auto parametric = [](const nn::NodeSpec& n) {
+    const ops::OpInfo* op = ops::find_file_op(n.op);
+    return op && op->scales_with_parameters;
+  };
   auto homogeneous = [](const nn::NodeSpec& n) {
-    return n.op == "relu" || n.op == "maxpool2d" || n.op == "avgpool2d" || n.op == "adaptive_avgpool2d" ||
-           n.op == "flatten" || n.op == "identity";
+    const ops::OpInfo* op = ops::find_file_op(n.op);
+    return op && op->positively_homogeneous && n.inputs.size() == 1;
   };
   for (std::size_t i = 0; i < nodes.size(); ++i) {
     if (!parametric(nodes[i]) || nodes[i].name == model.graph.output) continue;

@@ -1,5 +1,7 @@
 #include "target.hpp"
 
+#include "../autodiff/ops/registry.hpp"
+
 #include <algorithm>
 #include <cmath>
 
@@ -54,7 +56,7 @@ TargetFunction<T>::TargetFunction(const nn::ModelSpec& spec, const TargetSpec& t
   else if (z_shape.size() > 2) z = flatten(z, 1);        // the target indexes the flat vector
   if (target.output != Output::logit) {
     for (const nn::NodeSpec& n : spec.graph.nodes)
-      if (n.name == node_name && (n.op == "softmax" || n.op == "log_softmax"))
+      if (const ops::OpInfo* op = ops::find_file_op(n.op); n.name == node_name && op && op->outputs_distribution)
         throw Error(options.source + ": --output " + output_name(target.output) + " is refused: node '" + node_name +
                     "' is already a " + n.op);
     z = target.output == Output::prob ? softmax(z, 1) : log_softmax(z, 1);

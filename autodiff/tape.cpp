@@ -67,13 +67,13 @@ Var<T> Tape<T>::add_leaf(NodeKind kind, Tensor<T> value, bool asks_grad, std::st
 }
 
 template <class T>
-Var<T> Tape<T>::input(Tensor<T> value, bool requires_grad, std::string label) {
-  return add_leaf(NodeKind::input, std::move(value), requires_grad, std::move(label));
+Var<T> Tape<T>::input(Tensor<T> value, bool asks_grad, std::string label) {
+  return add_leaf(NodeKind::input, std::move(value), asks_grad, std::move(label));
 }
 
 template <class T>
-Var<T> Tape<T>::parameter(Tensor<T> value, bool requires_grad, std::string label) {
-  return add_leaf(NodeKind::parameter, std::move(value), requires_grad, std::move(label));
+Var<T> Tape<T>::parameter(Tensor<T> value, bool asks_grad, std::string label) {
+  return add_leaf(NodeKind::parameter, std::move(value), asks_grad, std::move(label));
 }
 
 template <class T>

@@ -37,40 +37,62 @@ struct Pair2d {
   Pair2d() = default;
   Pair2d(std::int64_t both) : h(both), w(both) {}  // implicit on purpose: conv2d(x, w, 2)
   Pair2d(std::int64_t h_, std::int64_t w_) : h(h_), w(w_) {}
+  bool operator==(const Pair2d& o) const { return h == o.h && w == o.w; }
+  bool operator!=(const Pair2d& o) const { return !(*this == o); }
 };
 
-// The window of a convolution or pooling over [H, W]. Which op reads which field:
-//   conv2d              stride, padding, dilation, groups (its kernel is the weight's [KH, KW])
-//   maxpool2d           kernel, stride, padding, ceil_mode
-//   avgpool2d           kernel, stride, padding, ceil_mode, count_include_pad
-//   adaptive_avgpool2d  output_size
-struct Window2d {
-  Pair2d kernel{1, 1};
-  Pair2d stride{1, 1};
-  Pair2d padding{0, 0};             // zeros for conv2d, -inf for maxpool2d, zeros for avgpool2d
-  Pair2d dilation{1, 1};
-  std::int64_t groups = 1;
-  bool ceil_mode = false;           // output size rounded up (a window starting in the padding is dropped)
-  bool count_include_pad = true;    // the average divides by the padding it covers too
-  Pair2d output_size{1, 1};
-};
-
-// Op attributes. Each op documents the fields it reads; the rest keep their defaults.
+// Op attributes, one field per attribute name of the model file (nn/ reads and writes them
+// through each op's list of attributes, ops/schema.hpp). Each op documents the fields it reads;
+// the rest keep these defaults.
 struct Attrs {
-  double a = 0, b = 0;         // affine: y = a x + b; leaky_relu: slope a; batchnorm2d: eps a
-  int axis = -1;               // sum, mean, concat, softmax: a non-negative axis; sum/mean: -1 = all
-  bool keep_dim = false;       // sum, mean: keep the reduced axis with size 1
-  xt::svector<long, 6> dims;   // reshape: the per-sample shape (the batch is kept); one -1 allowed
-  Window2d window;             // conv2d and the pools (see Window2d)
-  std::vector<double> mean, stddev;  // normalize: one per channel, or one for all channels
+  // conv2d and the pools: the window over [H, W]
+  Pair2d kernel{1, 1};              // maxpool2d, avgpool2d (conv2d's kernel is its weight's [KH, KW])
+  Pair2d stride{1, 1};              // conv2d, pools
+  Pair2d padding{0, 0};             // zeros for conv2d and avgpool2d, -inf for maxpool2d
+  Pair2d dilation{1, 1};            // conv2d
+  std::int64_t groups = 1;          // conv2d
+  bool ceil_mode = false;           // pools: output size rounded up (a window starting in the padding is dropped)
+  bool count_include_pad = true;    // avgpool2d: the average divides by the padding it covers too
+  Pair2d output_size{1, 1};         // adaptive_avgpool2d
+
+  double scale = 1, offset = 0;     // affine: y = scale x + offset
+  double negative_slope = 0.01;     // leaky_relu
+  double min_val = -1, max_val = 1; // hardtanh
+  double eps = 1e-5;                // batchnorm2d
+  std::vector<double> mean, stddev; // normalize: one per channel, or one for all channels
+
+  // Axes count the batch dimension. On the tape they are resolved (non-negative); in a model
+  // file they are as written (may be negative) and the graph resolves them when it records.
+  std::int64_t axis = -1;           // concat, softmax, log_softmax; sum, mean: -1 = all
+  bool keep_dim = false;            // sum, mean: keep the reduced axis with size 1
+  std::int64_t start_dim = 1;       // flatten (a model-file op: recorded as a reshape)
+  xt::svector<long, 6> dims;        // reshape: the per-sample shape (the batch is kept); one -1 allowed
 };
 
 enum class NodeKind : std::uint8_t { input, parameter, constant, op };
 
+// How an op's output moves when its inputs move along a straight line: what exact Integrated
+// Gradients needs to know (attribution/exact).
+enum class Linearity : std::uint8_t {
+  linear,            // affine in all its inputs together (add, conv2d's input, reshape, avgpool2d, ...)
+  multilinear,       // affine in any one input while the others stay fixed (mul, matmul, linear, conv2d)
+  linear_in_first,   // affine in input 0 while the others stay fixed (div, batchnorm2d)
+  piecewise_linear,  // affine between kinks, which the op's `switches` locates (relu, maxpool2d, ...)
+  smooth,            // none of these (sigmoid, tanh, exp, softmax, ...)
+};
+
 template <class T>
 class OpContext;
 
-// What an op is to the tape: its name and its functions. Each op fills one of these (ops.cpp).
+// Where, strictly inside (0, 1), a piecewise-linear op switches between its linear pieces while
+// its input moves affinely from z0 (at 0) to z1 (at 1): appended to `roots`. z0 and z1 are one
+// sample of the op's input; `input` and `output` are the node's shapes (batch first).
+template <class T>
+using SwitchesFn = void (*)(const Attrs& attrs, const Shape& input, const Shape& output, const T* z0, const T* z1,
+                            std::vector<double>& roots);
+
+// What an op is to the tape: its name, its functions and how it bends. Made from the op's struct
+// (ops/common.hpp, op_fns).
 template <class T>
 struct OpFns {
   const char* name;
@@ -78,6 +100,8 @@ struct OpFns {
   void (*forward)(OpContext<T>&);       // y = f(x)
   void (*backward)(OpContext<T>&);      // gx += J^T gy, for each input that wants a gradient
   void (*tangent)(OpContext<T>&);       // ty = J tx, inputs without a tangent count as zero
+  Linearity linearity = Linearity::smooth;
+  SwitchesFn<T> switches = nullptr;     // piecewise_linear ops only
 };
 
 template <class T>
@@ -110,10 +134,10 @@ template <class T>
 class Tape {
  public:
   // ---- record ----
-  // A leaf whose value the forward pass may replace; `requires_grad` asks for its gradient.
-  Var<T> input(Tensor<T> value, bool requires_grad = true, std::string label = "input");
+  // A leaf whose value the forward pass may replace; `asks_grad` asks for its gradient.
+  Var<T> input(Tensor<T> value, bool asks_grad = true, std::string label = "input");
   // A leaf that holds a weight: no gradient unless asked for.
-  Var<T> parameter(Tensor<T> value, bool requires_grad = false, std::string label = "parameter");
+  Var<T> parameter(Tensor<T> value, bool asks_grad = false, std::string label = "parameter");
   // A leaf that never changes and never takes a gradient.
   Var<T> constant(Tensor<T> value, std::string label = "constant");
   // Appends an op node and computes its value; throws Error (naming the op) if shapes do not fit.

@@ -1,5 +1,7 @@
 #include "graph.hpp"
 
+#include "../autodiff/ops/registry.hpp"
+
 #include <algorithm>
 #include <cstdio>
 
@@ -19,23 +21,28 @@ Tensor<T> to_tensor(const TensorData& data) {
   return t;
 }
 
-// Records one node; `fail` throws with the node named.
+// A file's node as its op's from_graph sees it while it records the node; `fail` throws with the
+// node named.
 template <class T>
-class NodeRecorder {
+class NodeRecorder final : public ops::GraphNode<T> {
  public:
   NodeRecorder(const ModelSpec& spec, const NodeSpec& node, Tape<T>& tape, const RecordOptions& options,
                std::vector<std::pair<std::string, Var<T>>>& parameters)
       : spec_(spec), node_(node), tape_(tape), options_(options), parameters_(parameters) {}
 
-  [[noreturn]] void fail(const std::string& what) const {
+  [[noreturn]] void fail(const std::string& what) const override {
     throw Error(options_.source + ": node '" + node_.name + "': " + what);
   }
 
-  bool has(const std::string& param) const { return spec_.tensors.count(node_.name + "." + param) > 0; }
+  std::vector<Var<T>>& mutable_inputs() { return inputs_; }
+  const std::vector<Var<T>>& inputs() const override { return inputs_; }
+  const Attrs& attrs() const override { return node_.attrs; }
+
+  bool has(const char* param) const override { return spec_.tensors.count(node_.name + "." + param) > 0; }
 
   // The parameter `<node>.<param>` as a leaf, after checking its shape against `expected`
   // (a 0 in `expected` accepts any size there).
-  Var<T> parameter(const std::string& param, const Shape& expected) {
+  Var<T> parameter(const char* param, const Shape& expected) override {
     const std::string name = node_.name + "." + param;
     const auto found = spec_.tensors.find(name);
     if (found == spec_.tensors.end()) fail("parameter '" + name + "' is missing");
@@ -54,18 +61,9 @@ class NodeRecorder {
     return v;
   }
 
-  // An axis as written (batch included, may be negative) resolved against a rank; the batch
-  // dimension is refused.
-  int axis(std::int64_t written, std::size_t rank, const char* what) const {
-    const std::int64_t r = static_cast<std::int64_t>(rank);
-    const std::int64_t resolved = written < 0 ? written + r : written;
-    if (resolved < 0 || resolved >= r)
-      fail(std::string(what) + " " + std::to_string(written) + " is out of range for rank " + std::to_string(rank));
-    if (resolved == 0) fail(std::string(what) + " " + std::to_string(written) + " names the batch dimension");
-    return static_cast<int>(resolved);
+  Var<T> constant(const char* param, Tensor<T> value) override {
+    return tape_.constant(std::move(value), node_.name + "." + param);
   }
-
-  const NodeSpec& spec() const { return node_; }
 
  private:
   const ModelSpec& spec_;
@@ -73,77 +71,18 @@ class NodeRecorder {
   Tape<T>& tape_;
   const RecordOptions& options_;
   std::vector<std::pair<std::string, Var<T>>>& parameters_;
+  std::vector<Var<T>> inputs_;
 };
 
+// Records one node through its op's descriptor.
 template <class T>
-Var<T> record_node(NodeRecorder<T>& r, const std::vector<Var<T>>& in) {
-  const NodeSpec& n = r.spec();
-  const Shape x = in[0].tape->value(in[0]).shape();
-  const std::string& op = n.op;
-  if (op == "linear") {
-    if (x.size() < 2) r.fail("linear needs an input with features, got shape " + to_string(x));
-    const Var<T> w = r.parameter("weight", {0, x.back()});
-    const std::size_t out = in[0].tape->value(w).shape()[0];
-    return r.has("bias") ? linear(in[0], w, r.parameter("bias", {out})) : linear(in[0], w);
-  }
-  if (op == "conv2d") {
-    if (x.size() != 4) r.fail("conv2d needs an [N, C, H, W] input, got shape " + to_string(x));
-    if (n.groups < 1 || x[1] % static_cast<std::size_t>(n.groups) != 0)
-      r.fail("groups " + std::to_string(n.groups) + " does not divide the input's " + std::to_string(x[1]) + " channels");
-    const Var<T> w = r.parameter("weight", {0, x[1] / static_cast<std::size_t>(n.groups), 0, 0});
-    const std::size_t out = in[0].tape->value(w).shape()[0];
-    const Pair2d stride(n.stride[0], n.stride[1]), padding(n.padding[0], n.padding[1]);
-    const Pair2d dilation(n.dilation[0], n.dilation[1]);
-    return r.has("bias") ? conv2d(in[0], w, r.parameter("bias", {out}), stride, padding, dilation, n.groups)
-                         : conv2d(in[0], w, stride, padding, dilation, n.groups);
-  }
-  if (op == "maxpool2d" || op == "avgpool2d") {
-    if (x.size() != 4) r.fail(op + " needs an [N, C, H, W] input, got shape " + to_string(x));
-    const Pair2d kernel(n.kernel[0], n.kernel[1]), stride(n.stride[0], n.stride[1]);
-    const Pair2d padding(n.padding[0], n.padding[1]);
-    return op == "maxpool2d" ? maxpool2d(in[0], kernel, stride, padding, n.ceil_mode)
-                             : avgpool2d(in[0], kernel, stride, padding, n.ceil_mode, n.count_include_pad);
-  }
-  if (op == "adaptive_avgpool2d") {
-    if (x.size() != 4) r.fail(op + " needs an [N, C, H, W] input, got shape " + to_string(x));
-    return adaptive_avgpool2d(in[0], Pair2d(n.output_size[0], n.output_size[1]));
-  }
-  if (op == "batchnorm2d") {
-    if (x.size() != 4) r.fail("batchnorm2d needs an [N, C, H, W] input, got shape " + to_string(x));
-    const Shape c{x[1]};
-    const Var<T> mean = r.parameter("running_mean", c), var = r.parameter("running_var", c);
-    if (r.has("weight") || r.has("bias")) {
-      const Var<T> w = r.has("weight") ? r.parameter("weight", c) : in[0].tape->constant(full<T>(c, T(1)), n.name + ".weight");
-      const Var<T> b = r.has("bias") ? r.parameter("bias", c) : in[0].tape->constant(zeros<T>(c), n.name + ".bias");
-      return batchnorm2d(in[0], mean, var, w, b, n.eps);
-    }
-    return batchnorm2d(in[0], mean, var, n.eps);
-  }
-  if (op == "normalize") {
-    if (x.size() < 2) r.fail("normalize needs channels on dimension 1, got shape " + to_string(x));
-    const auto fits = [&](const std::vector<double>& v) { return v.size() == 1 || v.size() == x[1]; };
-    if (!fits(n.mean) || !fits(n.std))
-      r.fail("mean and std need one number or " + std::to_string(x[1]) + " (one per channel), got " +
-             std::to_string(n.mean.size()) + " and " + std::to_string(n.std.size()));
-    return normalize(in[0], n.mean, n.std);
-  }
-  if (op == "relu") return relu(in[0]);
-  if (op == "leaky_relu") return leaky_relu(in[0], n.negative_slope);
-  if (op == "sigmoid") return sigmoid(in[0]);
-  if (op == "tanh") return tanh(in[0]);
-  if (op == "identity") return in[0];
-  if (op == "flatten") return flatten(in[0], r.axis(n.start_dim, x.size(), "start_dim"));
-  if (op == "softmax") return softmax(in[0], r.axis(n.axis, x.size(), "axis"));
-  if (op == "log_softmax") return log_softmax(in[0], r.axis(n.axis, x.size(), "axis"));
-  if (op == "concat") return concat(in, r.axis(n.axis, x.size(), "axis"));
-  if (op == "add") {
-    Var<T> sum_so_far = in[0] + in[1];
-    for (std::size_t i = 2; i < in.size(); ++i) sum_so_far = sum_so_far + in[i];
-    return sum_so_far;
-  }
-  if (op == "sub") return in[0] - in[1];
-  if (op == "mul") return in[0] * in[1];
-  r.fail("unknown op '" + op + "'");
+Var<T> record_node(const NodeSpec& node, NodeRecorder<T>& recorder) {
+  const ops::OpInfo* op = ops::find_file_op(node.op);
+  if (!op) recorder.fail("unknown op '" + node.op + "'");
+  const std::size_t count = node.inputs.size();
+  if (count < op->file.min_inputs || count > op->file.max_inputs)
+    recorder.fail(node.op + " takes " + ops::input_count_text(op->file) + ", found " + std::to_string(count));
+  return op->from_graph(recorder);
 }
 
 }  // namespace
@@ -158,15 +97,14 @@ Network<T>::Network(const ModelSpec& spec, Tape<T>& tape, const RecordOptions& o
 
   for (const NodeSpec& n : g.nodes) {
     NodeRecorder<T> recorder(spec, n, tape, options, parameters_);
-    std::vector<Var<T>> in;
     for (const std::string& name : n.inputs) {
       const auto found = by_name_.find(name);
       if (found == by_name_.end()) recorder.fail("input '" + name + "' names no earlier node");
-      in.push_back(found->second);
+      recorder.mutable_inputs().push_back(found->second);
     }
-    if (in.empty()) recorder.fail("has no inputs");
+    if (n.inputs.empty()) recorder.fail("has no inputs");
     try {
-      by_name_[n.name] = record_node(recorder, in);
+      by_name_[n.name] = record_node(n, recorder);
     } catch (const Error& e) {
       const std::string what = e.what();
       if (what.rfind(options.source + ": ", 0) == 0) throw;

@@ -3,7 +3,8 @@
 // shapes that do not compose are found when the graph is recorded onto a tape (nn/graph).
 #pragma once
 
-#include <array>
+#include "../autodiff/tape.hpp"  // Attrs
+
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -13,29 +14,18 @@
 
 namespace ax::nn {
 
-using Pair = std::array<std::int64_t, 2>;  // [h, w]
-
-// One node of the graph, attributes validated and defaults filled in. Which fields an op reads
-// is FORMAT.md's table; the others keep their defaults.
+// One node of the graph, attributes validated and defaults filled in. Which attributes an op
+// takes is its descriptor's (autodiff/ops, FileForm); the others keep their defaults.
 struct NodeSpec {
   std::string name;
-  std::string op;                   // one of FORMAT.md's version-1 ops
+  std::string op;                   // a model-file op's name (ops::find_file_op)
   std::vector<std::string> inputs;  // the graph input's name or earlier nodes' names
-
-  Pair kernel{0, 0};                // maxpool2d, avgpool2d (required there)
-  Pair stride{1, 1};                // conv2d (default 1); pools: default = kernel (also when null)
-  Pair padding{0, 0};
-  Pair dilation{1, 1};              // conv2d
-  Pair output_size{1, 1};           // adaptive_avgpool2d
-  std::int64_t groups = 1;          // conv2d
-  bool ceil_mode = false;           // pools
-  bool count_include_pad = true;    // avgpool2d
-  double eps = 1e-5;                // batchnorm2d
-  double negative_slope = 0.01;     // leaky_relu
-  std::vector<double> mean, std;    // normalize: C numbers, or one for all channels
-  std::int64_t start_dim = 1;       // flatten, as written (may be negative)
-  std::int64_t axis = 0;            // concat (default 1), softmax / log_softmax (default -1), as written
+  Attrs attrs;                      // as the file writes them: axes may be negative
 };
+
+// A node of op `op` with that op's default attributes. Throws Error for an op the model file does
+// not have.
+NodeSpec make_node(const std::string& name, const std::string& op, std::vector<std::string> inputs);
 
 struct InputSpec {
   std::string name;

@@ -15,11 +15,7 @@ SpecBuilder::SpecBuilder(std::string input_name, std::vector<std::size_t> input_
 void SpecBuilder::set_range(double lo, double hi) { spec_.graph.input.range = std::pair{lo, hi}; }
 
 NodeSpec& SpecBuilder::node(const std::string& name, const std::string& op, std::vector<std::string> inputs) {
-  NodeSpec n;
-  n.name = name;
-  n.op = op;
-  n.inputs = std::move(inputs);
-  spec_.graph.nodes.push_back(std::move(n));
+  spec_.graph.nodes.push_back(make_node(name, op, std::move(inputs)));
   return spec_.graph.nodes.back();
 }
 
@@ -43,8 +39,8 @@ std::string SpecBuilder::conv2d(const std::string& name, const std::string& inpu
                                 std::size_t out_channels, std::int64_t kernel, std::int64_t stride,
                                 std::int64_t padding, bool bias) {
   NodeSpec& n = node(name, "conv2d", {input});
-  n.stride = {stride, stride};
-  n.padding = {padding, padding};
+  n.attrs.stride = stride;
+  n.attrs.padding = padding;
   const std::size_t k = static_cast<std::size_t>(kernel);
   const double bound = 1.0 / std::sqrt(static_cast<double>(in_channels * k * k));
   uniform(name + ".weight", {out_channels, in_channels, k, k}, bound);
@@ -73,28 +69,28 @@ std::string SpecBuilder::batchnorm2d(const std::string& name, const std::string&
 std::string SpecBuilder::maxpool2d(const std::string& name, const std::string& input, std::int64_t kernel,
                                    std::int64_t stride, std::int64_t padding) {
   NodeSpec& n = node(name, "maxpool2d", {input});
-  n.kernel = {kernel, kernel};
-  n.stride = {stride, stride};
-  n.padding = {padding, padding};
+  n.attrs.kernel = kernel;
+  n.attrs.stride = stride;
+  n.attrs.padding = padding;
   return name;
 }
 
 std::string SpecBuilder::adaptive_avgpool2d(const std::string& name, const std::string& input,
                                             std::int64_t output_size) {
-  node(name, "adaptive_avgpool2d", {input}).output_size = {output_size, output_size};
+  node(name, "adaptive_avgpool2d", {input}).attrs.output_size = output_size;
   return name;
 }
 
 std::string SpecBuilder::normalize(const std::string& name, const std::string& input, std::vector<double> mean,
                                    std::vector<double> deviation) {
   NodeSpec& n = node(name, "normalize", {input});
-  n.mean = std::move(mean);
-  n.std = std::move(deviation);
+  n.attrs.mean = std::move(mean);
+  n.attrs.stddev = std::move(deviation);
   return name;
 }
 
 std::string SpecBuilder::flatten(const std::string& name, const std::string& input) {
-  node(name, "flatten", {input}).start_dim = 1;
+  node(name, "flatten", {input}).attrs.start_dim = 1;
   return name;
 }
 

@@ -37,10 +37,7 @@ nn::ModelSpec relu_mlp(std::uint64_t seed, const std::string& second = "leaky_re
   h = b.linear("fc2", h, 24, 24);
   nn::ModelSpec m = b.finish(b.linear("fc3", h, 24, 6));
   // insert the second activation between fc2 and fc3
-  nn::NodeSpec act;
-  act.name = "a2";
-  act.op = second;
-  act.inputs = {"fc2"};
+  nn::NodeSpec act = nn::make_node("a2", second, {"fc2"});
   m.graph.nodes.insert(m.graph.nodes.end() - 1, act);
   m.graph.nodes.back().inputs = {"a2"};
   return m;

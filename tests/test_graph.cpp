@@ -19,13 +19,7 @@ TensorData tensor(std::vector<std::size_t> shape, std::mt19937_64& rng) {
 }
 
 NodeSpec node(std::string name, std::string op, std::vector<std::string> inputs) {
-  NodeSpec n;
-  n.name = std::move(name);
-  n.op = std::move(op);
-  n.inputs = std::move(inputs);
-  if (n.op == "softmax" || n.op == "log_softmax") n.axis = -1;
-  if (n.op == "concat") n.axis = 1;
-  return n;
+  return make_node(name, op, std::move(inputs));
 }
 
 // x [4] -> fc1 [3] -> relu -> fc2 [2], and a skip: concat(fc2, fc1) -> log_softmax
@@ -116,7 +110,7 @@ TEST_CASE("recording refuses parameters and shapes that do not fit, naming file 
   }
   {
     ModelSpec m = mlp();
-    m.graph.nodes[4].axis = -2;
+    m.graph.nodes[4].attrs.axis = -2;
     CHECK_THROWS_WITH_AS(Network<float>(m, tape, source("m")), "m: node 'out': axis -2 names the batch dimension", Error);
   }
   {

@@ -25,12 +25,7 @@ struct Spec {
     if (with_range) m.graph.input.range = std::pair{0.0, 1.0};
   }
   Spec& add(std::string name, std::string op, std::vector<std::string> inputs) {
-    NodeSpec n;
-    n.name = name;
-    n.op = std::move(op);
-    n.inputs = std::move(inputs);
-    if (n.op == "softmax") n.axis = -1;
-    m.graph.nodes.push_back(n);
+    m.graph.nodes.push_back(nn::make_node(name, op, std::move(inputs)));
     m.graph.output = name;
     return *this;
   }

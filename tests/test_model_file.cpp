@@ -153,20 +153,20 @@ void check_same_nodes(const NodeSpec& a, const NodeSpec& b) {
   CHECK(a.name == b.name);
   CHECK(a.op == b.op);
   CHECK(a.inputs == b.inputs);
-  CHECK(a.kernel == b.kernel);
-  CHECK(a.stride == b.stride);
-  CHECK(a.padding == b.padding);
-  CHECK(a.dilation == b.dilation);
-  CHECK(a.output_size == b.output_size);
-  CHECK(a.groups == b.groups);
-  CHECK(a.ceil_mode == b.ceil_mode);
-  CHECK(a.count_include_pad == b.count_include_pad);
-  CHECK(same_bits({a.eps}, {b.eps}));
-  CHECK(same_bits({a.negative_slope}, {b.negative_slope}));
-  CHECK(same_bits(a.mean, b.mean));
-  CHECK(same_bits(a.std, b.std));
-  CHECK(a.start_dim == b.start_dim);
-  CHECK(a.axis == b.axis);
+  CHECK(a.attrs.kernel == b.attrs.kernel);
+  CHECK(a.attrs.stride == b.attrs.stride);
+  CHECK(a.attrs.padding == b.attrs.padding);
+  CHECK(a.attrs.dilation == b.attrs.dilation);
+  CHECK(a.attrs.output_size == b.attrs.output_size);
+  CHECK(a.attrs.groups == b.attrs.groups);
+  CHECK(a.attrs.ceil_mode == b.attrs.ceil_mode);
+  CHECK(a.attrs.count_include_pad == b.attrs.count_include_pad);
+  CHECK(same_bits({a.attrs.eps}, {b.attrs.eps}));
+  CHECK(same_bits({a.attrs.negative_slope}, {b.attrs.negative_slope}));
+  CHECK(same_bits(a.attrs.mean, b.attrs.mean));
+  CHECK(same_bits(a.attrs.stddev, b.attrs.stddev));
+  CHECK(a.attrs.start_dim == b.attrs.start_dim);
+  CHECK(a.attrs.axis == b.attrs.axis);
 }
 
 void check_same_graph(const GraphSpec& a, const GraphSpec& b) {
@@ -179,14 +179,6 @@ void check_same_graph(const GraphSpec& a, const GraphSpec& b) {
   for (std::size_t i = 0; i < a.nodes.size(); ++i) check_same_nodes(a.nodes[i], b.nodes[i]);
 }
 
-NodeSpec make_node(const std::string& name, const std::string& op, std::vector<std::string> inputs) {
-  NodeSpec n;
-  n.name = name;
-  n.op = op;
-  n.inputs = std::move(inputs);
-  return n;
-}
-
 // Every op, attributes away from their defaults where they have any.
 GraphSpec every_op_graph() {
   GraphSpec g;
@@ -196,20 +188,20 @@ GraphSpec every_op_graph() {
     return &g.nodes.back();
   };
   NodeSpec* n = add(make_node("norm", "normalize", {"image"}));
-  n->mean = {0.5, 0.25};
-  n->std = {0.5, 1.0 / 3.0};
+  n->attrs.mean = {0.5, 0.25};
+  n->attrs.stddev = {0.5, 1.0 / 3.0};
   n = add(make_node("features.0.conv", "conv2d", {"norm"}));
-  n->stride = {1, 2}, n->padding = {1, 0}, n->dilation = {2, 1}, n->groups = 2;
+  n->attrs.stride = {1, 2}, n->attrs.padding = {1, 0}, n->attrs.dilation = {2, 1}, n->attrs.groups = 2;
   n = add(make_node("bn", "batchnorm2d", {"features.0.conv"}));
-  n->eps = 1e-3;
+  n->attrs.eps = 1e-3;
   n = add(make_node("lrelu", "leaky_relu", {"bn"}));
-  n->negative_slope = 0.2;
+  n->attrs.negative_slope = 0.2;
   n = add(make_node("mp", "maxpool2d", {"lrelu"}));
-  n->kernel = {3, 3}, n->stride = {1, 2}, n->padding = {1, 1}, n->ceil_mode = true;
+  n->attrs.kernel = {3, 3}, n->attrs.stride = {1, 2}, n->attrs.padding = {1, 1}, n->attrs.ceil_mode = true;
   n = add(make_node("ap", "avgpool2d", {"mp"}));
-  n->kernel = {2, 1}, n->stride = {2, 1}, n->count_include_pad = false;
+  n->attrs.kernel = {2, 1}, n->attrs.stride = {2, 1}, n->attrs.count_include_pad = false;
   n = add(make_node("aap", "adaptive_avgpool2d", {"ap"}));
-  n->output_size = {2, 3};
+  n->attrs.output_size = {2, 3};
   add(make_node("sig", "sigmoid", {"aap"}));
   add(make_node("th", "tanh", {"aap"}));
   add(make_node("id", "identity", {"aap"}));
@@ -218,14 +210,14 @@ GraphSpec every_op_graph() {
   add(make_node("diff", "sub", {"sum", "th"}));
   add(make_node("prod", "mul", {"diff", "sig"}));
   n = add(make_node("cat", "concat", {"prod", "diff"}));
-  n->axis = -3;
+  n->attrs.axis = -3;
   n = add(make_node("flat", "flatten", {"cat"}));
-  n->start_dim = -3;
+  n->attrs.start_dim = -3;
   add(make_node("fc", "linear", {"flat"}));
   n = add(make_node("lsm", "log_softmax", {"fc"}));
-  n->axis = 1;
+  n->attrs.axis = 1;
   n = add(make_node("probs", "softmax", {"lsm"}));
-  n->axis = -1;
+  n->attrs.axis = -1;
   g.output = "probs";
   g.labels = {"cat", "dog", "\"quoted\" label"};
   return g;
@@ -403,17 +395,17 @@ TEST_CASE("model file: defaults are filled in and attributes read as written") {
   c.tensor("c.weight", "F32", {1, 1, 1, 1}, f32_bytes({1}));
   const ModelSpec m = parse(c.bytes());
   const auto& n = m.graph.nodes;
-  CHECK(n[0].stride == Pair{1, 1});   // null: conv2d's default
-  CHECK(n[0].padding == Pair{1, 1});  // one integer: both
-  CHECK(n[0].dilation == Pair{1, 1});
-  CHECK(n[0].groups == 1);
-  CHECK(n[1].kernel == Pair{3, 3});
-  CHECK(n[1].stride == Pair{3, 3});  // absent: the kernel
-  CHECK(n[2].stride == Pair{2, 1});  // null: the kernel
-  CHECK(n[2].count_include_pad);
-  CHECK(n[3].axis == 1);
-  CHECK(n[4].axis == -1);
-  CHECK(n[5].axis == -2);
+  CHECK(n[0].attrs.stride == Pair2d(1, 1));   // null: conv2d's default
+  CHECK(n[0].attrs.padding == Pair2d(1, 1));  // one integer: both
+  CHECK(n[0].attrs.dilation == Pair2d(1, 1));
+  CHECK(n[0].attrs.groups == 1);
+  CHECK(n[1].attrs.kernel == Pair2d(3, 3));
+  CHECK(n[1].attrs.stride == Pair2d(3, 3));  // absent: the kernel
+  CHECK(n[2].attrs.stride == Pair2d(2, 1));  // null: the kernel
+  CHECK(n[2].attrs.count_include_pad);
+  CHECK(n[3].attrs.axis == 1);
+  CHECK(n[4].attrs.axis == -1);
+  CHECK(n[5].attrs.axis == -2);
   CHECK(m.graph.input.range == std::make_pair(0.0, 1.0));
 }
 
@@ -485,7 +477,7 @@ TEST_CASE("model file: the tiny CNN toy reads nested arrays of rank 4 row-major"
   CHECK(w.values.at(1) == -0.2);
   CHECK(w.values.at(9) == -0.4);
   CHECK(m.tensors.at("fc.weight").shape == std::vector<std::size_t>{3, 8});
-  CHECK(m.graph.nodes.at(3).stride == Pair{2, 2});
+  CHECK(m.graph.nodes.at(3).attrs.stride == Pair2d(2, 2));
 }
 
 TEST_CASE("model file: toy JSON faults") {
@@ -829,8 +821,8 @@ TEST_CASE("model file fault: an axis that names the batch dimension, negative ax
   const ModelSpec m = parse(Craft{graph_of(json::array({node("c", "concat", {"x", "x"}, {{"axis", -3}}),
                                                         node("f", "flatten", {"c"}, {{"start_dim", -4}})}))}
                                 .bytes());
-  CHECK(m.graph.nodes[0].axis == -3);
-  CHECK(m.graph.nodes[1].start_dim == -4);  // -rank is the graph builder's to refuse
+  CHECK(m.graph.nodes[0].attrs.axis == -3);
+  CHECK(m.graph.nodes[1].attrs.start_dim == -4);  // -rank is the graph builder's to refuse
 }
 
 TEST_CASE("model file fault: PyTorch's own constraints") {
@@ -866,8 +858,8 @@ TEST_CASE("model file fault: PyTorch's own constraints") {
   CHECK_GRAPH_FAULT(one("normalize", {{"std", 1}}), R"(node "n" has no "mean")");
   CHECK_GRAPH_FAULT(one("normalize", {{"mean", 1}}), R"(node "n" has no "std")");
   const ModelSpec m = parse(Craft{one("normalize", {{"mean", {1, 2, 3}}, {"std", 0.5}})}.bytes());
-  CHECK(m.graph.nodes[0].std == std::vector<double>{0.5});
-  CHECK(m.graph.nodes[0].mean == std::vector<double>{1, 2, 3});
+  CHECK(m.graph.nodes[0].attrs.stddev == std::vector<double>{0.5});
+  CHECK(m.graph.nodes[0].attrs.mean == std::vector<double>{1, 2, 3});
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,17 +8,60 @@
 
 namespace ax::ops {
 
+inline Attrs conv_attrs(Pair2d stride, Pair2d padding, Pair2d dilation, std::int64_t groups) {
+  Attrs attrs;
+  attrs.stride = stride;
+  attrs.padding = padding;
+  attrs.dilation = dilation;
+  attrs.groups = groups;
+  return attrs;
+}
+
 // y[N, O, OH, OW] = conv(x[N, C, H, W], weight[O, C/groups, KH, KW]) + bias[O]; the bias (input 2)
-// is optional. attrs.window: stride, padding (zeros), dilation, groups.
+// is optional. attrs: stride, padding (zeros), dilation, groups.
 // backward: gx and gweight by the transposed products, gbias = gy summed over samples and pixels,
 // each only when its input asks (an attribution asks for gx alone).
 // tangent:  ty = conv(tx, w) + conv(x, tw) + tbias (the op is bilinear in x and w).
-struct Conv2d {
+struct Conv2d : OpBase {
   static constexpr const char* name = "conv2d";
+  static constexpr Linearity linearity = Linearity::multilinear;  // bilinear in x and the weight
+  static constexpr bool scales_with_parameters = true;
+  static FileForm file_form() {
+    return file_op({{"stride", &Attrs::stride, Allowed::positive, false, true},
+                    {"padding", &Attrs::padding, Allowed::non_negative},
+                    {"dilation", &Attrs::dilation, Allowed::positive},
+                    {"groups", &Attrs::groups, Allowed::positive}},
+                   {{"weight", true}, {"bias", false}});
+  }
+  static void check_parameters(const FileParameters& p) {
+    const std::vector<std::size_t>& w = p.shape("weight");
+    if (w.size() != 4)
+      throw Error("parameter " + p.quoted("weight") + " has shape " + dims_string(w) +
+                  "; expected rank 4, [O, I/groups, KH, KW]");
+    if (std::find(w.begin(), w.end(), 0) != w.end())
+      throw Error("parameter " + p.quoted("weight") + " has shape " + dims_string(w) +
+                  "; a conv2d weight has no zero dimension");
+    const std::int64_t groups = p.attrs->groups;
+    if (w[0] % static_cast<std::size_t>(groups) != 0)
+      throw Error("groups " + std::to_string(groups) + " does not divide the " + std::to_string(w[0]) +
+                  " output channels of " + p.quoted("weight") + " " + dims_string(w));
+    check_bias_fits_weight(p);
+  }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    node.require_rank(4, name, "[N, C, H, W]");
+    const Shape& x = node.input_shape();
+    const std::int64_t groups = node.attrs().groups;
+    if (groups < 1 || x[1] % static_cast<std::size_t>(groups) != 0)
+      node.fail("groups " + std::to_string(groups) + " does not divide the input's " + std::to_string(x[1]) +
+                " channels");
+    std::vector<Var<T>> inputs{node.input(), node.parameter("weight", {0, x[1] / static_cast<std::size_t>(groups), 0, 0})};
+    if (node.has("bias")) inputs.push_back(node.parameter("bias", {inputs[1].tape->value(inputs[1]).shape()[0]}));
+    return record<Conv2d>(inputs, node.attrs());
+  }
   template <class T> static Shape shape(const OpContext<T>& c) {
     const Shape& x = c.x(0).shape();
     const Shape& w = c.x(1).shape();
-    const Window2d& a = c.attrs().window;
+    const Attrs& a = c.attrs();
     if (x.size() != 4 || w.size() != 4)
       c.fail("expected an input [N, C, H, W] and a weight [O, C/groups, KH, KW], got " + to_string(x) + " and " +
              to_string(w));
@@ -87,7 +130,7 @@ struct Conv2d {
   template <class T> static kernels::Conv2dShape geometry(const OpContext<T>& c) {
     const Shape& x = c.x(0).shape();
     const Shape& w = c.x(1).shape();
-    const Window2d& a = c.attrs().window;
+    const Attrs& a = c.attrs();
     kernels::Conv2dShape s;
     s.batch = x[0], s.in_channels = x[1], s.in_h = x[2], s.in_w = x[3];
     s.out_channels = w[0], s.kernel_h = w[2], s.kernel_w = w[3];
@@ -110,4 +153,21 @@ struct Conv2d {
   }
 };
 
+using ConvOps = OpList<Conv2d>;
+
 }  // namespace ax::ops
+
+namespace ax {
+
+// weight[O, C/groups, KH, KW], bias[O]; zero padding. groups == C == O is a depthwise convolution.
+// Pairs are [h, w], and one number means both: conv2d(x, w, b, 2, 1) has stride 2, padding 1.
+template <class T> Var<T> conv2d(Var<T> x, Var<T> weight, Pair2d stride = 1, Pair2d padding = 0, Pair2d dilation = 1,
+                                 std::int64_t groups = 1) {
+  return ops::record<ops::Conv2d>({x, weight}, ops::conv_attrs(stride, padding, dilation, groups));
+}
+template <class T> Var<T> conv2d(Var<T> x, Var<T> weight, Var<T> bias, Pair2d stride = 1, Pair2d padding = 0,
+                                 Pair2d dilation = 1, std::int64_t groups = 1) {
+  return ops::record<ops::Conv2d>({x, weight, bias}, ops::conv_attrs(stride, padding, dilation, groups));
+}
+
+}  // namespace ax

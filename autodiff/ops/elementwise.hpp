@@ -5,12 +5,21 @@
 
 #include "../kernels/activation.hpp"
 #include "common.hpp"
+#include "kinks.hpp"
 
 namespace ax::ops {
 
-// y = a + b
-struct Add {
+
+// y = a + b. In a model file, add takes two or more inputs and sums them left to right.
+struct Add : OpBase {
   static constexpr const char* name = "add";
+  static constexpr Linearity linearity = Linearity::linear;
+  static FileForm file_form() { return file_op({}, {}, 2, kAnyCount); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    Var<T> sum_so_far = record<Add>({node.input(0), node.input(1)});
+    for (std::size_t i = 2; i < node.inputs().size(); ++i) sum_so_far = record<Add>({sum_so_far, node.input(i)});
+    return sum_so_far;
+  }
   template <class T> static Shape shape(const OpContext<T>& c) { return equal_shapes(c); }
   template <class T> static void forward(OpContext<T>& c) {
     kernels::map2(c.x(0), c.x(1), c.y(), [](T a, T b) { return a + b; });
@@ -26,8 +35,11 @@ struct Add {
 };
 
 // y = a - b
-struct Sub {
+struct Sub : OpBase {
   static constexpr const char* name = "sub";
+  static constexpr Linearity linearity = Linearity::linear;
+  static FileForm file_form() { return file_op({}, {}, 2, 2); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) { return record<Sub>(node.inputs()); }
   template <class T> static Shape shape(const OpContext<T>& c) { return equal_shapes(c); }
   template <class T> static void forward(OpContext<T>& c) {
     kernels::map2(c.x(0), c.x(1), c.y(), [](T a, T b) { return a - b; });
@@ -43,8 +55,11 @@ struct Sub {
 };
 
 // y = a * b
-struct Mul {
+struct Mul : OpBase {
   static constexpr const char* name = "mul";
+  static constexpr Linearity linearity = Linearity::multilinear;
+  static FileForm file_form() { return file_op({}, {}, 2, 2); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) { return record<Mul>(node.inputs()); }
   template <class T> static Shape shape(const OpContext<T>& c) { return equal_shapes(c); }
   template <class T> static void forward(OpContext<T>& c) {
     kernels::map2(c.x(0), c.x(1), c.y(), [](T a, T b) { return a * b; });
@@ -63,8 +78,9 @@ struct Mul {
 };
 
 // y = a / b
-struct Div {
+struct Div : OpBase {
   static constexpr const char* name = "div";
+  static constexpr Linearity linearity = Linearity::linear_in_first;
   template <class T> static Shape shape(const OpContext<T>& c) { return equal_shapes(c); }
   template <class T> static void forward(OpContext<T>& c) {
     kernels::map2(c.x(0), c.x(1), c.y(), [](T a, T b) { return a / b; });
@@ -81,23 +97,29 @@ struct Div {
   }
 };
 
-// y = a x + b with constants a, b: neg, scale and shift are this op.
-struct Affine {
+// y = scale x + offset with constants (attrs.scale, attrs.offset): neg, scale and shift are this op.
+struct Affine : OpBase {
   static constexpr const char* name = "affine";
+  static constexpr Linearity linearity = Linearity::linear;
   template <class T> static Shape shape(const OpContext<T>& c) { return same_shape(c); }
   template <class T> static void forward(OpContext<T>& c) {
-    const T a = T(c.attrs().a), b = T(c.attrs().b);
+    const T a = T(c.attrs().scale), b = T(c.attrs().offset);
     kernels::map(c.x(0), c.y(), [a, b](T x) { return a * x + b; });
   }
-  template <class T> static void backward(OpContext<T>& c) { kernels::axpy(T(c.attrs().a), c.gy(), *c.gx(0)); }
-  template <class T> static void tangent(OpContext<T>& c) { kernels::scale_or_zero(c.tx(0), T(c.attrs().a), c.ty()); }
+  template <class T> static void backward(OpContext<T>& c) { kernels::axpy(T(c.attrs().scale), c.gy(), *c.gx(0)); }
+  template <class T> static void tangent(OpContext<T>& c) {
+    kernels::scale_or_zero(c.tx(0), T(c.attrs().scale), c.ty());
+  }
 };
 
-// A unary op whose derivative is a function of x and y = f(x). `Fn` states the value and the
-// slope side by side; the three passes are then one line each.
+// A smooth unary op whose derivative is a function of x and y = f(x). `Fn` states the value and
+// the slope side by side (and whether the model file has the op); the three passes are then one
+// line each.
 template <class Fn>
-struct Unary {
+struct Unary : OpBase {
   static constexpr const char* name = Fn::name;
+  static FileForm file_form() { return Fn::in_file ? file_op() : FileForm{}; }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) { return record<Unary>({node.input()}); }
   template <class T> static Shape shape(const OpContext<T>& c) { return same_shape(c); }
   template <class T> static void forward(OpContext<T>& c) {
     kernels::map(c.x(0), c.y(), [](T x) { return Fn::value(x); });
@@ -113,6 +135,7 @@ struct Unary {
 // y = e^x; y' = y
 struct ExpFn {
   static constexpr const char* name = "exp";
+  static constexpr bool in_file = false;
   template <class T> static T value(T x) { return std::exp(x); }
   template <class T> static T slope(T, T y) { return y; }
 };
@@ -121,6 +144,7 @@ using Exp = Unary<ExpFn>;
 // y = ln x; y' = 1 / x
 struct LogFn {
   static constexpr const char* name = "log";
+  static constexpr bool in_file = false;
   template <class T> static T value(T x) { return std::log(x); }
   template <class T> static T slope(T x, T) { return T(1) / x; }
 };
@@ -129,6 +153,7 @@ using Log = Unary<LogFn>;
 // y = 1 / (1 + e^-x), computed without overflow for large |x|; y' = y (1 - y)
 struct SigmoidFn {
   static constexpr const char* name = "sigmoid";
+  static constexpr bool in_file = true;
   template <class T> static T value(T x) {
     if (x >= 0) return T(1) / (T(1) + std::exp(-x));
     const T e = std::exp(x);
@@ -141,6 +166,7 @@ using Sigmoid = Unary<SigmoidFn>;
 // y = tanh x; y' = 1 - y^2
 struct TanhFn {
   static constexpr const char* name = "tanh";
+  static constexpr bool in_file = true;
   template <class T> static T value(T x) { return std::tanh(x); }
   template <class T> static T slope(T, T y) { return T(1) - y * y; }
 };
@@ -148,8 +174,12 @@ using Tanh = Unary<TanhFn>;
 
 // y = max(x, 0); y' = 1 for x > 0, else 0: relu'(0) = 0, as in PyTorch. The hottest op of
 // most networks after the convolutions, so it has SIMD kernels of its own.
-struct Relu {
+struct Relu : OpBase {
   static constexpr const char* name = "relu";
+  static constexpr Linearity linearity = Linearity::piecewise_linear;  // one kink, at 0
+  static constexpr bool positively_homogeneous = true;
+  static FileForm file_form() { return file_op(); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) { return record<Relu>({node.input()}); }
   template <class T> static Shape shape(const OpContext<T>& c) { return same_shape(c); }
   template <class T> static void forward(OpContext<T>& c) { kernels::relu_forward(c.x(0).data(), c.y().data(), c.y().size()); }
   template <class T> static void backward(OpContext<T>& c) {
@@ -158,25 +188,91 @@ struct Relu {
   template <class T> static void tangent(OpContext<T>& c) {
     kernels::relu_tangent(c.x(0).data(), c.tx(0)->data(), c.ty().data(), c.y().size());
   }
+  template <class T>
+  static void switches(const Attrs&, const Shape& in, const Shape&, const T* z0, const T* z1, std::vector<double>& roots) {
+    level_crossings(z0, z1, numel(in) / in[0], 0.0, roots);
+  }
 };
 
-// y = x for x > 0, else s x (attribute a = s); y' = 1 for x > 0, else s: at 0 the slope is s,
-// as in PyTorch.
-struct LeakyRelu {
+// y = x for x > 0, else s x (s = attrs.negative_slope); y' = 1 for x > 0, else s: at 0 the
+// slope is s, as in PyTorch.
+struct LeakyRelu : OpBase {
   static constexpr const char* name = "leaky_relu";
+  static constexpr Linearity linearity = Linearity::piecewise_linear;  // one kink, at 0
+  static constexpr bool positively_homogeneous = true;
+  static FileForm file_form() { return file_op({{"negative_slope", &Attrs::negative_slope}}); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    return record<LeakyRelu>({node.input()}, node.attrs());
+  }
   template <class T> static Shape shape(const OpContext<T>& c) { return same_shape(c); }
   template <class T> static void forward(OpContext<T>& c) {
-    const T s = T(c.attrs().a);
+    const T s = T(c.attrs().negative_slope);
     kernels::map(c.x(0), c.y(), [s](T x) { return x > T(0) ? x : s * x; });
   }
   template <class T> static void backward(OpContext<T>& c) {
-    const T s = T(c.attrs().a);
+    const T s = T(c.attrs().negative_slope);
     kernels::accumulate(c.x(0), c.gy(), *c.gx(0), [s](T x, T gy) { return x > T(0) ? gy : s * gy; });
   }
   template <class T> static void tangent(OpContext<T>& c) {
-    const T s = T(c.attrs().a);
+    const T s = T(c.attrs().negative_slope);
     kernels::map2(c.x(0), *c.tx(0), c.ty(), [s](T x, T tx) { return x > T(0) ? tx : s * tx; });
+  }
+  template <class T>
+  static void switches(const Attrs&, const Shape& in, const Shape&, const T* z0, const T* z1, std::vector<double>& roots) {
+    level_crossings(z0, z1, numel(in) / in[0], 0.0, roots);
   }
 };
 
+// y = x: a model-file op that records nothing (its node is its input's).
+struct Identity : OpBase {
+  static constexpr const char* name = "identity";
+  static constexpr Linearity linearity = Linearity::linear;
+  static constexpr bool positively_homogeneous = true;
+  static FileForm file_form() { return file_op(); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) { return node.input(); }
+};
+
+using ElementwiseOps = OpList<Add, Sub, Mul, Div, Affine, Exp, Log, Sigmoid, Tanh, Relu, LeakyRelu, Identity>;
+
 }  // namespace ax::ops
+
+namespace ax {
+
+template <class T> Var<T> operator+(Var<T> a, Var<T> b) { return ops::record<ops::Add>({a, b}); }
+template <class T> Var<T> operator-(Var<T> a, Var<T> b) { return ops::record<ops::Sub>({a, b}); }
+template <class T> Var<T> operator*(Var<T> a, Var<T> b) { return ops::record<ops::Mul>({a, b}); }
+template <class T> Var<T> operator/(Var<T> a, Var<T> b) { return ops::record<ops::Div>({a, b}); }
+
+// y = scale x + offset with constants: neg, scale, shift and the operators with a number record this one op.
+template <class T> Var<T> affine(Var<T> x, double scale, double offset) {
+  Attrs attrs;
+  attrs.scale = scale;
+  attrs.offset = offset;
+  return ops::record<ops::Affine>({x}, attrs);
+}
+template <class T> Var<T> neg(Var<T> x) { return affine(x, -1.0, 0.0); }
+template <class T> Var<T> scale(Var<T> x, double s) { return affine(x, s, 0.0); }
+template <class T> Var<T> shift(Var<T> x, double b) { return affine(x, 1.0, b); }
+template <class T> Var<T> operator-(Var<T> x) { return neg(x); }
+template <class T> Var<T> operator*(Var<T> x, double s) { return scale(x, s); }
+template <class T> Var<T> operator*(double s, Var<T> x) { return scale(x, s); }
+template <class T> Var<T> operator/(Var<T> x, double s) { return scale(x, 1.0 / s); }
+template <class T> Var<T> operator+(Var<T> x, double b) { return shift(x, b); }
+template <class T> Var<T> operator+(double b, Var<T> x) { return shift(x, b); }
+template <class T> Var<T> operator-(Var<T> x, double b) { return shift(x, -b); }
+template <class T> Var<T> operator-(double b, Var<T> x) { return affine(x, -1.0, b); }
+
+template <class T> Var<T> exp(Var<T> x) { return ops::record<ops::Exp>({x}); }
+template <class T> Var<T> log(Var<T> x) { return ops::record<ops::Log>({x}); }
+template <class T> Var<T> sigmoid(Var<T> x) { return ops::record<ops::Sigmoid>({x}); }
+template <class T> Var<T> tanh(Var<T> x) { return ops::record<ops::Tanh>({x}); }
+// relu'(0) = 0
+template <class T> Var<T> relu(Var<T> x) { return ops::record<ops::Relu>({x}); }
+// the slope at 0 is `negative_slope`
+template <class T> Var<T> leaky_relu(Var<T> x, double negative_slope = 0.01) {
+  Attrs attrs;
+  attrs.negative_slope = negative_slope;
+  return ops::record<ops::LeakyRelu>({x}, attrs);
+}
+
+}  // namespace ax

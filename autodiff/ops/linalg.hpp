@@ -14,8 +14,9 @@ std::size_t rows_of(const Tensor<T>& x) {
 }
 
 // y[..., N] = a[..., K] b[K, N]
-struct MatMul {
+struct MatMul : OpBase {
   static constexpr const char* name = "matmul";
+  static constexpr Linearity linearity = Linearity::multilinear;
   template <class T> static Shape shape(const OpContext<T>& c) {
     const Shape& a = c.x(0).shape();
     const Shape& b = c.x(1).shape();
@@ -49,8 +50,24 @@ struct MatMul {
 };
 
 // y[..., O] = x[..., I] w[O, I]^T + bias[O]; the bias (input 2) is optional. PyTorch's nn.Linear.
-struct Linear {
+struct Linear : OpBase {
   static constexpr const char* name = "linear";
+  static constexpr Linearity linearity = Linearity::multilinear;  // bilinear in x and the weight
+  static constexpr bool scales_with_parameters = true;
+  static FileForm file_form() { return file_op({}, {{"weight", true}, {"bias", false}}); }
+  static void check_parameters(const FileParameters& p) {
+    if (p.shape("weight").size() != 2)
+      throw Error("parameter " + p.quoted("weight") + " has shape " + dims_string(p.shape("weight")) +
+                  "; expected rank 2, [O, I]");
+    check_bias_fits_weight(p);
+  }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    const Shape& x = node.input_shape();
+    if (x.size() < 2) node.fail("linear needs an input with features, got shape " + to_string(x));
+    std::vector<Var<T>> inputs{node.input(), node.parameter("weight", {0, x.back()})};
+    if (node.has("bias")) inputs.push_back(node.parameter("bias", {inputs[1].tape->value(inputs[1]).shape()[0]}));
+    return record<Linear>(inputs);
+  }
   template <class T> static Shape shape(const OpContext<T>& c) {
     const Shape& x = c.x(0).shape();
     const Shape& w = c.x(1).shape();
@@ -110,4 +127,18 @@ struct Linear {
   }
 };
 
+using LinalgOps = OpList<MatMul, Linear>;
+
 }  // namespace ax::ops
+
+namespace ax {
+
+// a[..., K] b[K, N] -> [..., N]
+template <class T> Var<T> matmul(Var<T> a, Var<T> b) { return ops::record<ops::MatMul>({a, b}); }
+// x[..., I] w[O, I]^T (+ bias[O]) -> [..., O], as torch.nn.Linear
+template <class T> Var<T> linear(Var<T> x, Var<T> weight) { return ops::record<ops::Linear>({x, weight}); }
+template <class T> Var<T> linear(Var<T> x, Var<T> weight, Var<T> bias) {
+  return ops::record<ops::Linear>({x, weight, bias});
+}
+
+}  // namespace ax

@@ -12,22 +12,46 @@
 
 namespace ax::ops {
 
-// "1e-05", "0", "-0.5": a number as an error message shows it.
-inline std::string number_string(double v) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%g", v);
-  return text;
-}
-
 // y = (x - mean) / sqrt(var + eps) * weight + bias, per channel c: torch.nn.BatchNorm2d in eval
 // mode. Inputs x[N, C, H, W], running_mean[C], running_var[C], and optionally weight[C] and
-// bias[C] (5 inputs; otherwise 1 and 0). eps = attrs.a.
+// bias[C] (5 inputs; otherwise 1 and 0), attrs.eps.
 // With s = 1 / sqrt(var + eps), d = x - mean, and sums over samples and pixels of channel c:
 //   gx += gy w s      gmean -= sum(gy) w s      gvar -= sum(gy d) w s^3 / 2
 //   gw += sum(gy d) s gbias += sum(gy)
 //   ty = (tx - tmean) w s - d w s^3 tvar / 2 + d s tw + tbias
-struct BatchNorm2d {
+struct BatchNorm2d : OpBase {
   static constexpr const char* name = "batchnorm2d";
+  static constexpr Linearity linearity = Linearity::linear_in_first;  // in x, while the statistics stay
+  static FileForm file_form() {
+    return file_op({{"eps", &Attrs::eps, Allowed::non_negative}},
+                   {{"running_mean", true}, {"running_var", true}, {"weight", false}, {"bias", false}});
+  }
+  static void check_parameters(const FileParameters& p) {
+    const std::vector<std::size_t>& mean = p.shape("running_mean");
+    if (mean.size() != 1)
+      throw Error("parameter " + p.quoted("running_mean") + " has shape " + dims_string(mean) +
+                  "; expected rank 1, [C]");
+    for (const char* param : {"running_var", "weight", "bias"})
+      if (p.has(param) && p.shape(param) != mean)
+        throw Error("parameter " + p.quoted(param) + " has shape " + dims_string(p.shape(param)) + "; expected " +
+                    dims_string(mean) + " (the shape of " + p.quoted("running_mean") + ")");
+    const std::vector<double>& var = p.values("running_var");
+    for (std::size_t i = 0; i < var.size(); ++i)
+      if (var[i] < 0)
+        throw Error("parameter " + p.quoted("running_var") + " holds " + number_string(var[i]) + " at flat index " +
+                    std::to_string(i) + "; a variance cannot be negative");
+  }
+  // Without weight and bias in the file: BatchNorm2d(affine=False), weight 1 and bias 0.
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    node.require_rank(4, name, "[N, C, H, W]");
+    const Shape c{node.input_shape()[1]};
+    std::vector<Var<T>> inputs{node.input(), node.parameter("running_mean", c), node.parameter("running_var", c)};
+    if (node.has("weight") || node.has("bias")) {
+      inputs.push_back(node.has("weight") ? node.parameter("weight", c) : node.constant("weight", full<T>(c, T(1))));
+      inputs.push_back(node.has("bias") ? node.parameter("bias", c) : node.constant("bias", zeros<T>(c)));
+    }
+    return record<BatchNorm2d>(inputs, node.attrs());
+  }
   template <class T> static Shape shape(const OpContext<T>& c) {
     const Shape& x = c.x(0).shape();
     if (x.size() != 4) c.fail("expected an input [N, C, H, W], got " + to_string(x));
@@ -35,7 +59,7 @@ struct BatchNorm2d {
     for (int i = 1; i < c.arity(); ++i)
       if (c.x(i).shape() != Shape{x[1]})
         c.fail(std::string(names[i]) + " has shape " + to_string(c.x(i).shape()) + ", expected [" + std::to_string(x[1]) + "]");
-    if (!(c.attrs().a >= 0)) c.fail("eps " + number_string(c.attrs().a) + " must not be negative");
+    if (!(c.attrs().eps >= 0)) c.fail("eps " + number_string(c.attrs().eps) + " must not be negative");
     return x;
   }
 
@@ -107,7 +131,7 @@ struct BatchNorm2d {
         : N(c.x(0).shape()[0]), C(c.x(0).shape()[1]), plane(c.x(0).shape()[2] * c.x(0).shape()[3]),
           mean(c.x(1).data()), var(c.x(2).data()),
           w(c.arity() == 5 ? c.x(3).data() : nullptr), b(c.arity() == 5 ? c.x(4).data() : nullptr),
-          eps(T(c.attrs().a)) {}
+          eps(T(c.attrs().eps)) {}
     T inv_std(std::size_t k) const { return T(1) / std::sqrt(var[k] + eps); }
     T weight(std::size_t k) const { return w ? w[k] : T(1); }
     kernels::ChannelShape shape() const { return {N, C, plane}; }
@@ -123,8 +147,26 @@ struct BatchNorm2d {
 // y = (x - mean[c]) / std[c] per channel c on dimension 1, as torchvision's Normalize; the
 // constants are attrs.mean and attrs.stddev, one per channel or one for all channels.
 // gx += gy / std; ty = tx / std.
-struct Normalize {
+struct Normalize : OpBase {
   static constexpr const char* name = "normalize";
+  static constexpr Linearity linearity = Linearity::linear;
+  static FileForm file_form() {
+    return file_op({{"mean", &Attrs::mean, Allowed::any, true}, {"std", &Attrs::stddev, Allowed::positive, true}});
+  }
+  static void finish(Attrs& a, const AttributeNames&) {
+    if (a.mean.size() != a.stddev.size() && a.mean.size() != 1 && a.stddev.size() != 1)
+      throw Error("mean has " + std::to_string(a.mean.size()) + " numbers and std " + std::to_string(a.stddev.size()) +
+                  "; they must agree unless one is a single number");
+  }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    const Shape& x = node.input_shape();
+    if (x.size() < 2) node.fail("normalize needs channels on dimension 1, got shape " + to_string(x));
+    const auto fits = [&](const std::vector<double>& v) { return v.size() == 1 || v.size() == x[1]; };
+    if (!fits(node.attrs().mean) || !fits(node.attrs().stddev))
+      node.fail("mean and std need one number or " + std::to_string(x[1]) + " (one per channel), got " +
+                std::to_string(node.attrs().mean.size()) + " and " + std::to_string(node.attrs().stddev.size()));
+    return record<Normalize>({node.input()}, node.attrs());
+  }
   template <class T> static Shape shape(const OpContext<T>& c) {
     const Shape& x = c.x(0).shape();
     if (x.size() < 2) c.fail("expected an input [N, C, ...], got " + to_string(x));
@@ -170,4 +212,33 @@ struct Normalize {
   }
 };
 
+using NormOps = OpList<BatchNorm2d, Normalize>;
+
 }  // namespace ax::ops
+
+namespace ax {
+
+// BatchNorm2d in eval mode: (x - running_mean) / sqrt(running_var + eps) * weight + bias per
+// channel; all of [C]. Without weight and bias, they are 1 and 0.
+template <class T> Var<T> batchnorm2d(Var<T> x, Var<T> running_mean, Var<T> running_var, double eps = 1e-5) {
+  Attrs attrs;
+  attrs.eps = eps;
+  return ops::record<ops::BatchNorm2d>({x, running_mean, running_var}, attrs);
+}
+template <class T> Var<T> batchnorm2d(Var<T> x, Var<T> running_mean, Var<T> running_var, Var<T> weight, Var<T> bias,
+                                      double eps = 1e-5) {
+  Attrs attrs;
+  attrs.eps = eps;
+  return ops::record<ops::BatchNorm2d>({x, running_mean, running_var, weight, bias}, attrs);
+}
+
+// (x - mean[c]) / stddev[c] per channel c on dimension 1 (any rank >= 2), as torchvision's
+// Normalize: constants, one per channel or one for all; stddev > 0.
+template <class T> Var<T> normalize(Var<T> x, const std::vector<double>& mean, const std::vector<double>& stddev) {
+  Attrs attrs;
+  attrs.mean = mean;
+  attrs.stddev = stddev;
+  return ops::record<ops::Normalize>({x}, attrs);
+}
+
+}  // namespace ax

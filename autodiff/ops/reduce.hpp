@@ -75,8 +75,9 @@ void reduce_tangent(OpContext<T>& c, T scale) {
 }
 
 // y = sum x
-struct Sum {
+struct Sum : OpBase {
   static constexpr const char* name = "sum";
+  static constexpr Linearity linearity = Linearity::linear;
   template <class T> static Shape shape(const OpContext<T>& c) { return reduced_shape(c); }
   template <class T> static void forward(OpContext<T>& c) { reduce_forward(c, T(1)); }
   template <class T> static void backward(OpContext<T>& c) { reduce_backward(c, T(1)); }
@@ -84,8 +85,9 @@ struct Sum {
 };
 
 // y = sum x / n, n the number of elements reduced
-struct Mean {
+struct Mean : OpBase {
   static constexpr const char* name = "mean";
+  static constexpr Linearity linearity = Linearity::linear;
   template <class T> static Shape shape(const OpContext<T>& c) { return reduced_shape(c); }
   template <class T> static T inv_n(const OpContext<T>& c) { return T(1) / T(reduced_split(c).n); }
   template <class T> static void forward(OpContext<T>& c) { reduce_forward(c, inv_n(c)); }
@@ -93,4 +95,28 @@ struct Mean {
   template <class T> static void tangent(OpContext<T>& c) { reduce_tangent(c, inv_n(c)); }
 };
 
+using ReduceOps = OpList<Sum, Mean>;
+
+template <class Op, class T>
+Var<T> reduce(Var<T> x, std::int64_t resolved_axis, bool keep_dim) {
+  Attrs attrs;
+  attrs.axis = resolved_axis;
+  attrs.keep_dim = keep_dim;
+  return record<Op>({x}, attrs);
+}
+
 }  // namespace ax::ops
+
+namespace ax {
+
+// Whole-tensor reductions give a scalar (shape []); along an axis, it is dropped or kept as 1.
+template <class T> Var<T> sum(Var<T> x) { return ops::reduce<ops::Sum>(x, -1, false); }
+template <class T> Var<T> sum(Var<T> x, int axis, bool keep_dim = false) {
+  return ops::reduce<ops::Sum>(x, ops::resolve_axis(x, axis, "sum"), keep_dim);
+}
+template <class T> Var<T> mean(Var<T> x) { return ops::reduce<ops::Mean>(x, -1, false); }
+template <class T> Var<T> mean(Var<T> x, int axis, bool keep_dim = false) {
+  return ops::reduce<ops::Mean>(x, ops::resolve_axis(x, axis, "mean"), keep_dim);
+}
+
+}  // namespace ax

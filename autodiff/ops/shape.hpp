@@ -9,8 +9,10 @@ namespace ax::ops {
 
 // y = x with the per-sample shape attrs.dims: the leading (batch) dimension is kept, so a tape
 // replayed with another batch size still fits. One entry of dims may be -1 (inferred).
-struct Reshape {
+struct Reshape : OpBase {
   static constexpr const char* name = "reshape";
+  static constexpr Linearity linearity = Linearity::linear;
+  static constexpr bool positively_homogeneous = true;
   template <class T> static Shape shape(const OpContext<T>& c) {
     const Shape& x = c.x(0).shape();
     if (x.empty()) c.fail("cannot reshape a scalar: the leading dimension is the batch");
@@ -40,9 +42,36 @@ struct Reshape {
   template <class T> static void tangent(OpContext<T>& c) { kernels::scale_or_zero(c.tx(0), T(1), c.ty()); }
 };
 
+// Dimensions start_dim.. joined into one, as torch.nn.Flatten: a model-file op recorded as a reshape.
+struct Flatten : OpBase {
+  static constexpr const char* name = "flatten";
+  static constexpr Linearity linearity = Linearity::linear;
+  static constexpr bool positively_homogeneous = true;
+  static FileForm file_form() { return file_op({{"start_dim", &Attrs::start_dim, Allowed::sample_axis}}); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    return flatten_from(node.input(), node.axis(node.attrs().start_dim, "start_dim"));
+  }
+  // x's dimensions from `start` (resolved, at least 1) on, joined.
+  template <class T> static Var<T> flatten_from(Var<T> x, int start) {
+    const Shape& shape = x.tape->value(x).shape();
+    Attrs attrs;
+    attrs.dims.assign(shape.begin() + 1, shape.begin() + start);
+    attrs.dims.push_back(-1);
+    return record<Reshape>({x}, attrs);
+  }
+};
+
 // y = the inputs joined along attrs.axis; every other dimension must agree.
-struct Concat {
+struct Concat : OpBase {
   static constexpr const char* name = "concat";
+  static constexpr Linearity linearity = Linearity::linear;
+  static FileForm file_form() { return file_op({{"axis", &Attrs::axis, Allowed::sample_axis}}, {}, 2, kAnyCount); }
+  static void set_defaults(Attrs& a) { a.axis = 1; }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    Attrs attrs;
+    attrs.axis = node.axis(node.attrs().axis, "axis");
+    return record<Concat>(node.inputs(), attrs);
+  }
   template <class T> static Shape shape(const OpContext<T>& c) {
     const std::size_t axis = static_cast<std::size_t>(c.attrs().axis);
     Shape y = c.x(0).shape();
@@ -100,4 +129,33 @@ struct Concat {
   }
 };
 
+using ShapeOps = OpList<Reshape, Flatten, Concat>;
+
 }  // namespace ax::ops
+
+namespace ax {
+
+// The per-sample shape changes, the leading (batch) dimension stays; one dim may be -1.
+template <class T> Var<T> reshape(Var<T> x, const std::vector<long>& per_sample_dims) {
+  if (per_sample_dims.size() > 5)
+    throw Error("reshape: at most 5 per-sample dimensions, " + std::to_string(per_sample_dims.size()) + " given");
+  Attrs attrs;
+  attrs.dims.assign(per_sample_dims.begin(), per_sample_dims.end());
+  return ops::record<ops::Reshape>({x}, attrs);
+}
+
+// Dimensions start_dim.. joined into one (start_dim >= 1: the batch stays), as torch.flatten.
+template <class T> Var<T> flatten(Var<T> x, int start_dim = 1) {
+  const int start = ops::resolve_axis(x, start_dim, "flatten");
+  if (start == 0) throw Error("flatten: start_dim 0 would merge the batch dimension");
+  return ops::Flatten::flatten_from(x, start);
+}
+
+template <class T> Var<T> concat(const std::vector<Var<T>>& xs, int axis) {
+  if (xs.empty()) throw Error("concat: no inputs");
+  Attrs attrs;
+  attrs.axis = ops::resolve_axis(xs[0], axis, "concat");
+  return ops::record<ops::Concat>(xs, attrs);
+}
+
+}  // namespace ax

@@ -10,6 +10,13 @@
 
 namespace ax::ops {
 
+// What softmax and log_softmax share: an axis (default -1, the last) and their place in a file.
+struct Distribution : OpBase {
+  static constexpr bool outputs_distribution = true;
+  static FileForm file_form() { return file_op({{"axis", &Attrs::axis, Allowed::sample_axis}}); }
+  static void set_defaults(Attrs& a) { a.axis = -1; }
+};
+
 // Calls f(pointer offset of the row's first element, stride) for each row along the axis:
 // a row is the n elements x[o, 0..n-1, i] of [outer, n, inner].
 template <class T, class F>
@@ -22,8 +29,13 @@ void for_each_row(const OpContext<T>& c, F f) {
 
 // y = exp(x - max) / sum exp(x - max)
 // backward: gx += y (gy - <gy, y>); tangent: ty = y (tx - <tx, y>)   (row by row)
-struct Softmax {
+struct Softmax : Distribution {
   static constexpr const char* name = "softmax";
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    Attrs attrs;
+    attrs.axis = node.axis(node.attrs().axis, "axis");
+    return record<Softmax>({node.input()}, attrs);
+  }
   template <class T> static Shape shape(const OpContext<T>& c) { return same_shape(c); }
   template <class T> static void forward(OpContext<T>& c) {
     const kernels::AxisSplit s = kernels::split_at(c.x(0).shape(), static_cast<std::size_t>(c.attrs().axis));
@@ -53,8 +65,13 @@ struct Softmax {
 
 // y = x - max - log sum exp(x - max); softmax p = exp(y)
 // backward: gx += gy - p sum(gy); tangent: ty = tx - <p, tx>   (row by row)
-struct LogSoftmax {
+struct LogSoftmax : Distribution {
   static constexpr const char* name = "log_softmax";
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    Attrs attrs;
+    attrs.axis = node.axis(node.attrs().axis, "axis");
+    return record<LogSoftmax>({node.input()}, attrs);
+  }
   template <class T> static Shape shape(const OpContext<T>& c) { return same_shape(c); }
   template <class T> static void forward(OpContext<T>& c) {
     const kernels::AxisSplit s = kernels::split_at(c.x(0).shape(), static_cast<std::size_t>(c.attrs().axis));
@@ -82,4 +99,21 @@ struct LogSoftmax {
   }
 };
 
+using SoftmaxOps = OpList<Softmax, LogSoftmax>;
+
 }  // namespace ax::ops
+
+namespace ax {
+
+template <class T> Var<T> softmax(Var<T> x, int axis = -1) {
+  Attrs attrs;
+  attrs.axis = ops::resolve_axis(x, axis, "softmax");
+  return ops::record<ops::Softmax>({x}, attrs);
+}
+template <class T> Var<T> log_softmax(Var<T> x, int axis = -1) {
+  Attrs attrs;
+  attrs.axis = ops::resolve_axis(x, axis, "log_softmax");
+  return ops::record<ops::LogSoftmax>({x}, attrs);
+}
+
+}  // namespace ax
