@@ -119,12 +119,14 @@ void write_npy(const std::string& path, const Tensor<T>& t) {
   if (!out) throw Error(path + ": write failed");
 }
 
-// stb_image grows its buffer to an IDAT chunk's declared length before reading the chunk: a
-// 373-byte file whose IDAT claims 1.4 GB made it allocate 2 GB (found by fuzzing). No chunk may
-// claim more bytes than the file has left.
+// Found by fuzzing: stb_image decodes every format it knows (a 29-byte PGM declaring 5555555
+// columns made it allocate 33 MB), and grows its buffer to an IDAT chunk's declared length before
+// reading the chunk (a 373-byte PNG whose IDAT claims 1.4 GB made it allocate 2 GB). So: the PNG
+// signature first, and no chunk may claim more bytes than the file has left.
 static void check_png_chunks(const std::string& path, const std::string& bytes) {
   static const char signature[] = "\x89PNG\r\n\x1a\n";
-  if (bytes.compare(0, 8, signature, 8) != 0) return;  // not a PNG: stb_image says so
+  if (bytes.size() < 8 || bytes.compare(0, 8, signature, 8) != 0)
+    throw Error(path + ": not a PNG file (no PNG signature); expected 8-bit gray or RGB PNG");
   // each chunk: 4-byte big-endian length, 4-byte type, the data, 4-byte CRC
   for (std::size_t at = 8; bytes.size() - at >= 8;) {
     std::uint64_t length = 0;

@@ -20,3 +20,9 @@ TEST_CASE("a PNG chunk that claims more bytes than the file has is refused befor
   CHECK(attr::read_png(std::string(AXIOMATIC_SOURCE) + "/examples/images/test0008_sandal.png").shape() ==
         Shape{1, 28, 28});
 }
+
+TEST_CASE("read_png refuses what is not a PNG before stb_image decodes it as another format") {
+  // 29 bytes of PGM declaring 5555555 columns: stb_image allocated 33 MB for it
+  CHECK_THROWS_WITH_AS(attr::read_png(regressions + "png/pgm_5555555_columns.png"),
+                       doctest::Contains("pgm_5555555_columns.png: not a PNG file (no PNG signature)"), Error);
+}
