@@ -173,7 +173,8 @@ Tensor<T> make_baselines(const BaselineSpec& spec, const Tensor<T>& x, const Ran
         const double n = double(data.shape()[0] * per_channel);
         for (std::size_t i = 0; i < data.size(); ++i) mean[(i % size) / per_channel] += double(data.data()[i]) / n;
       }
-      return single(x, [&](std::size_t i) { return mean[i / per_channel]; });
+      const std::size_t values_per_channel = per_channel;  // C++17 lambdas cannot capture a binding
+      return single(x, [&](std::size_t i) { return mean[i / values_per_channel]; });
     }
     case Kind::file: {
       const Tensor<T> b = read_array<T>(spec.path, x.shape());

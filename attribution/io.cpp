@@ -3,6 +3,8 @@
 #include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -173,8 +175,29 @@ bool gray_palette(const std::string& bytes) {
 
 }  // namespace
 
+// Found by fuzzing: stb_image decodes every format it knows (a 29-byte PGM declaring 5555555
+// columns made it allocate 33 MB), and grows its buffer to an IDAT chunk's declared length before
+// reading the chunk (a 373-byte PNG whose IDAT claims 1.4 GB made it allocate 2 GB). So: the PNG
+// signature first, and no chunk may claim more bytes than the file has left.
+static void check_png_chunks(const std::string& path, const std::string& bytes) {
+  static const char signature[] = "\x89PNG\r\n\x1a\n";
+  if (bytes.size() < 8 || bytes.compare(0, 8, signature, 8) != 0)
+    throw Error(path + ": not a PNG file (no PNG signature); expected 8-bit gray or RGB PNG");
+  // each chunk: 4-byte big-endian length, 4-byte type, the data, 4-byte CRC
+  for (std::size_t at = 8; bytes.size() - at >= 8;) {
+    std::uint64_t length = 0;
+    for (std::size_t i = 0; i < 4; ++i) length = (length << 8) | static_cast<unsigned char>(bytes[at + i]);
+    if (length > bytes.size() - at - 8)
+      throw Error(path + ": PNG chunk at byte " + std::to_string(at) + " claims " + std::to_string(length) +
+                  " bytes; the file has " + std::to_string(bytes.size() - at - 8) + " left");
+    if (bytes.compare(at + 4, 4, "IEND") == 0) break;  // what follows the end is not read
+    at += 8 + length + std::min<std::size_t>(4, bytes.size() - at - 8 - length);
+  }
+}
+
 Tensor<float> read_png(const std::string& path, const Shape* expected) {
   const std::string bytes = read_file(path);
+  check_png_chunks(path, bytes);
   if (bytes.size() > std::size_t(std::numeric_limits<int>::max())) throw Error(path + ": larger than 2 GiB");
   const stbi_uc* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int length = static_cast<int>(bytes.size());

@@ -148,8 +148,9 @@ void read_attributes(const json& object, const ops::OpInfo& op, NodeSpec& node, 
   ops::AttributeNames given;
   for (const auto& [key, value] : object.items()) {
     if (key == "name" || key == "op" || key == "inputs") continue;
+    const std::string& attribute = key;  // C++17 lambdas cannot capture a structured binding
     const auto spec = std::find_if(op.file.attributes.begin(), op.file.attributes.end(),
-                                   [&](const ops::AttributeSpec& a) { return key == a.name; });
+                                   [&](const ops::AttributeSpec& a) { return attribute == a.name; });
     if (spec == op.file.attributes.end())
       fault(where + ": unknown attribute " + in_quotes(key) + " for op " + node.op + " (it takes " +
             attribute_names(op.file) + ")");

@@ -1,6 +1,7 @@
 // The axiom checks pass where the axioms hold and fail where a method breaks them.
 #include "attribution/axioms.hpp"
 #include "nn/zoo.hpp"
+#include "exact_lenet.hpp"
 #include "support.hpp"
 
 #include <doctest/doctest.h>
@@ -26,7 +27,7 @@ CheckRequest request(Rule rule, std::size_t steps = 50) {
 }  // namespace
 
 TEST_CASE("every axiom holds for exact IG on a LeNet, in float64") {
-  const nn::ModelSpec model = nn::lenet28(3);
+  const nn::ModelSpec model = test::exact_lenet(3);
   std::mt19937_64 rng(3);
   const Tensor<double> x = test::uniform({1, 28, 28}, 0, 1, rng), base = zeros<double>({1, 28, 28});
   const std::vector<AxiomCheck> checks = check_axioms(model, x, base, request(Rule::exact));
@@ -88,7 +89,7 @@ TEST_CASE("model variants: the rescaled twin computes the same function, the mas
 }
 
 TEST_CASE("a given equivalent model that is not equivalent fails implementation invariance") {
-  const nn::ModelSpec model = nn::lenet28(6), other = nn::lenet28(7);
+  const nn::ModelSpec model = test::exact_lenet(6), other = test::exact_lenet(7);
   std::mt19937_64 rng(6);
   const Tensor<double> x = test::uniform({1, 28, 28}, 0, 1, rng), base = zeros<double>({1, 28, 28});
   CheckRequest r = request(Rule::exact);

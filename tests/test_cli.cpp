@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <unistd.h>
 #include <fstream>
 #include <sstream>
 #include <sys/wait.h>
@@ -22,7 +23,8 @@ struct Run {
 };
 
 std::string temp(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("axiomatic_cli_" + name)).string();
+  // per process: ctest -j2 runs two of these tests at once
+  return (std::filesystem::temp_directory_path() / ("axiomatic_cli_" + std::to_string(::getpid()) + "_" + name)).string();
 }
 
 std::string slurp(const std::string& path) {

@@ -2,6 +2,7 @@
 // quadrature, every piece truly linear (checked with the tangent pass), and the refusals.
 #include "attribution/methods.hpp"
 #include "nn/zoo.hpp"
+#include "exact_lenet.hpp"
 #include "support.hpp"
 
 #include <doctest/doctest.h>
@@ -142,7 +143,7 @@ TEST_CASE("every piece is linear: midpoint values and the tangent pass agree wit
 }
 
 TEST_CASE("exact IG through convolutions and max-pools: a LeNet from zero and constant baselines") {
-  TargetFunction<double> f(nn::lenet28(5), target(3));
+  TargetFunction<double> f(test::exact_lenet(5), target(3));
   std::mt19937_64 rng(5);
   const Tensor<double> x = test::uniform({1, 28, 28}, 0, 1, rng);
   for (double c : {0.0, 0.5}) {

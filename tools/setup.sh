@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
 # Installs the Debian packages axiomatic needs (only those missing, and says which), then
 # configures and builds into build/. Works as root or as a user with sudo.
-#   bash tools/setup.sh            # then run the main job or the tests (see README.md)
+#   bash tools/setup.sh            # the main job's packages: then run the command (README.md)
+#   bash tools/setup.sh --tests    # also what only the tests, sanitizers and fuzzers need: then
+#                                  # ctest --test-dir build (docs/testing.md)
+# With --tests the build is configured so that a test whose optional packages are missing fails
+# instead of skipping (AXIOMATIC_REQUIRE_TEST_DEPS).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tests=OFF
+case "${1-}" in
+  "") ;;
+  --tests) tests=ON ;;
+  *) echo "usage: bash tools/setup.sh [--tests]" >&2; exit 2 ;;
+esac
+
 packages=(
   g++ cmake make pkg-config
   xtensor-dev libxsimd-dev xtl-dev  # tensors and SIMD
@@ -15,6 +26,13 @@ packages=(
   zlib1g-dev                        # gzip'd IDX data files
   dataset-fashion-mnist             # training data of the shipped model
 )
+if [ "$tests" = ON ]; then
+  packages+=(
+    python3 python3-numpy python3-torch python3-torchvision  # export_torch: PyTorch as the reference
+    clang libclang-rt-14-dev libomp-14-dev                   # fuzzers (libFuzzer) and sanitizer runtimes
+    chromium                                                 # headless: renders the report page
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -35,5 +53,5 @@ else
   echo "setup: all ${#packages[@]} packages present"
 fi
 
-cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release
+cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DAXIOMATIC_REQUIRE_TEST_DEPS="$tests"
 cmake --build "$root/build" -j2
