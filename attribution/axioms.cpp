@@ -39,7 +39,7 @@ double relative_difference(const Tensor<T>& a, const Tensor<T>& b) {
 template <class T>
 Attribution<T> run_ig(const nn::ModelSpec& model, const TargetSpec& target, const CheckRequest& r, const Tensor<T>& x,
                       const Tensor<T>& baseline) {
-  TargetFunction<T> f(model, target, r.engine);
+  Engine<T> f(model, target, r.engine);
   return integrated_gradients(f, x, baseline, r.ig);
 }
 
@@ -148,7 +148,7 @@ struct Checked {
   const Tensor<T>& baseline;
   const CheckRequest& request;
   double tolerance;
-  TargetFunction<T>& f;
+  Engine<T>& f;
   TargetSpec target;  // the request's, with the class resolved at x
   Attribution<T> phi;
   std::size_t size, width;  // the input's values, and its last dimension
@@ -284,7 +284,7 @@ AxiomCheck symmetry_preservation(const Checked<T>& c) {
 template <class T>
 std::vector<AxiomCheck> check_axioms(const nn::ModelSpec& model, const Tensor<T>& x, const Tensor<T>& baseline,
                                      const CheckRequest& request) {
-  TargetFunction<T> f(model, request.target, request.engine);
+  Engine<T> f(model, request.target, request.engine);
   TargetSpec target = request.target;
   target.class_index = f.resolve_class(x);
   const Attribution<T> phi = integrated_gradients(f, x, baseline, request.ig);

@@ -9,7 +9,7 @@ namespace {
 
 // The node the target's scores are computed from before any softmax the target adds.
 template <class T>
-int logits_node(TargetFunction<T>& f) {
+int logits_node(Engine<T>& f) {
   const Tape<T>& tape = f.tape();
   int id = f.score_var().id;
   if (f.target().output != Output::logit) id = tape.node(id).inputs[0];
@@ -20,7 +20,7 @@ int logits_node(TargetFunction<T>& f) {
 // returns the kink nodes (ops whose linearity is piecewise_linear) in tape order, or throws
 // naming the first node that is not.
 template <class T>
-std::vector<int> kink_nodes(TargetFunction<T>& f) {
+std::vector<int> kink_nodes(Engine<T>& f) {
   const Tape<T>& tape = f.tape();
   const int top = logits_node(f);
   std::vector<char> needed(static_cast<std::size_t>(top) + 1, 0);
@@ -77,7 +77,7 @@ void interval_switches(const KinkGeometry<T>& g, const T* z0, const T* z1, std::
 // at every breakpoint, in groups of the engine's chunk size; an interval's two ends may fall in
 // two groups, so the last row of each group is kept.
 template <class T>
-std::vector<double> node_switches(TargetFunction<T>& f, int id, const std::vector<double>& breaks, const Tensor<T>& x,
+std::vector<double> node_switches(Engine<T>& f, int id, const std::vector<double>& breaks, const Tensor<T>& x,
                                   const Tensor<T>& baseline) {
   Tape<T>& tape = f.tape();
   const Var<T> input{&tape, tape.node(id).inputs[0]};
@@ -203,7 +203,7 @@ class SeedIntegral {
 template <class T>
 class PathSearch {
  public:
-  PathSearch(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, const ExactOptions& options,
+  PathSearch(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, const ExactOptions& options,
              bool gradients)
       : f_(f), tape_(f.tape()), x_(x), baseline_(baseline), options_(options), gradients_(gradients) {
     input_ = f.network().input().id;
@@ -634,7 +634,7 @@ class PathSearch {
     path_.seed_nodes += integral.evaluations();
   }
 
-  TargetFunction<T>& f_;
+  Engine<T>& f_;
   Tape<T>& tape_;
   const Tensor<T>& x_;
   const Tensor<T>& baseline_;
@@ -655,7 +655,7 @@ class PathSearch {
 }  // namespace
 
 template <class T>
-std::vector<double> path_breakpoints_reference(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+std::vector<double> path_breakpoints_reference(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                                                const ExactOptions& options) {
   const std::vector<int> kinks = kink_nodes(f);
   // switches closer than this to a breakpoint are rounding, not a new piece
@@ -680,7 +680,7 @@ std::vector<double> path_breakpoints_reference(TargetFunction<T>& f, const Tenso
 }
 
 template <class T>
-bool exact_search_applies(TargetFunction<T>& f) {
+bool exact_search_applies(Engine<T>& f) {
   const Tape<T>& tape = f.tape();
   for (std::size_t id = 0; id < tape.size(); ++id) {
     const Node<T>& n = tape.node(static_cast<int>(id));
@@ -692,7 +692,7 @@ bool exact_search_applies(TargetFunction<T>& f) {
 }
 
 template <class T>
-std::vector<double> path_breakpoints(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+std::vector<double> path_breakpoints(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                                      const ExactOptions& options) {
   if (!exact_search_applies(f)) return path_breakpoints_reference(f, x, baseline, options);
   PathSearch<T> search(f, x, baseline, options, false);
@@ -701,7 +701,7 @@ std::vector<double> path_breakpoints(TargetFunction<T>& f, const Tensor<T>& x, c
 }
 
 template <class T>
-ExactPath<T> exact_path(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, const ExactOptions& options) {
+ExactPath<T> exact_path(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, const ExactOptions& options) {
   if (f.class_index() < 0) throw Error("exact IG: the target class is not resolved");
   PathSearch<T> search(f, x, baseline, options, true);
   search.run();
@@ -709,7 +709,7 @@ ExactPath<T> exact_path(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T
 }
 
 template <class T>
-Quadrature exact_quadrature(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+Quadrature exact_quadrature(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                             const ExactOptions& options, std::size_t& pieces) {
   const std::vector<double> breaks = path_breakpoints(f, x, baseline, options);
   pieces = breaks.size() - 1;
@@ -728,13 +728,13 @@ Quadrature exact_quadrature(TargetFunction<T>& f, const Tensor<T>& x, const Tens
 }
 
 #define AX_EXACT(T)                                                                                                    \
-  template bool exact_search_applies(TargetFunction<T>&);                                                             \
-  template std::vector<double> path_breakpoints(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&,                \
+  template bool exact_search_applies(Engine<T>&);                                                             \
+  template std::vector<double> path_breakpoints(Engine<T>&, const Tensor<T>&, const Tensor<T>&,                \
                                                 const ExactOptions&);                                                  \
-  template std::vector<double> path_breakpoints_reference(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&,      \
+  template std::vector<double> path_breakpoints_reference(Engine<T>&, const Tensor<T>&, const Tensor<T>&,      \
                                                           const ExactOptions&);                                        \
-  template ExactPath<T> exact_path(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&, const ExactOptions&);       \
-  template Quadrature exact_quadrature(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&, const ExactOptions&,    \
+  template ExactPath<T> exact_path(Engine<T>&, const Tensor<T>&, const Tensor<T>&, const ExactOptions&);       \
+  template Quadrature exact_quadrature(Engine<T>&, const Tensor<T>&, const Tensor<T>&, const ExactOptions&,    \
                                        std::size_t&);
 AX_EXACT(float)
 AX_EXACT(double)

@@ -39,20 +39,20 @@ struct ExactOptions {
 // node having at most one input that moves along the path. Networks with skip connections or
 // concatenations of path-dependent branches use the reference search and one gradient per piece.
 template <class T>
-bool exact_search_applies(TargetFunction<T>& f);
+bool exact_search_applies(Engine<T>& f);
 
 // The sorted breakpoints 0 = b_0 < b_1 < ... < b_P = 1 of the path's linear pieces. Throws
 // NotPiecewiseLinear when a node the target depends on is not piecewise linear, Error as soon as
 // the pieces found exceed the cap, TimeLimitExceeded past the engine's deadline.
 template <class T>
-std::vector<double> path_breakpoints(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+std::vector<double> path_breakpoints(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                                      const ExactOptions& options = {});
 
 // The same breakpoints (to rounding) found the simple way, kept as the reference the tests
 // compare the search with: each kink node's input at every breakpoint by a forward pass of the
 // whole network up to it.
 template <class T>
-std::vector<double> path_breakpoints_reference(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+std::vector<double> path_breakpoints_reference(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                                                const ExactOptions& options = {});
 
 // Exact IG's integral, piece by piece: for each piece [b_p, b_p+1] the integral of dF/dx over
@@ -72,7 +72,7 @@ struct ExactPath {
 };
 
 template <class T>
-ExactPath<T> exact_path(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+ExactPath<T> exact_path(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                         const ExactOptions& options = {});
 
 // A quadrature over those pieces, for callers that need path points (conductance): for a
@@ -80,7 +80,7 @@ ExactPath<T> exact_path(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T
 // prob and logprob, `gl_per_piece` Gauss-Legendre nodes inside each piece (not exact).
 // `pieces` receives the piece count.
 template <class T>
-Quadrature exact_quadrature(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+Quadrature exact_quadrature(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                             const ExactOptions& options, std::size_t& pieces);
 
 }  // namespace ax::attr

@@ -54,7 +54,7 @@ void check_request(const ExplainRequest& r, const BaselineSpec& spec) {
 }
 
 template <class T>
-Attribution<T> attribute(const ExplainRequest& r, TargetFunction<T>& f, const nn::ModelSpec& model, const Tensor<T>& x,
+Attribution<T> attribute(const ExplainRequest& r, Engine<T>& f, const nn::ModelSpec& model, const Tensor<T>& x,
                          const BaselineSpec& spec, std::size_t samples, Random& random) {
   const Tensor<T> baselines = make_baselines(spec, x, model.graph.input.range, spec.random() ? samples : 1, random);
   check_finite(baselines, "the baseline");
@@ -85,11 +85,12 @@ Attribution<T> attribute(const ExplainRequest& r, TargetFunction<T>& f, const nn
               "'; expected gradient, inputxgradient, deeplift, ig, eg, smoothgrad, smoothgrad_sq, vargrad or conductance");
 }
 
+// explain, computed in precision T.
 template <class T>
-nlohmann::json run(const ExplainRequest& r, const nn::ModelSpec& model) {
+nlohmann::json explain_in(const ExplainRequest& r, const nn::ModelSpec& model) {
   const BaselineSpec spec = parse_baseline(r.baseline);
   check_request(r, spec);
-  TargetFunction<T> f(model, r.target, engine_options(r.memory, r.model, r.timeout));
+  Engine<T> f(model, r.target, engine_options(r.memory, r.model, r.timeout));
   const Tensor<T> x = read_array<T>(r.input, f.input_shape());
   check_finite(x, r.input);
   const std::size_t samples = default_samples(r);
@@ -136,9 +137,9 @@ nlohmann::json run_check(const ExplainRequest& r, const nn::ModelSpec& model) {
                   "; --equivalent needs a model of the same input");
     c.equivalent = &equivalent;
     // recording the twin checks it as a model: its faults name its own file
-    const TargetFunction<T> twin(equivalent, r.target, engine_options(r.memory, r.equivalent, r.timeout));
+    const Engine<T> twin(equivalent, r.target, engine_options(r.memory, r.equivalent, r.timeout));
   }
-  TargetFunction<T> shapes(model, r.target, c.engine);
+  Engine<T> shapes(model, r.target, c.engine);
   const Tensor<T> x = read_array<T>(r.input, shapes.input_shape());
   check_finite(x, r.input);
   const Tensor<T> baseline = make_baseline(spec, x, model.graph.input.range);
@@ -201,7 +202,7 @@ nlohmann::json report(const Attribution<T>& a, const nn::GraphSpec& graph, const
 
 nlohmann::json explain(const ExplainRequest& request) {
   const nn::ModelSpec model = nn::load_model(request.model);
-  return request.float64 ? run<double>(request, model) : run<float>(request, model);
+  return request.float64 ? explain_in<double>(request, model) : explain_in<float>(request, model);
 }
 
 template nlohmann::json report(const Attribution<float>&, const nn::GraphSpec&, const std::string&);

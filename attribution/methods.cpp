@@ -17,7 +17,7 @@ double seconds_since(Clock::time_point start) {
 }
 
 template <class T>
-void check_same_shape(const TargetFunction<T>& f, const Tensor<T>& t, const char* what) {
+void check_same_shape(const Engine<T>& f, const Tensor<T>& t, const char* what) {
   if (t.shape() != f.input_shape())
     throw Error(std::string(what) + " has shape " + to_string(t.shape()) + ", the model expects " +
                 to_string(f.input_shape()));
@@ -33,7 +33,7 @@ void report_completeness(Attribution<T>& a, double f_input, double f_baseline) {
   a.delta = a.sum - (f_input - f_baseline);
   const double change = std::abs(f_input - f_baseline);
   a.relative_delta = change > 0 ? std::abs(a.delta) / change : std::abs(a.delta);
-  // F and every gradient were checked finite chunk by chunk (TargetFunction names the node
+  // F and every gradient were checked finite chunk by chunk (Engine names the node
   // where a NaN or Inf appears); what is left is the arithmetic of the method itself
   if (!std::isfinite(f_input) || !std::isfinite(f_baseline))
     throw NonFinite(a.method + ": F(x) = " + std::to_string(f_input) + ", F(x') = " + std::to_string(f_baseline) + " is not finite");
@@ -53,7 +53,7 @@ void check_samples(std::size_t samples, const char* method) {
 
 // F at single points, without gradients.
 template <class T>
-std::vector<double> values_at(TargetFunction<T>& f, std::initializer_list<const Tensor<T>*> points) {
+std::vector<double> values_at(Engine<T>& f, std::initializer_list<const Tensor<T>*> points) {
   Shape shape{points.size()};
   for (std::size_t d : f.input_shape()) shape.push_back(d);
   Tensor<T> batch(shape);
@@ -66,7 +66,7 @@ std::vector<double> values_at(TargetFunction<T>& f, std::initializer_list<const 
 
 // Points [n, input shape], filled row by row by `fill(row index, row pointer)`.
 template <class T, class Fill>
-void make_points(const TargetFunction<T>& f, std::size_t n, Tensor<T>& points, Fill fill) {
+void make_points(const Engine<T>& f, std::size_t n, Tensor<T>& points, Fill fill) {
   Shape shape{n};
   for (std::size_t d : f.input_shape()) shape.push_back(d);
   points.resize(shape);
@@ -84,7 +84,7 @@ struct PathCache {
 };
 
 template <class T>
-Tensor<T> weighted_gradient_sum(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+Tensor<T> weighted_gradient_sum(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                                 const Quadrature& q, PathCache<T>& cache, Attribution<T>* diagnostics) {
   const std::size_t size = x.size();
   Tensor<T> total = zeros<T>(x.shape());
@@ -151,8 +151,9 @@ Tensor<T> weighted_gradient_sum(TargetFunction<T>& f, const Tensor<T>& x, const 
 // allows it (riemann_left/right: k/n within k/2n; trapezoid: k/(n-1) within k/(2n-2)).
 std::size_t doubled(Rule rule, std::size_t n) { return rule == Rule::riemann_trapezoid ? 2 * n - 1 : 2 * n; }
 
+// A method's result before its values: the input checked, the method named, the class resolved.
 template <class T>
-Attribution<T> start(TargetFunction<T>& f, const Tensor<T>& x, const std::string& method) {
+Attribution<T> checked_attribution(Engine<T>& f, const Tensor<T>& x, const std::string& method) {
   check_same_shape(f, x, "the input");
   check_finite(x, "the input");
   Attribution<T> a;
@@ -180,9 +181,9 @@ const char* smooth_name(SmoothKind kind) {
 }
 
 template <class T>
-Attribution<T> gradient(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, bool absolute) {
+Attribution<T> gradient(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, bool absolute) {
   const auto clock = Clock::now();
-  Attribution<T> a = start(f, x, "gradient");
+  Attribution<T> a = checked_attribution(f, x, "gradient");
   check_same_shape(f, baseline, "the baseline");
   Tensor<T> points;
   make_points(f, 1, points, [&](std::size_t, T* row) { std::copy(x.begin(), x.end(), row); });
@@ -198,7 +199,7 @@ Attribution<T> gradient(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T
 }
 
 template <class T>
-Attribution<T> input_x_gradient(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline) {
+Attribution<T> input_x_gradient(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline) {
   const auto clock = Clock::now();
   Attribution<T> a = gradient(f, x, baseline, false);
   a.method = "inputxgradient";
@@ -209,9 +210,9 @@ Attribution<T> input_x_gradient(TargetFunction<T>& f, const Tensor<T>& x, const 
 }
 
 template <class T>
-Attribution<T> deeplift(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline) {
+Attribution<T> deeplift(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline) {
   const auto clock = Clock::now();
-  Attribution<T> a = start(f, x, "deeplift");
+  Attribution<T> a = checked_attribution(f, x, "deeplift");
   check_same_shape(f, baseline, "the baseline");
   check_finite(baseline, "the baseline");
   double f_x = 0, f_baseline = 0;
@@ -224,10 +225,10 @@ Attribution<T> deeplift(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T
 }
 
 template <class T>
-Attribution<T> integrated_gradients(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+Attribution<T> integrated_gradients(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                                     const IgOptions& options) {
   const auto clock = Clock::now();
-  Attribution<T> a = start(f, x, "ig");
+  Attribution<T> a = checked_attribution(f, x, "ig");
   check_same_shape(f, baseline, "the baseline");
   check_finite(baseline, "the baseline");
   a.rule = rule_name(options.rule);
@@ -272,7 +273,7 @@ Attribution<T> integrated_gradients(TargetFunction<T>& f, const Tensor<T>& x, co
 }
 
 template <class T>
-Attribution<T> integrated_gradients_multi(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baselines,
+Attribution<T> integrated_gradients_multi(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baselines,
                                           const IgOptions& options) {
   const auto clock = Clock::now();
   if (baselines.dimension() != x.dimension() + 1 || baselines.shape()[0] == 0)
@@ -300,10 +301,10 @@ Attribution<T> integrated_gradients_multi(TargetFunction<T>& f, const Tensor<T>&
 }
 
 template <class T>
-Attribution<T> expected_gradients(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& data,
+Attribution<T> expected_gradients(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& data,
                                   std::size_t samples, std::uint64_t seed) {
   const auto clock = Clock::now();
-  Attribution<T> a = start(f, x, "eg");
+  Attribution<T> a = checked_attribution(f, x, "eg");
   if (data.dimension() != x.dimension() + 1 || data.shape()[0] == 0)
     throw Error("the baseline data set has shape " + to_string(data.shape()) + ", expected [D] + " + to_string(x.shape()));
   if (samples < 2) throw Error("expected gradients needs at least 2 samples for its standard error");
@@ -361,10 +362,10 @@ Attribution<T> expected_gradients(TargetFunction<T>& f, const Tensor<T>& x, cons
 }
 
 template <class T>
-Attribution<T> smoothgrad(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, SmoothKind kind,
+Attribution<T> smoothgrad(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, SmoothKind kind,
                           double sigma, bool relative_sigma, std::size_t samples, std::uint64_t seed) {
   const auto clock = Clock::now();
-  Attribution<T> a = start(f, x, smooth_name(kind));
+  Attribution<T> a = checked_attribution(f, x, smooth_name(kind));
   check_same_shape(f, baseline, "the baseline");
   if (samples < 2) throw Error(std::string(smooth_name(kind)) + " needs at least 2 samples");
   check_samples(samples, smooth_name(kind));
@@ -425,10 +426,10 @@ Attribution<T> smoothgrad(TargetFunction<T>& f, const Tensor<T>& x, const Tensor
 }
 
 template <class T>
-Attribution<T> layer_integrated_gradients(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+Attribution<T> layer_integrated_gradients(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                                           const std::string& layer, const IgOptions& options) {
   const auto clock = Clock::now();
-  Attribution<T> a = start(f, x, "layer_ig");
+  Attribution<T> a = checked_attribution(f, x, "layer_ig");
   check_same_shape(f, baseline, "the baseline");
   check_finite(baseline, "the baseline");
   if (options.rule == Rule::exact) throw Error("layer IG has no exact rule: its path lies in the layer's space; use a quadrature rule");
@@ -470,10 +471,10 @@ Attribution<T> layer_integrated_gradients(TargetFunction<T>& f, const Tensor<T>&
 }
 
 template <class T>
-Attribution<T> conductance(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+Attribution<T> conductance(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                            const std::string& layer, const IgOptions& options) {
   const auto clock = Clock::now();
-  Attribution<T> a = start(f, x, "conductance");
+  Attribution<T> a = checked_attribution(f, x, "conductance");
   check_same_shape(f, baseline, "the baseline");
   check_finite(baseline, "the baseline");
   const Var<T> h = f.network().node(layer);
@@ -513,20 +514,20 @@ Attribution<T> conductance(TargetFunction<T>& f, const Tensor<T>& x, const Tenso
 
 #define AX_INSTANTIATE_METHODS(T)                                                                                  \
   template void check_finite(const Tensor<T>&, const std::string&);                                               \
-  template Attribution<T> gradient(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&, bool);                \
-  template Attribution<T> input_x_gradient(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&);              \
-  template Attribution<T> deeplift(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&);                      \
-  template Attribution<T> integrated_gradients(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&,          \
+  template Attribution<T> gradient(Engine<T>&, const Tensor<T>&, const Tensor<T>&, bool);                \
+  template Attribution<T> input_x_gradient(Engine<T>&, const Tensor<T>&, const Tensor<T>&);              \
+  template Attribution<T> deeplift(Engine<T>&, const Tensor<T>&, const Tensor<T>&);                      \
+  template Attribution<T> integrated_gradients(Engine<T>&, const Tensor<T>&, const Tensor<T>&,          \
                                                const IgOptions&);                                                 \
-  template Attribution<T> integrated_gradients_multi(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&,    \
+  template Attribution<T> integrated_gradients_multi(Engine<T>&, const Tensor<T>&, const Tensor<T>&,    \
                                                      const IgOptions&);                                           \
-  template Attribution<T> expected_gradients(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&, std::size_t, \
+  template Attribution<T> expected_gradients(Engine<T>&, const Tensor<T>&, const Tensor<T>&, std::size_t, \
                                              std::uint64_t);                                                      \
-  template Attribution<T> smoothgrad(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&, SmoothKind, double, \
+  template Attribution<T> smoothgrad(Engine<T>&, const Tensor<T>&, const Tensor<T>&, SmoothKind, double, \
                                      bool, std::size_t, std::uint64_t);                                           \
-  template Attribution<T> layer_integrated_gradients(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&,    \
+  template Attribution<T> layer_integrated_gradients(Engine<T>&, const Tensor<T>&, const Tensor<T>&,    \
                                                      const std::string&, const IgOptions&);                       \
-  template Attribution<T> conductance(TargetFunction<T>&, const Tensor<T>&, const Tensor<T>&, const std::string&, \
+  template Attribution<T> conductance(Engine<T>&, const Tensor<T>&, const Tensor<T>&, const std::string&, \
                                       const IgOptions&);
 
 AX_INSTANTIATE_METHODS(float)

@@ -1,4 +1,4 @@
-// The attribution methods, each a few batched passes of a TargetFunction (docs/design.md,
+// The attribution methods, each a few batched passes of a Engine (docs/design.md,
 // "Paths and Integrated Gradients"). Every result reports completeness: F(x), F(x'), the sum of the
 // attributions, the gap delta = sum - (F(x) - F(x')) and |delta| / |F(x) - F(x')|.
 #pragma once
@@ -45,35 +45,35 @@ struct IgOptions {
 
 // dF/dx (its absolute value when `absolute`). Completeness is reported against `baseline`.
 template <class T>
-Attribution<T> gradient(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, bool absolute = false);
+Attribution<T> gradient(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, bool absolute = false);
 
 // DeepLIFT with the rescale rule (Shrikumar et al., 2017): (x - x') times the multipliers of one
-// rescale pass over the tape (TargetFunction::rescale_multipliers). One forward of [x, x'] and one
+// rescale pass over the tape (Engine::rescale_multipliers). One forward of [x, x'] and one
 // backward, so as cheap as a gradient. On networks of affine ops and elementwise non-linearities
 // the attributions sum to F(x) - F(x') to rounding ("summation to delta"); max-pooling follows
 // Captum's rule (ops/pool.hpp), which keeps the sum unless a window's maximum has x ~ x'.
 template <class T>
-Attribution<T> deeplift(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline);
+Attribution<T> deeplift(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline);
 
 // x * dF/dx.
 template <class T>
-Attribution<T> input_x_gradient(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline);
+Attribution<T> input_x_gradient(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline);
 
 // (x - x') * sum_k w_k dF/dx(x' + a_k (x - x')), with the rule's nodes and weights; with a
 // tolerance, adaptive (IgOptions::tolerance).
 template <class T>
-Attribution<T> integrated_gradients(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+Attribution<T> integrated_gradients(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                                     const IgOptions& options = {});
 
 // The mean of IG over several baselines [B, input shape]; F(x') is the mean of F over them.
 template <class T>
-Attribution<T> integrated_gradients_multi(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baselines,
+Attribution<T> integrated_gradients_multi(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baselines,
                                           const IgOptions& options = {});
 
 // Expected gradients: the mean over `samples` draws of a baseline x' from `data` [D, input
 // shape] and a ~ U(0, 1) of (x - x') * dF/dx(x' + a (x - x')).
 template <class T>
-Attribution<T> expected_gradients(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& data,
+Attribution<T> expected_gradients(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& data,
                                   std::size_t samples, std::uint64_t seed);
 
 enum class SmoothKind { smoothgrad, smoothgrad_sq, vargrad };
@@ -83,7 +83,7 @@ const char* smooth_name(SmoothKind kind);
 // (smoothgrad), of g^2 (smoothgrad_sq) or the variance of g (vargrad). `sigma` is absolute, or
 // relative to the input's range (hi - lo) when `relative_sigma`.
 template <class T>
-Attribution<T> smoothgrad(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, SmoothKind kind,
+Attribution<T> smoothgrad(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline, SmoothKind kind,
                           double sigma, bool relative_sigma, std::size_t samples, std::uint64_t seed);
 
 // Layer IG: IG credited to the neurons of the hidden node `layer`, along the straight path from
@@ -91,7 +91,7 @@ Attribution<T> smoothgrad(TargetFunction<T>& f, const Tensor<T>& x, const Tensor
 // LayerIntegratedGradients): (h(x) - h(x')) * sum_k w_k dF/dh. Its sum is F(x) minus F with h set
 // to h(x'), which is F(x') unless other branches bypass h. Quadrature rules only.
 template <class T>
-Attribution<T> layer_integrated_gradients(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+Attribution<T> layer_integrated_gradients(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                                           const std::string& layer, const IgOptions& options = {});
 
 // Conductance (Dhamdhere et al., 2018): the part of IG that flows through each neuron of `layer`,
@@ -99,11 +99,11 @@ Attribution<T> layer_integrated_gradients(TargetFunction<T>& f, const Tensor<T>&
 // pass. Exact with Rule::exact (both factors are constant on each linear piece). Its sum is
 // F(x) - F(x') when every path from the input to F goes through `layer`.
 template <class T>
-Attribution<T> conductance(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+Attribution<T> conductance(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                            const std::string& layer, const IgOptions& options = {});
 
 // Every method throws NonFinite rather than return a NaN or Inf in F, an attribution or the
-// sum, naming the node where it first appeared (TargetFunction's check after each chunk).
+// sum, naming the node where it first appeared (Engine's check after each chunk).
 //
 // Throws Error("<what>: NaN or Inf at index i") unless every value is finite.
 template <class T>

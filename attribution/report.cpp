@@ -94,7 +94,7 @@ std::vector<Prepared<T>> prepare(const ReportRequest& r, const nn::ModelSpec& mo
 }
 
 template <class T>
-Attribution<T> explain_logit(const ReportRequest& r, TargetFunction<T>& f, const Prepared<T>& p) {
+Attribution<T> explain_logit(const ReportRequest& r, Engine<T>& f, const Prepared<T>& p) {
   IgOptions ig;
   ig.rule = r.rule;
   ig.steps = r.steps;
@@ -117,8 +117,8 @@ nlohmann::json explain_image(const ReportRequest& r, const nn::ModelSpec& model,
                              const std::filesystem::path& out) {
   TargetSpec target;
   target.node = scheme.logits;
-  TargetFunction<T> f(model, target, engine);
-  TargetFunction<T> outputs(model, TargetSpec{}, engine);
+  Engine<T> f(model, target, engine);
+  Engine<T> outputs(model, TargetSpec{}, engine);
   const int predicted = f.resolve_class(p.x);
   const Attribution<T> a = explain_logit(r, f, p);
   IgOptions captum;
@@ -200,7 +200,7 @@ nlohmann::json explain_all(const ReportRequest& r, const nn::ModelSpec& model,
                            std::vector<std::pair<std::string, std::string>>& files) {
   const EngineOptions engine = engine_options(r.memory, r.model, r.timeout);
   const Scheme scheme = scheme_of(model.graph);
-  const Shape input_shape = TargetFunction<T>(model, TargetSpec{}, engine).input_shape();
+  const Shape input_shape = Engine<T>(model, TargetSpec{}, engine).input_shape();
   const std::vector<Prepared<T>> prepared = prepare<T>(r, model, input_shape);  // every image checked first
   const std::vector<std::string> names = picture_names(r.images);
   nlohmann::json images = nlohmann::json::array();

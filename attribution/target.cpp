@@ -68,7 +68,7 @@ Output parse_output(const std::string& name) {
 }
 
 template <class T>
-TargetFunction<T>::TargetFunction(const nn::ModelSpec& spec, const TargetSpec& target, const EngineOptions& options)
+Engine<T>::Engine(const nn::ModelSpec& spec, const TargetSpec& target, const EngineOptions& options)
     : graph_(spec.graph),
       target_(target),
       options_(options),
@@ -117,13 +117,13 @@ TargetFunction<T>::TargetFunction(const nn::ModelSpec& spec, const TargetSpec& t
 }
 
 template <class T>
-void TargetFunction<T>::check_deadline() const {
+void Engine<T>::check_deadline() const {
   if (std::chrono::steady_clock::now() > options_.deadline)
     throw TimeLimitExceeded(options_.source + ": the time limit ran out before the answer was complete");
 }
 
 template <class T>
-std::string TargetFunction<T>::node_name(int id) const {
+std::string Engine<T>::node_name(int id) const {
   const std::size_t at = static_cast<std::size_t>(id);
   if (at >= names_.size() || names_[at].empty()) return tape_.describe(id);
   const Node<T>& n = tape_.node(id);
@@ -131,7 +131,7 @@ std::string TargetFunction<T>::node_name(int id) const {
 }
 
 template <class T>
-void TargetFunction<T>::locate_non_finite(const std::string& what) const {
+void Engine<T>::locate_non_finite(const std::string& what) const {
   const auto kind = [](const Tensor<T>& t) {
     for (std::size_t i = 0; i < t.size(); ++i)
       if (std::isnan(t.data()[i])) return "NaN";
@@ -155,7 +155,7 @@ void TargetFunction<T>::locate_non_finite(const std::string& what) const {
 }
 
 template <class T>
-void TargetFunction<T>::check_chunk(std::size_t n, const std::vector<double>& f, std::size_t begin, const T* grads,
+void Engine<T>::check_chunk(std::size_t n, const std::vector<double>& f, std::size_t begin, const T* grads,
                                     std::size_t count) {
   for (std::size_t i = 0; i < n; ++i)
     if (!std::isfinite(f[begin + i])) locate_non_finite("F");
@@ -164,7 +164,7 @@ void TargetFunction<T>::check_chunk(std::size_t n, const std::vector<double>& f,
 }
 
 template <class T>
-void TargetFunction<T>::seed_rows(std::size_t n) {
+void Engine<T>::seed_rows(std::size_t n) {
   // d F / d scores: +1 at the class, -1 at the subtracted one; before the class is resolved
   // (k = -1) the seed is zero, which only the size estimate sees.
   seed_.resize(Shape{n, classes_});
@@ -176,7 +176,7 @@ void TargetFunction<T>::seed_rows(std::size_t n) {
 }
 
 template <class T>
-void TargetFunction<T>::forward_points(const T* points, std::size_t n, Var<T> last) {
+void Engine<T>::forward_points(const T* points, std::size_t n, Var<T> last) {
   check_deadline();
   Shape shape{n};
   for (std::size_t d : input_shape_) shape.push_back(d);
@@ -189,7 +189,7 @@ void TargetFunction<T>::forward_points(const T* points, std::size_t n, Var<T> la
 }
 
 template <class T>
-std::vector<double> TargetFunction<T>::scores(const Tensor<T>& x) {
+std::vector<double> Engine<T>::scores(const Tensor<T>& x) {
   if (x.size() != numel(input_shape_))
     throw Error(options_.source + ": input has shape " + to_string(x.shape()) + ", the model expects " +
                 to_string(input_shape_));
@@ -200,7 +200,7 @@ std::vector<double> TargetFunction<T>::scores(const Tensor<T>& x) {
 }
 
 template <class T>
-int TargetFunction<T>::resolve_class(const Tensor<T>& x) {
+int Engine<T>::resolve_class(const Tensor<T>& x) {
   if (target_.class_index < 0) {
     const std::vector<double> z = scores(x);
     target_.class_index = static_cast<int>(std::max_element(z.begin(), z.end()) - z.begin());
@@ -212,7 +212,7 @@ int TargetFunction<T>::resolve_class(const Tensor<T>& x) {
 }
 
 template <class T>
-void TargetFunction<T>::evaluate(const Tensor<T>& points, std::vector<double>& f, Tensor<T>* grads) {
+void Engine<T>::evaluate(const Tensor<T>& points, std::vector<double>& f, Tensor<T>* grads) {
   if (target_.class_index < 0) throw Error("evaluate: the target class is not resolved");
   const std::size_t per_point = numel(input_shape_);
   bool fits = points.dimension() == input_shape_.size() + 1;
@@ -223,13 +223,10 @@ void TargetFunction<T>::evaluate(const Tensor<T>& points, std::vector<double>& f
   const std::size_t count = points.shape()[0];
   f.resize(count);
   if (grads) grads->resize(points.shape());
-  const std::size_t k = static_cast<std::size_t>(target_.class_index);
   for (std::size_t begin = 0; begin < count; begin += chunk_) {
     const std::size_t n = std::min(chunk_, count - begin);
     forward_points(points.data() + begin * per_point, n);
-    const Tensor<T>& z = tape_.value(scores_);
-    for (std::size_t i = 0; i < n; ++i)
-      f[begin + i] = double(z(i, k)) - (target_.minus_class >= 0 ? double(z(i, static_cast<std::size_t>(target_.minus_class))) : 0.0);
+    for (std::size_t i = 0; i < n; ++i) f[begin + i] = f_of_row(i);
     if (!grads) {
       check_chunk(n, f, begin, nullptr, 0);
       continue;
@@ -244,37 +241,56 @@ void TargetFunction<T>::evaluate(const Tensor<T>& points, std::vector<double>& f
 }
 
 template <class T>
-void TargetFunction<T>::evaluate_node(const Tensor<T>& points, Var<T> h, std::vector<double>& f, Tensor<T>& grads,
-                                      const Tensor<T>* replacement, const Tensor<T>* direction, Tensor<T>* tangents) {
+double Engine<T>::f_of_row(std::size_t i) const {
+  const Tensor<T>& z = tape_.value(scores_);
+  const double minus = target_.minus_class >= 0 ? double(z(i, static_cast<std::size_t>(target_.minus_class))) : 0.0;
+  return double(z(i, static_cast<std::size_t>(target_.class_index))) - minus;
+}
+
+template <class T>
+void Engine<T>::forward_chunk(const Tensor<T>& points, std::size_t begin, std::size_t n, Var<T> h,
+                              const Tensor<T>* replacement) {
+  const std::size_t per_point = numel(input_shape_);
+  if (!replacement) return forward_points(points.data() + begin * per_point, n);
+  forward_points(points.data() + begin * per_point, n, h);  // up to h, then h's value replaced
+  Tensor<T>& value = tape_.mutable_value(h);
+  const std::size_t per_h = value.size() / n;
+  std::copy(replacement->data() + begin * per_h, replacement->data() + (begin + n) * per_h, value.data());
+  tape_.forward_after(h);
+}
+
+template <class T>
+const Tensor<T>& Engine<T>::node_tangent(std::size_t n, Var<T> h, const Tensor<T>& direction) {
+  Shape in_shape{n};
+  for (std::size_t d : input_shape_) in_shape.push_back(d);
+  directions_.resize(in_shape);
+  // [n points] each the direction
+  for (std::size_t i = 0; i < n; ++i) std::copy(direction.begin(), direction.end(), directions_.data() + i * direction.size());
+  tape_.set_direction(network_.input(), directions_);
+  tape_.tangent();
+  const Tensor<T>& t = tape_.tangent(h);
+  if (!all_finite(t)) throw NonFinite(options_.source + ": the tangent of " + node_name(h.id) + " is not finite");
+  return t;
+}
+
+template <class T>
+void Engine<T>::evaluate_node(const Tensor<T>& points, Var<T> h, std::vector<double>& f, Tensor<T>& grads,
+                              const Tensor<T>* replacement, const Tensor<T>* direction, Tensor<T>* tangents) {
   if (target_.class_index < 0) throw Error("evaluate_node: the target class is not resolved");
   if (!tape_.requires_grad(h)) throw Error(tape_.describe(h.id) + " does not depend on the input");
-  const std::size_t per_point = numel(input_shape_), count = points.shape()[0];
-  const std::size_t k = static_cast<std::size_t>(target_.class_index);
+  const std::size_t count = points.shape()[0];
   f.resize(count);
-  Shape h_shape{count};
-  Tensor<T> rows;
   for (std::size_t begin = 0; begin < count; begin += chunk_) {
     const std::size_t n = std::min(chunk_, count - begin);
-    if (replacement) {
-      forward_points(points.data() + begin * per_point, n, h);
-      Tensor<T>& value = tape_.mutable_value(h);
-      std::copy(replacement->data() + begin * (value.size() / n), replacement->data() + (begin + n) * (value.size() / n),
-                value.data());
-      tape_.forward_after(h);
-    } else {
-      forward_points(points.data() + begin * per_point, n);
-    }
+    forward_chunk(points, begin, n, h, replacement);
     const std::size_t per_h = tape_.value(h).size() / n;
-    if (begin == 0) {
-      const Shape& s = tape_.value(h).shape();
-      h_shape.assign(s.begin(), s.end());
+    if (begin == 0) {  // the outputs take h's per-point shape
+      Shape h_shape = tape_.value(h).shape();
       h_shape[0] = count;
       grads.resize(h_shape);
       if (tangents) tangents->resize(h_shape);
     }
-    const Tensor<T>& z = tape_.value(scores_);
-    for (std::size_t i = 0; i < n; ++i)
-      f[begin + i] = double(z(i, k)) - (target_.minus_class >= 0 ? double(z(i, static_cast<std::size_t>(target_.minus_class))) : 0.0);
+    for (std::size_t i = 0; i < n; ++i) f[begin + i] = f_of_row(i);
     seed_rows(n);
     tape_.zero_grad();
     tape_.backward(scores_, seed_);
@@ -282,21 +298,14 @@ void TargetFunction<T>::evaluate_node(const Tensor<T>& points, Var<T> h, std::ve
     check_chunk(n, f, begin, g.data(), g.size());
     std::copy(g.begin(), g.end(), grads.data() + begin * per_h);
     if (tangents && direction) {
-      Shape in_shape{n};
-      for (std::size_t d : input_shape_) in_shape.push_back(d);
-      rows.resize(in_shape);
-      for (std::size_t i = 0; i < n; ++i) std::copy(direction->begin(), direction->end(), rows.data() + i * per_point);
-      tape_.set_direction(network_.input(), rows);
-      tape_.tangent();
-      const Tensor<T>& t = tape_.tangent(h);
-      if (!all_finite(t)) throw NonFinite(options_.source + ": the tangent of " + node_name(h.id) + " is not finite");
+      const Tensor<T>& t = node_tangent(n, h, *direction);
       std::copy(t.begin(), t.end(), tangents->data() + begin * per_h);
     }
   }
 }
 
 template <class T>
-void TargetFunction<T>::rescale_multipliers(const Tensor<T>& x, const Tensor<T>& reference, Tensor<T>& multipliers,
+void Engine<T>::rescale_multipliers(const Tensor<T>& x, const Tensor<T>& reference, Tensor<T>& multipliers,
                                             double& f_x, double& f_reference) {
   if (target_.class_index < 0) throw Error("rescale_multipliers: the target class is not resolved");
   const std::size_t per_point = numel(input_shape_);
@@ -304,13 +313,8 @@ void TargetFunction<T>::rescale_multipliers(const Tensor<T>& x, const Tensor<T>&
   std::copy(x.begin(), x.end(), pair.data());
   std::copy(reference.begin(), reference.end(), pair.data() + per_point);
   forward_points(pair.data(), 2);
-  const Tensor<T>& z = tape_.value(scores_);
-  const std::size_t k = static_cast<std::size_t>(target_.class_index);
-  const auto f_row = [&](std::size_t i) {
-    return double(z(i, k)) - (target_.minus_class >= 0 ? double(z(i, static_cast<std::size_t>(target_.minus_class))) : 0.0);
-  };
-  f_x = f_row(0);
-  f_reference = f_row(1);
+  f_x = f_of_row(0);
+  f_reference = f_of_row(1);
   seed_rows(2);
   for (std::size_t c = 0; c < classes_; ++c) seed_(1, c) = T(0);  // the reference row takes no seed
   tape_.zero_grad();
@@ -320,7 +324,7 @@ void TargetFunction<T>::rescale_multipliers(const Tensor<T>& x, const Tensor<T>&
   std::copy(g.data(), g.data() + per_point, multipliers.data());
 }
 
-template class TargetFunction<float>;
-template class TargetFunction<double>;
+template class Engine<float>;
+template class Engine<double>;
 
 }  // namespace ax::attr

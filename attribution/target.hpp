@@ -50,10 +50,12 @@ struct NonFinite : Error {
   using Error::Error;
 };
 
+// The batched evaluation engine every method runs on: the model recorded once on a tape, with
+// the target F (TargetSpec) on top; F and its gradients at many points at a time.
 template <class T>
-class TargetFunction {
+class Engine {
  public:
-  TargetFunction(const nn::ModelSpec& spec, const TargetSpec& target, const EngineOptions& options = {});
+  Engine(const nn::ModelSpec& spec, const TargetSpec& target, const EngineOptions& options = {});
 
   // The per-sample input shape, e.g. [1, 28, 28], and its range if the model file gives one.
   const Shape& input_shape() const { return input_shape_; }
@@ -108,6 +110,12 @@ class TargetFunction {
 
  private:
   void seed_rows(std::size_t n);
+  // F of row i of the last forward pass: z_k, less z_j for a difference.
+  double f_of_row(std::size_t i) const;
+  // evaluate_node's steps for a chunk of n points starting at `begin`: the forward pass (with h's
+  // value replaced when `replacement` is given), and the tangent of h along `direction`.
+  void forward_chunk(const Tensor<T>& points, std::size_t begin, std::size_t n, Var<T> h, const Tensor<T>* replacement);
+  const Tensor<T>& node_tangent(std::size_t n, Var<T> h, const Tensor<T>& direction);
   // After a chunk of n points: throws NonFinite naming the first node whose value (or, in the
   // backward pass, whose gradient) is NaN or infinite, when an F value or a gradient is.
   void check_chunk(std::size_t n, const std::vector<double>& f, std::size_t begin, const T* grads, std::size_t count);
@@ -124,11 +132,12 @@ class TargetFunction {
   std::size_t chunk_ = 1;
   std::size_t bytes_per_point_ = 0;
   std::size_t evaluations_ = 0;
-  Tensor<T> batch_, seed_;
+  Tensor<T> seed_;
+  Tensor<T> directions_;  // the tangent pass's direction at every point of a chunk
   std::vector<std::string> names_;  // by tape id: the graph's node names
 };
 
-extern template class TargetFunction<float>;
-extern template class TargetFunction<double>;
+extern template class Engine<float>;
+extern template class Engine<double>;
 
 }  // namespace ax::attr

@@ -41,7 +41,7 @@ std::vector<std::string> shipped_images() {
 
 // Exact IG as first written: the reference search, then F and dF/dx at each piece's midpoint
 // (full passes, in chunks), weighted by the piece's width. Returns the attributions.
-Tensor<float> exact_before(attr::TargetFunction<float>& f, const Tensor<float>& x, const Tensor<float>& base,
+Tensor<float> exact_before(attr::Engine<float>& f, const Tensor<float>& x, const Tensor<float>& base,
                            std::vector<double>& breaks) {
   breaks = attr::path_breakpoints_reference(f, x, base);
   const std::size_t size = x.size(), pieces = breaks.size() - 1;
@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
               "ms/GL pt", "ratio");
   std::vector<double> exact_times, ratios, before_times, speedups;
   for (const std::string& path : images) {
-    attr::TargetFunction<float> f(spec, attr::TargetSpec{});
+    attr::Engine<float> f(spec, attr::TargetSpec{});
     const Tensor<float> x = attr::read_png(path);
     const Tensor<float> base = zeros<float>(f.input_shape());
     const Tensor<float> xs = Tensor<float>(xt::reshape_view(x, f.input_shape()));
@@ -141,7 +141,7 @@ int main(int argc, char** argv) {
       before_times.push_back(b.median);
       speedups.push_back(b.median / t.median);
       // float64 exact IG as the truth both float results are measured against
-      attr::TargetFunction<double> f64(spec, attr::TargetSpec{});
+      attr::Engine<double> f64(spec, attr::TargetSpec{});
       const Tensor<double> x64 = xt::cast<double>(xs), base64 = zeros<double>(f64.input_shape());
       f64.resolve_class(x64);
       const Tensor<double> truth = attr::integrated_gradients(f64, x64, base64, exact).values;

@@ -4,7 +4,7 @@
 //             tape directly (set_value, forward, zero_grad, backward): LeNet-28 (nn::lenet28, the
 //             peer's reference LeNet) at batch 1, 10, 50 and ResNet-18 (nn::resnet18) at 224 x 224
 //             at batch 1, 10, 50
-//   IG-50     integrated_gradients through a TargetFunction, zero baseline, class 3, rules
+//   IG-50     integrated_gradients through a Engine, zero baseline, class 3, rules
 //             riemann_middle (the peer's) and gausslegendre: LeNet-28 with the 50 path points in
 //             one batch, ResNet-18 with batches of 10 points (the peer's batch=10). Ours also
 //             evaluates F(x) and F(x') for the completeness report (one extra forward of 2 points)
@@ -407,7 +407,7 @@ int memory_child() {
 #endif
   const nn::ModelSpec spec = nn::resnet18(7, 1000, 224);
   const long before_kib = vm_hwm_kib();
-  attr::TargetFunction<float> f(spec, class_target());  // the default 1 GiB budget
+  attr::Engine<float> f(spec, class_target());  // the default 1 GiB budget
   const Tensor<float> x = random_input<float>(f.input_shape(), 2);
   const Tensor<float> baseline = zeros<float>(f.input_shape());
   attr::IgOptions o;
@@ -555,7 +555,7 @@ int main(int argc, char** argv) {
                      lenet50_ratio >= 3.0, lenet50_fig});
 
   // ---- 2. IG-50 ----
-  std::printf("\n2. IG-50 through TargetFunction + integrated_gradients, zero baseline, one input in [0, 1)\n");
+  std::printf("\n2. IG-50 through Engine + integrated_gradients, zero baseline, one input in [0, 1)\n");
   print_header();
   struct IgCase {
     const char* model;
@@ -566,13 +566,13 @@ int main(int argc, char** argv) {
   const IgCase ig_cases[] = {{"lenet28", &lenet, 50, runs(61), 20}, {"resnet18", &resnet, 10, runs(5), 5}};
   for (const IgCase& c : ig_cases) {
     settle(c.spec == &resnet);
-    attr::TargetFunction<float> probe(*c.spec, class_target());
+    attr::Engine<float> probe(*c.spec, class_target());
     const std::size_t default_chunk = probe.chunk(), per_point = probe.bytes_per_point();
     attr::EngineOptions engine;
     // the same batch of path points as the peer: a budget for exactly `batch` points (the default
     // 1 GiB gives `default_chunk`; the memory section below runs with it)
     if (default_chunk < c.batch || c.batch < 50) engine.memory_budget = c.batch * per_point;
-    attr::TargetFunction<float> f(*c.spec, class_target(), engine);
+    attr::Engine<float> f(*c.spec, class_target(), engine);
     const Tensor<float> x = random_input<float>(f.input_shape(), 2);
     const Tensor<float> baseline = zeros<float>(f.input_shape());
     for (attr::Rule rule : {attr::Rule::riemann_middle, attr::Rule::gausslegendre}) {
@@ -616,7 +616,7 @@ int main(int argc, char** argv) {
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #endif
-    attr::TargetFunction<T> f(lenet, class_target());
+    attr::Engine<T> f(lenet, class_target());
     const Tensor<T> x = random_input<T>(f.input_shape(), 3);
     const Tensor<T> baseline = zeros<T>(f.input_shape());
     attr::IgOptions o;

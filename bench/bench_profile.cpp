@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
   if (only == "exact") {
     attr::TargetSpec target;
     target.class_index = 3;
-    attr::TargetFunction<float> f(nn::lenet28(7), target);
+    attr::Engine<float> f(nn::lenet28(7), target);
     Tensor<float> x = zeros<float>(f.input_shape());
     std::mt19937 rng(3);
     std::uniform_real_distribution<float> uniform(0.f, 1.f);

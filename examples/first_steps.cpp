@@ -89,7 +89,7 @@ int main() {
     model.tensors[std::string(layer) + ".weight"] = nn::TensorData{"F64", {1, 1}, {-1.0}};
     model.tensors[std::string(layer) + ".bias"] = nn::TensorData{"F64", {1}, {1.0}};
   }
-  attr::TargetFunction<double> target(model, attr::TargetSpec{});
+  attr::Engine<double> target(model, attr::TargetSpec{});
   const Tensor<double> input = full<double>({1}, 2.0), baseline = zeros<double>({1});
   target.resolve_class(input);
   const std::vector<double> breaks = attr::path_breakpoints(target, input, baseline);

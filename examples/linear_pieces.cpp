@@ -27,7 +27,7 @@ static nn::ModelSpec tiny_network() {
 }
 
 int main() {
-  attr::TargetFunction<double> f(tiny_network(), attr::TargetSpec{});
+  attr::Engine<double> f(tiny_network(), attr::TargetSpec{});
   const Tensor<double> x = from_values<double>({2}, {2.0, 0.5}), baseline = zeros<double>({2});
   f.resolve_class(x);
 

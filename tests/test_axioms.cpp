@@ -66,7 +66,7 @@ TEST_CASE("model variants: the rescaled twin computes the same function, the mas
   const Tensor<double> x = test::uniform({1, 28, 28}, 0, 1, rng);
   TargetSpec t;
   t.class_index = 0;
-  TargetFunction<double> f(model, t), g(twin, t);
+  Engine<double> f(model, t), g(twin, t);
   const std::vector<double> a = f.scores(x), b = g.scores(x);
   for (std::size_t k = 0; k < a.size(); ++k) CHECK(a[k] == doctest::Approx(b[k]).epsilon(1e-13));
 
@@ -75,14 +75,14 @@ TEST_CASE("model variants: the rescaled twin computes the same function, the mas
   nn::ModelSpec one = single.finish(single.linear("fc", "x", 4, 2));
   CHECK_FALSE(rescale_hidden(one, 2.0, twin));
   // append_linear combines outputs: w = [1, -1] gives z_0 - z_1
-  TargetFunction<double> diff(append_linear(one, {1.0, -1.0}), t), plain(one, t);
+  Engine<double> diff(append_linear(one, {1.0, -1.0}), t), plain(one, t);
   const Tensor<double> v = from_values<double>({4}, {0.1, 0.2, 0.3, 0.4});
   const std::vector<double> z = plain.scores(v);
   CHECK(diff.scores(v)[0] == doctest::Approx(z[0] - z[1]).epsilon(1e-14));
   // prepend_linear with a mask zeroes column 2 for the network
   std::vector<double> mask(16, 0.0);
   for (std::size_t j : {0, 1, 3}) mask[j * 4 + j] = 1;
-  TargetFunction<double> masked(prepend_linear(one, mask), t);
+  Engine<double> masked(prepend_linear(one, mask), t);
   const Tensor<double> w = from_values<double>({4}, {0.1, 0.2, 99.0, 0.4});
   const Tensor<double> w0 = from_values<double>({4}, {0.1, 0.2, 0.0, 0.4});
   CHECK(masked.scores(w)[0] == plain.scores(w0)[0]);

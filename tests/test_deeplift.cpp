@@ -131,13 +131,13 @@ TEST_CASE("DeepLIFT: ops without a rescale rule are refused, and so is a batch w
 
 TEST_CASE("DeepLIFT as a method: completeness reported, full credit on the sensitivity example, logits only") {
   const nn::ModelSpec toy = nn::load_model(std::string(AXIOMATIC_SOURCE) + "/examples/toys/relu_sensitivity.json");
-  attr::TargetFunction<double> f(toy, attr::TargetSpec{});
+  attr::Engine<double> f(toy, attr::TargetSpec{});
   const attr::Attribution<double> a = attr::deeplift(f, full<double>({1}, 2.0), zeros<double>({1}));
   CHECK(a.values(0) == doctest::Approx(1.0).epsilon(1e-15));
   CHECK(std::abs(a.delta) < 1e-15);
   CHECK(a.method == "deeplift");
 
-  attr::TargetFunction<float> lenet(nn::lenet28(5), attr::TargetSpec{});
+  attr::Engine<float> lenet(nn::lenet28(5), attr::TargetSpec{});
   std::mt19937_64 rng(23);
   const Tensor<float> x = test::uniform<float>({1, 28, 28}, 0, 1, rng);
   const attr::Attribution<float> d = attr::deeplift(lenet, x, zeros<float>({1, 28, 28}));
@@ -145,7 +145,7 @@ TEST_CASE("DeepLIFT as a method: completeness reported, full credit on the sensi
 
   attr::TargetSpec prob;
   prob.output = attr::Output::prob;
-  attr::TargetFunction<double> probabilities(nn::lenet28(5), prob);
+  attr::Engine<double> probabilities(nn::lenet28(5), prob);
   CHECK_THROWS_WITH_AS(attr::deeplift(probabilities, Tensor<double>(x), zeros<double>({1, 28, 28})),
                        doctest::Contains("(softmax) has no rescale rule"), Error);
 }

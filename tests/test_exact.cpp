@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
 #include <omp.h>
 
 using namespace ax;
@@ -52,7 +53,7 @@ TEST_CASE("exact IG of the sensitivity example is exactly 1, in two pieces") {
   m.tensors["inner.bias"].values = {1};
   m.tensors["outer.weight"].values = {-1};
   m.tensors["outer.bias"].values = {1};
-  TargetFunction<double> f(m, target(0));
+  Engine<double> f(m, target(0));
   const Attribution<double> a = integrated_gradients(f, full<double>({1}, 2.0), zeros<double>({1}), rule(Rule::exact));
   CHECK(a.values(0) == 1.0);
   CHECK(a.pieces == 2);
@@ -63,7 +64,7 @@ TEST_CASE("exact IG of the sensitivity example is exactly 1, in two pieces") {
 TEST_CASE("exact IG on random ReLU networks: completeness to rounding, the limit of quadrature") {
   for (std::uint64_t seed : {1, 2, 3}) {
     CAPTURE(seed);
-    TargetFunction<double> f(relu_mlp(seed), target(int(seed % 6)));
+    Engine<double> f(relu_mlp(seed), target(int(seed % 6)));
     std::mt19937_64 rng(seed);
     const Tensor<double> x = test::uniform({8}, 0, 1, rng), base = test::uniform({8}, 0, 1, rng);
     const Attribution<double> exact = integrated_gradients(f, x, base, rule(Rule::exact));
@@ -78,42 +79,37 @@ TEST_CASE("exact IG on random ReLU networks: completeness to rounding, the limit
   }
 }
 
-TEST_CASE("exact IG with hardtanh: both kinks found, completeness to rounding") {
+// Exact IG on an MLP whose second activation is `model`'s, from inputs in [0, reach): the op's own
+// switches add breakpoints (more pieces than with an identity there), and IG stays exact.
+void check_kinks_found(const std::function<nn::ModelSpec(std::uint64_t)>& model, double reach) {
   for (std::uint64_t seed : {4, 5}) {
     CAPTURE(seed);
-    nn::ModelSpec clamped = relu_mlp(seed, "hardtanh");
-    clamped.graph.nodes[3].attrs.min_val = -0.25, clamped.graph.nodes[3].attrs.max_val = 0.25;
-    TargetFunction<double> f(clamped, target(1));
-    TargetFunction<double> unclamped(relu_mlp(seed, "identity"), target(1));
+    Engine<double> f(model(seed), target(1));
+    Engine<double> unclamped(relu_mlp(seed, "identity"), target(1));
     std::mt19937_64 rng(seed);
-    const Tensor<double> x = test::uniform({8}, 0, 4, rng), base = zeros<double>({8});
+    const Tensor<double> x = test::uniform({8}, 0, reach, rng), base = zeros<double>({8});
     const Attribution<double> exact = integrated_gradients(f, x, base, rule(Rule::exact));
     const Attribution<double> relu_only = integrated_gradients(unclamped, x, base, rule(Rule::exact));
-    CHECK(exact.pieces > relu_only.pieces);  // hardtanh's switches add breakpoints of their own
+    CHECK(exact.pieces > relu_only.pieces);
     CHECK(exact.relative_delta < 1e-12);
     const Attribution<double> fine = integrated_gradients(f, x, base, rule(Rule::gausslegendre, 4096));
     CHECK(test::max_abs_diff(fine.values, exact.values) < 1e-3 * xt::amax(xt::abs(exact.values))());
   }
 }
 
-TEST_CASE("exact IG with hardsigmoid: its kinks at -3 and 3 found, completeness to rounding") {
-  for (std::uint64_t seed : {4, 5}) {
-    CAPTURE(seed);
-    TargetFunction<double> f(relu_mlp(seed, "hardsigmoid"), target(1));
-    TargetFunction<double> unclamped(relu_mlp(seed, "identity"), target(1));
-    std::mt19937_64 rng(seed);
-    const Tensor<double> x = test::uniform({8}, 0, 30, rng), base = zeros<double>({8});  // far enough to reach +-3
-    const Attribution<double> exact = integrated_gradients(f, x, base, rule(Rule::exact));
-    const Attribution<double> relu_only = integrated_gradients(unclamped, x, base, rule(Rule::exact));
-    CHECK(exact.pieces > relu_only.pieces);  // hardsigmoid's switches add breakpoints of their own
-    CHECK(exact.relative_delta < 1e-12);
-    const Attribution<double> fine = integrated_gradients(f, x, base, rule(Rule::gausslegendre, 4096));
-    CHECK(test::max_abs_diff(fine.values, exact.values) < 1e-3 * xt::amax(xt::abs(exact.values))());
-  }
+TEST_CASE("exact IG with hardtanh and hardsigmoid: both kinks of each found, completeness to rounding") {
+  check_kinks_found(
+      [](std::uint64_t seed) {
+        nn::ModelSpec clamped = relu_mlp(seed, "hardtanh");
+        clamped.graph.nodes[3].attrs.min_val = -0.25, clamped.graph.nodes[3].attrs.max_val = 0.25;
+        return clamped;
+      },
+      4);
+  check_kinks_found([](std::uint64_t seed) { return relu_mlp(seed, "hardsigmoid"); }, 30);  // reaching -3 and 3
 }
 
 TEST_CASE("every piece is linear: midpoint values and the tangent pass agree with the piece ends") {
-  TargetFunction<double> f(relu_mlp(4), target(2));
+  Engine<double> f(relu_mlp(4), target(2));
   std::mt19937_64 rng(4);
   const Tensor<double> x = test::uniform({8}, 0, 1, rng), base = zeros<double>({8});
   const std::vector<double> breaks = path_breakpoints(f, x, base);
@@ -143,7 +139,7 @@ TEST_CASE("every piece is linear: midpoint values and the tangent pass agree wit
 }
 
 TEST_CASE("exact IG through convolutions and max-pools: a LeNet from zero and constant baselines") {
-  TargetFunction<double> f(test::exact_lenet(5), target(3));
+  Engine<double> f(test::exact_lenet(5), target(3));
   std::mt19937_64 rng(5);
   const Tensor<double> x = test::uniform({1, 28, 28}, 0, 1, rng);
   for (double c : {0.0, 0.5}) {
@@ -158,7 +154,7 @@ TEST_CASE("exact IG through convolutions and max-pools: a LeNet from zero and co
 
 TEST_CASE("exact IG for probability and log-probability targets: Gauss-Legendre inside each piece") {
   for (Output output : {Output::prob, Output::logprob}) {
-    TargetFunction<double> f(relu_mlp(6), target(1, output));
+    Engine<double> f(relu_mlp(6), target(1, output));
     std::mt19937_64 rng(6);
     const Tensor<double> x = test::uniform({8}, 0, 1, rng), base = zeros<double>({8});
     const Attribution<double> a = integrated_gradients(f, x, base, rule(Rule::exact));
@@ -168,18 +164,18 @@ TEST_CASE("exact IG for probability and log-probability targets: Gauss-Legendre 
 }
 
 TEST_CASE("exact IG refuses smooth networks and too many pieces") {
-  TargetFunction<double> smooth(relu_mlp(7, "tanh"), target(0));
+  Engine<double> smooth(relu_mlp(7, "tanh"), target(0));
   const Tensor<double> x = full<double>({8}, 0.5), base = zeros<double>({8});
   CHECK_THROWS_WITH_AS(integrated_gradients(smooth, x, base, rule(Rule::exact)),
                        doctest::Contains("(tanh) is not; use a quadrature rule"), Error);
-  TargetFunction<double> f(relu_mlp(8), target(0));
+  Engine<double> f(relu_mlp(8), target(0));
   IgOptions capped = rule(Rule::exact);
   capped.exact.max_pieces = 2;
   CHECK_THROWS_WITH_AS(integrated_gradients(f, x, base, capped), doctest::Contains("more than 2 linear pieces"), Error);
 }
 
 TEST_CASE("exact IG in float: completeness to float rounding") {
-  TargetFunction<float> f(nn::lenet28(9), target(7));
+  Engine<float> f(nn::lenet28(9), target(7));
   std::mt19937_64 rng(9);
   const Tensor<float> x = test::uniform<float>({1, 28, 28}, 0, 1, rng), base = zeros<float>({1, 28, 28});
   const Attribution<float> a = integrated_gradients(f, x, base, rule(Rule::exact));
@@ -187,7 +183,7 @@ TEST_CASE("exact IG in float: completeness to float rounding") {
 }
 
 TEST_CASE("same seed, same bits, on one thread or two: IG, exact IG and SmoothGrad on a LeNet") {
-  TargetFunction<float> f(nn::lenet28(10), target(4));
+  Engine<float> f(nn::lenet28(10), target(4));
   std::mt19937_64 rng(10);
   const Tensor<float> x = test::uniform<float>({1, 28, 28}, 0, 1, rng), base = zeros<float>({1, 28, 28});
   auto run_all = [&] {
@@ -213,7 +209,7 @@ namespace {
 
 // The breakpoints of the search and of the reference search, one for one.
 template <class T>
-void check_same_breakpoints(TargetFunction<T>& f, const Tensor<T>& x, const Tensor<T>& base, double tolerance) {
+void check_same_breakpoints(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& base, double tolerance) {
   const std::vector<double> fast = path_breakpoints(f, x, base), slow = path_breakpoints_reference(f, x, base);
   REQUIRE(fast.size() == slow.size());
   double moved = 0;
@@ -225,7 +221,7 @@ void check_same_breakpoints(TargetFunction<T>& f, const Tensor<T>& x, const Tens
 
 // IG as the reference computes it: the reference's breakpoints, then F and dF/dx at `per_piece`
 // Gauss-Legendre nodes of each piece (the midpoint for one), full passes.
-Tensor<double> reference_ig(TargetFunction<double>& f, const Tensor<double>& x, const Tensor<double>& base,
+Tensor<double> reference_ig(Engine<double>& f, const Tensor<double>& x, const Tensor<double>& base,
                             std::size_t per_piece) {
   const std::vector<double> breaks = path_breakpoints_reference(f, x, base);
   const Quadrature inner = per_piece == 1 ? Quadrature{{0.5}, {1.0}} : quadrature(Rule::gausslegendre, per_piece);
@@ -257,10 +253,10 @@ TEST_CASE("the breakpoint search finds the reference's breakpoints on random MLP
   for (std::uint64_t seed : {11, 12}) {
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
-    TargetFunction<double> mlp(relu_mlp(seed), target(int(seed % 6)));
+    Engine<double> mlp(relu_mlp(seed), target(int(seed % 6)));
     const Tensor<double> x8 = test::uniform({8}, 0, 1, rng), base8 = test::uniform({8}, 0, 1, rng);
     check_same_breakpoints(mlp, x8, base8, 1e-12);
-    TargetFunction<double> lenet(nn::lenet28(seed), target(int(seed % 10)));
+    Engine<double> lenet(nn::lenet28(seed), target(int(seed % 10)));
     const Tensor<double> x = test::uniform({1, 28, 28}, 0, 1, rng);
     check_same_breakpoints(lenet, x, zeros<double>({1, 28, 28}), 1e-12);
     check_same_breakpoints(lenet, x, test::uniform({1, 28, 28}, 0, 1, rng), 1e-12);
@@ -269,7 +265,7 @@ TEST_CASE("the breakpoint search finds the reference's breakpoints on random MLP
 
 TEST_CASE("exact IG agrees with the reference's one gradient per piece on a LeNet") {
   std::mt19937_64 rng(16);
-  TargetFunction<double> lenet(nn::lenet28(16), target(2));
+  Engine<double> lenet(nn::lenet28(16), target(2));
   const Tensor<double> x = test::uniform({1, 28, 28}, 0, 1, rng), base = zeros<double>({1, 28, 28});
   const Attribution<double> a = integrated_gradients(lenet, x, base, rule(Rule::exact));
   CHECK(relative_l2(a.values, reference_ig(lenet, x, base, 1)) < 1e-12);
@@ -279,7 +275,7 @@ TEST_CASE("exact IG agrees with the reference's one gradient per piece on a LeNe
 TEST_CASE("prob and logprob: each piece's integral is exact, where 4 Gauss-Legendre nodes a piece are not") {
   for (Output output : {Output::prob, Output::logprob}) {
     CAPTURE(output_name(output));
-    TargetFunction<double> f(relu_mlp(18), target(1, output));
+    Engine<double> f(relu_mlp(18), target(1, output));
     std::mt19937_64 rng(18);
     // a long path, so that the softmax curves inside the pieces
     const Tensor<double> x = test::uniform({8}, 0, 40, rng), base = zeros<double>({8});
@@ -296,10 +292,10 @@ TEST_CASE("exact IG within a small memory budget: the same result, in more windo
   const nn::ModelSpec spec = nn::lenet28(19);
   std::mt19937_64 rng(19);
   const Tensor<double> x = test::uniform({1, 28, 28}, 0, 1, rng), base = zeros<double>({1, 28, 28});
-  TargetFunction<double> roomy(spec, target(4));
+  Engine<double> roomy(spec, target(4));
   EngineOptions tight_engine;
   tight_engine.memory_budget = 8 * roomy.bytes_per_point();
-  TargetFunction<double> tight(spec, target(4), tight_engine);
+  Engine<double> tight(spec, target(4), tight_engine);
   const ExactPath<double> wide = exact_path(roomy, x, base), narrow = exact_path(tight, x, base);
   CHECK(narrow.windows > 4 * wide.windows);
   CHECK(tight.chunk() == 8);
@@ -309,7 +305,7 @@ TEST_CASE("exact IG within a small memory budget: the same result, in more windo
 }
 
 TEST_CASE("the piece cap is checked as pieces are found, before the search ends") {
-  TargetFunction<double> f(nn::lenet28(20), target(0));
+  Engine<double> f(nn::lenet28(20), target(0));
   std::mt19937_64 rng(20);
   const Tensor<double> x = test::uniform({1, 28, 28}, 0, 1, rng), base = zeros<double>({1, 28, 28});
   const std::size_t pieces = path_breakpoints(f, x, base).size() - 1;
@@ -325,9 +321,9 @@ TEST_CASE("the piece cap is checked as pieces are found, before the search ends"
 TEST_CASE("exact IG on a network with skip connections: the reference search, completeness to rounding") {
   // ResNet-18's add nodes have two inputs that move along the path: the streaming search does not
   // apply, and the reference search with one gradient per piece stays exact.
-  TargetFunction<double> f(nn::resnet18(3, 4, 16), target(2));
+  Engine<double> f(nn::resnet18(3, 4, 16), target(2));
   CHECK_FALSE(exact_search_applies(f));
-  TargetFunction<double> chain(nn::lenet28(3), target(2));
+  Engine<double> chain(nn::lenet28(3), target(2));
   CHECK(exact_search_applies(chain));
   std::mt19937_64 rng(31);
   // from a random baseline (from black, this homogeneous network is one piece: relu(a z) = a relu(z))

@@ -238,22 +238,22 @@ TEST_CASE("the engine: budgets, empty outputs, deadlines") {
   small.memory_budget = 1000;
   small.source = "wide";
   const nn::ModelSpec wide = nn::load_model(toy("wide", linear_toy(300, 2, 0.1)));
-  CHECK_THROWS_WITH_AS(attr::TargetFunction<float>(wide, attr::TargetSpec{}, small),
+  CHECK_THROWS_WITH_AS(attr::Engine<float>(wide, attr::TargetSpec{}, small),
                        doctest::Contains("wide: the input shape [300] does not fit the memory budget of 1000 bytes"), Error);
   // an output of 0 values: nothing to explain
   const nn::ModelSpec zero_out = nn::load_model(toy("zero_out", linear_toy(3, 1, 0.5)));
   nn::ModelSpec no_values = zero_out;
   no_values.tensors["fc.weight"] = nn::TensorData{"F64", {0, 3}, {}};
-  CHECK_THROWS_WITH_AS(attr::TargetFunction<double>(no_values, attr::TargetSpec{}),
+  CHECK_THROWS_WITH_AS(attr::Engine<double>(no_values, attr::TargetSpec{}),
                        doctest::Contains("node 'fc' has no values to explain"), Error);
   // a deadline already past: an error, never a partial answer, for quadratures and exact IG
   attr::EngineOptions past;
   past.deadline = std::chrono::steady_clock::now() - std::chrono::seconds(1);
   const nn::ModelSpec model = nn::read_model(shipped);
-  attr::TargetFunction<float> f(model, attr::TargetSpec{}, past);
+  attr::Engine<float> f(model, attr::TargetSpec{}, past);
   attr::TargetSpec target;
   target.class_index = 5;
-  attr::TargetFunction<float> g(model, target, past);
+  attr::Engine<float> g(model, target, past);
   const Tensor<float> x = attr::read_array<float>(sandal, f.input_shape()), base = zeros<float>(f.input_shape());
   attr::IgOptions exact;
   exact.rule = attr::Rule::exact;
@@ -265,7 +265,7 @@ TEST_CASE("a deadline stops exact IG on the shipped model partway, as an error")
   attr::EngineOptions soon;
   soon.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
   const nn::ModelSpec model = nn::read_model(shipped);
-  attr::TargetFunction<float> f(model, attr::TargetSpec{}, soon);
+  attr::Engine<float> f(model, attr::TargetSpec{}, soon);
   const Tensor<float> x = attr::read_array<float>(sandal, f.input_shape()), base = zeros<float>(f.input_shape());
   attr::IgOptions exact;
   exact.rule = attr::Rule::exact;
@@ -277,11 +277,11 @@ TEST_CASE("a deadline stops exact IG on the shipped model partway, as an error")
 TEST_CASE("non-finite values end with an error naming the node where they first appear") {
   // a weight of 1e300 is Inf in float32: named as the parameter, not a NaN label or a null sum
   const nn::ModelSpec huge = nn::load_model(toy("huge_weight", linear_toy(2, 2, 1e300)));
-  attr::TargetFunction<float> f(huge, attr::TargetSpec{});
+  attr::Engine<float> f(huge, attr::TargetSpec{});
   const Tensor<float> x = from_values<float>({2}, {0.5f, 0.25f}), base = zeros<float>({2});
   CHECK_THROWS_WITH_AS(f.resolve_class(x), doctest::Contains("parameter 'fc.weight'"), attr::NonFinite);
   // in float64 the same model is finite
-  attr::TargetFunction<double> d(huge, attr::TargetSpec{});
+  attr::Engine<double> d(huge, attr::TargetSpec{});
   CHECK(std::isfinite(attr::integrated_gradients(d, from_values<double>({2}, {0.5, 0.25}), zeros<double>({2})).sum));
   // normalize by a std of 1e-45 overflows float32 there: named as the normalize node
   nlohmann::json doc = linear_toy(2, 2, 0.5);
@@ -292,7 +292,7 @@ TEST_CASE("non-finite values end with an error naming the node where they first 
   const nn::ModelSpec tiny_std = nn::load_model(toy("tiny_std", doc));
   attr::TargetSpec first;
   first.class_index = 0;
-  attr::TargetFunction<float> n(tiny_std, first);
+  attr::Engine<float> n(tiny_std, first);
   const Tensor<float> image = from_values<float>({1, 1, 2}, {0.5f, 0.25f});
   CHECK_THROWS_WITH_AS(attr::integrated_gradients(n, image, zeros<float>({1, 1, 2})),
                        doctest::Contains("Inf first appears in the forward pass at node 'norm' (normalize)"), attr::NonFinite);
@@ -505,7 +505,7 @@ TEST_CASE("report: every image checked first, pictures never overwritten, softma
   CHECK(r.out.find("no softmax is applied again") != std::string::npos);
   // p is the model's own output for the predicted class; IG explains the logit before it, exactly
   const nn::ModelSpec spec = nn::load_model(model);
-  attr::TargetFunction<float> probs(spec, attr::TargetSpec{});
+  attr::Engine<float> probs(spec, attr::TargetSpec{});
   for (std::size_t i = 0; i < 2; ++i) {
     const nlohmann::json& j = report["images"][i];
     const std::vector<double> p = probs.scores(attr::read_npy<float>(j["image"].get<std::string>()));

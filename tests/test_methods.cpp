@@ -106,7 +106,7 @@ const Rule quadrature_rules[] = {Rule::riemann_left, Rule::riemann_right, Rule::
 }  // namespace
 
 TEST_CASE("linear network: gradient, gradient x input and IG by every rule are the closed forms") {
-  TargetFunction<double> f(linear_model(), target(1));
+  Engine<double> f(linear_model(), target(1));
   const Tensor<double> x = vec({0.2, 0.9, 0.4, 0.6}), base = vec({0.1, 0.0, 0.5, 0.3});
   const double w[] = {1.5, 0.75, -0.5, -2.0};
   const Attribution<double> g = gradient(f, x, base);
@@ -129,7 +129,7 @@ TEST_CASE("linear network: gradient, gradient x input and IG by every rule are t
 }
 
 TEST_CASE("the sensitivity example: gradient 0 at x = 2, IG = 1 for the rules that avoid the kink") {
-  TargetFunction<double> f(sensitivity_model(), target(0));
+  Engine<double> f(sensitivity_model(), target(0));
   const Tensor<double> x = vec({2.0}), zero = vec({0.0});
   const Attribution<double> g = gradient(f, x, zero);
   CHECK(g.values(0) == 0.0);
@@ -159,7 +159,7 @@ TEST_CASE("completeness on random smooth networks, and each rule's order of conv
   // integral, so it shrinks like 1/n (left, right), 1/n^2 (middle, trapezoid), or faster than
   // any power (Gauss-Legendre).
   for (std::uint64_t seed : {1, 2, 3}) {
-    TargetFunction<double> f(mlp("tanh", seed), target(2));
+    Engine<double> f(mlp("tanh", seed), target(2));
     std::mt19937_64 rng(seed);
     const Tensor<double> x = test::uniform({6}, 0, 1, rng), base = zeros<double>({6});
     auto gap = [&](Rule rule, std::size_t n) { return integrated_gradients(f, x, base, ig(rule, n)).relative_delta; };
@@ -174,8 +174,8 @@ TEST_CASE("completeness on random smooth networks, and each rule's order of conv
 
 TEST_CASE("completeness on random ReLU networks for every rule, in float and double") {
   for (std::uint64_t seed : {4, 5}) {
-    TargetFunction<double> f(mlp("relu", seed), target(0));
-    TargetFunction<float> ff(mlp("relu", seed), target(0));
+    Engine<double> f(mlp("relu", seed), target(0));
+    Engine<float> ff(mlp("relu", seed), target(0));
     std::mt19937_64 rng(seed);
     const Tensor<double> x = test::uniform({6}, 0, 1, rng), base = zeros<double>({6});
     const Tensor<float> xf = xt::cast<float>(x), basef = xt::cast<float>(base);
@@ -191,7 +191,7 @@ TEST_CASE("completeness on random ReLU networks for every rule, in float and dou
 }
 
 TEST_CASE("adaptive steps double until the tolerance, reusing the nodes the rule shares") {
-  TargetFunction<double> f(mlp("tanh", 7), target(1));
+  Engine<double> f(mlp("tanh", 7), target(1));
   std::mt19937_64 rng(7);
   const Tensor<double> x = test::uniform({6}, 0, 1, rng), base = zeros<double>({6});
   IgOptions o = ig(Rule::riemann_left, 8);
@@ -214,7 +214,7 @@ TEST_CASE("adaptive steps double until the tolerance, reusing the nodes the rule
 }
 
 TEST_CASE("path diagnostics: F along the path and the cumulative sum of attributions") {
-  TargetFunction<double> f(mlp("tanh", 8), target(3));
+  Engine<double> f(mlp("tanh", 8), target(3));
   std::mt19937_64 rng(8);
   const Tensor<double> x = test::uniform({6}, 0, 1, rng), base = test::uniform({6}, 0, 1, rng);
   IgOptions o = ig(Rule::riemann_trapezoid, 33);
@@ -228,7 +228,7 @@ TEST_CASE("path diagnostics: F along the path and the cumulative sum of attribut
 }
 
 TEST_CASE("IG over several baselines is the mean of IG over each") {
-  TargetFunction<double> f(mlp("tanh", 9), target(0));
+  Engine<double> f(mlp("tanh", 9), target(0));
   std::mt19937_64 rng(9);
   const Tensor<double> x = test::uniform({6}, 0, 1, rng), bases = test::uniform({3, 6}, 0, 1, rng);
   const Attribution<double> all = integrated_gradients_multi(f, x, bases, ig(Rule::gausslegendre, 30));
@@ -246,7 +246,7 @@ TEST_CASE("expected gradients: linear and quadratic closed forms within the stan
   const Tensor<double> data = test::uniform({200, 4}, 0, 1, rng), x = vec({0.9, 0.1, 0.5, 0.7});
   {
     // linear: each sample's contributions sum to F(x) - F(x'_j) exactly: completeness is exact
-    TargetFunction<double> f(linear_model(), target(0));
+    Engine<double> f(linear_model(), target(0));
     const Attribution<double> a = expected_gradients(f, x, data, 500, 42);
     CHECK(std::abs(a.delta) < 1e-13);
     CHECK(a.standard_error > 0);
@@ -255,7 +255,7 @@ TEST_CASE("expected gradients: linear and quadratic closed forms within the stan
   {
     // quadratic: E_a[(x - b) 2 c (b + a (x - b))] = c (x^2 - b^2), so E[sum] = F(x) - E F(b)
     const std::vector<double> c = {1.0, -2.0, 0.5, 3.0};
-    TargetFunction<double> f(quadratic_model(c), target(0));
+    Engine<double> f(quadratic_model(c), target(0));
     const Attribution<double> a = expected_gradients(f, x, data, 2000, 7);
     double expected = 0;
     for (std::size_t i = 0; i < 4; ++i) {
@@ -273,7 +273,7 @@ TEST_CASE("expected gradients: linear and quadratic closed forms within the stan
 TEST_CASE("SmoothGrad, SmoothGrad squared and VarGrad on a quadratic network") {
   // F = sum c_i x_i^2: g = 2 c (x + eps), so E[g] = 2 c x, E[g^2] = 4 c^2 (x^2 + s^2), Var g = 4 c^2 s^2
   const std::vector<double> c = {1.0, -2.0, 0.5, 3.0};
-  TargetFunction<double> f(quadratic_model(c), target(0));
+  Engine<double> f(quadratic_model(c), target(0));
   const Tensor<double> x = vec({0.9, 0.1, 0.5, 0.7}), zero = zeros<double>({4});
   const double s = 0.2;
   const Attribution<double> sg = smoothgrad(f, x, zero, SmoothKind::smoothgrad, s, false, 4000, 3);
@@ -291,7 +291,7 @@ TEST_CASE("SmoothGrad, SmoothGrad squared and VarGrad on a quadratic network") {
                         smoothgrad(f, x, zero, SmoothKind::smoothgrad, s, false, 100, 5).values));
   nn::ModelSpec no_range = quadratic_model(c);
   no_range.graph.input.range.reset();
-  TargetFunction<double> g(no_range, target(0));
+  Engine<double> g(no_range, target(0));
   CHECK_THROWS_WITH_AS(smoothgrad(g, x, zero, SmoothKind::smoothgrad, s, true, 100, 5),
                        doctest::Contains("needs the model's input range"), Error);
 }
@@ -300,9 +300,9 @@ TEST_CASE("the memory budget sets the chunk size and does not change the bits") 
   std::mt19937_64 rng(11);
   const Tensor<float> x = test::uniform<float>({6}, 0, 1, rng), base = zeros<float>({6});
   EngineOptions small, large;
-  TargetFunction<float> f2(mlp("relu", 11), target(1), large);
+  Engine<float> f2(mlp("relu", 11), target(1), large);
   small.memory_budget = f2.bytes_per_point();  // one point at a time
-  TargetFunction<float> f1(mlp("relu", 11), target(1), small);
+  Engine<float> f1(mlp("relu", 11), target(1), small);
   CHECK(f1.chunk() == 1);
   CHECK(f2.chunk() > 1000);
   CHECK(f2.bytes_per_point() > 0);
@@ -312,7 +312,7 @@ TEST_CASE("the memory budget sets the chunk size and does not change the bits") 
 }
 
 TEST_CASE("targets: predicted class, probabilities, log-probabilities and differences") {
-  TargetFunction<double> logits(linear_model(), TargetSpec{});
+  Engine<double> logits(linear_model(), TargetSpec{});
   const Tensor<double> x = vec({0.2, 0.9, 0.4, 0.6}), base = zeros<double>({4});
   const std::vector<double> z = logits.scores(x);
   const int predicted = static_cast<int>(std::max_element(z.begin(), z.end()) - z.begin());
@@ -320,7 +320,7 @@ TEST_CASE("targets: predicted class, probabilities, log-probabilities and differ
 
   TargetSpec prob = target(2);
   prob.output = Output::prob;
-  TargetFunction<double> p(linear_model(), prob);
+  Engine<double> p(linear_model(), prob);
   double total = 0;
   for (double v : z) total += std::exp(v);
   const Attribution<double> a = integrated_gradients(p, x, base, ig(Rule::gausslegendre, 40));
@@ -329,26 +329,26 @@ TEST_CASE("targets: predicted class, probabilities, log-probabilities and differ
 
   TargetSpec difference = target(0);
   difference.minus_class = 2;
-  TargetFunction<double> d(linear_model(), difference);
+  Engine<double> d(linear_model(), difference);
   const Attribution<double> g = gradient(d, x, base);
   CHECK(g.values(1) == doctest::Approx(-1.0 - 0.2).epsilon(1e-14));  // w[0][1] - w[2][1]
   CHECK(g.f_input == doctest::Approx(z[0] - z[2]).epsilon(1e-14));
 }
 
 TEST_CASE("bad requests are refused with a clear message") {
-  TargetFunction<double> f(linear_model(), target(0));
+  Engine<double> f(linear_model(), target(0));
   Tensor<double> x = vec({0.2, 0.9, 0.4, 0.6});
   const Tensor<double> base = zeros<double>({4});
   x(3) = std::nan("");
   CHECK_THROWS_WITH_AS(gradient(f, x, base), "the input: NaN at index 3", Error);
   CHECK_THROWS_WITH_AS(gradient(f, vec({1.0, 2.0}), base), doctest::Contains("the input has shape [2], the model expects [4]"), Error);
-  CHECK_THROWS_WITH_AS(TargetFunction<double>(linear_model(), target(3)), doctest::Contains("target 3 is out of range"), Error);
+  CHECK_THROWS_WITH_AS(Engine<double>(linear_model(), target(3)), doctest::Contains("target 3 is out of range"), Error);
   Spec soft({4});
   soft.add("fc", "linear", {"x"}).add("p", "softmax", {"fc"});
   soft.tensor("fc.weight", {2, 4}, std::vector<double>(8, 0.5));
   TargetSpec prob = target(0);
   prob.output = Output::logprob;
-  CHECK_THROWS_WITH_AS(TargetFunction<double>(soft.m, prob), doctest::Contains("node 'p' is already a softmax"), Error);
+  CHECK_THROWS_WITH_AS(Engine<double>(soft.m, prob), doctest::Contains("node 'p' is already a softmax"), Error);
   CHECK_THROWS_WITH_AS(parse_output("odds"), doctest::Contains("expected logit, prob or logprob"), Error);
 }
 
@@ -356,7 +356,7 @@ TEST_CASE("layer IG: closed form before a linear output, and complete through a 
   std::mt19937_64 rng(12);
   const Tensor<double> x = test::uniform({6}, 0, 1, rng), base = test::uniform({6}, 0, 1, rng);
   const nn::ModelSpec m = mlp("tanh", 12);
-  TargetFunction<double> f(m, target(2));
+  Engine<double> f(m, target(2));
   // F is affine in act2 (fc3 follows): layer IG there is (h(x) - h(x')) * w[2] exactly
   const Attribution<double> last = layer_integrated_gradients(f, x, base, "act2", ig(Rule::riemann_left, 3));
   Tape<double> tape;
@@ -382,7 +382,7 @@ TEST_CASE("conductance sums to IG at the same nodes, and is exact with the exact
   std::mt19937_64 rng(13);
   const Tensor<double> x = test::uniform({6}, 0, 1, rng), base = zeros<double>({6});
   {
-    TargetFunction<double> f(mlp("tanh", 13), target(1));
+    Engine<double> f(mlp("tanh", 13), target(1));
     for (Rule rule : {Rule::riemann_middle, Rule::gausslegendre}) {
       const Attribution<double> c = conductance(f, x, base, "act1", ig(rule, 20));
       const Attribution<double> i = integrated_gradients(f, x, base, ig(rule, 20));
@@ -391,7 +391,7 @@ TEST_CASE("conductance sums to IG at the same nodes, and is exact with the exact
       CHECK(c.sum == doctest::Approx(i.sum).epsilon(1e-12));
     }
   }
-  TargetFunction<double> relu(mlp("relu", 14), target(0));
+  Engine<double> relu(mlp("relu", 14), target(0));
   const Attribution<double> exact = conductance(relu, x, base, "fc2", ig(Rule::exact, 1));
   CHECK(exact.pieces > 1);
   CHECK(exact.relative_delta < 1e-12);

@@ -30,6 +30,11 @@ void blocked(std::size_t n, Simd simd, Scalar scalar) {
 }  // namespace
 
 template <class T>
+void relu_forward_reference(const T* x, T* y, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+}
+
+template <class T>
 void relu_forward(const T* x, T* y, std::size_t n) {
   const Batch<T> zero(T(0));
   blocked<T>(
@@ -44,6 +49,11 @@ void fill(T* p, std::size_t n, T value) {
 }
 
 template <class T>
+void relu_backward_reference(const T* x, const T* gy, T* gx, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) gx[i] += x[i] > T(0) ? gy[i] : T(0);
+}
+
+template <class T>
 void relu_backward(const T* x, const T* gy, T* gx, std::size_t n) {
   const Batch<T> zero(T(0));
   blocked<T>(
@@ -54,6 +64,11 @@ void relu_backward(const T* x, const T* gy, T* gx, std::size_t n) {
         g.store_unaligned(gx + i);
       },
       [&](std::size_t i) { gx[i] += x[i] > T(0) ? gy[i] : T(0); });
+}
+
+template <class T>
+void relu_tangent_reference(const T* x, const T* tx, T* ty, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) ty[i] = x[i] > T(0) ? tx[i] : T(0);
 }
 
 template <class T>
@@ -135,42 +150,25 @@ void contiguous_softmax(const T* x, T* y, std::size_t outer, std::size_t n, bool
 }  // namespace
 
 template <class T>
+void softmax_reference(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner) {
+  strided_softmax(x, y, outer, n, inner, false);
+}
+
+template <class T>
 void softmax(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner) {
   if (inner != 1) return strided_softmax(x, y, outer, n, inner, false);
   contiguous_softmax(x, y, outer, n, false);
 }
 
 template <class T>
+void log_softmax_reference(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner) {
+  strided_softmax(x, y, outer, n, inner, true);
+}
+
+template <class T>
 void log_softmax(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner) {
   if (inner != 1) return strided_softmax(x, y, outer, n, inner, true);
   contiguous_softmax(x, y, outer, n, true);
-}
-
-// ---- scalar references ----
-
-template <class T>
-void relu_forward_reference(const T* x, T* y, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
-}
-
-template <class T>
-void relu_backward_reference(const T* x, const T* gy, T* gx, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) gx[i] += x[i] > T(0) ? gy[i] : T(0);
-}
-
-template <class T>
-void relu_tangent_reference(const T* x, const T* tx, T* ty, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) ty[i] = x[i] > T(0) ? tx[i] : T(0);
-}
-
-template <class T>
-void softmax_reference(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner) {
-  strided_softmax(x, y, outer, n, inner, false);
-}
-
-template <class T>
-void log_softmax_reference(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner) {
-  strided_softmax(x, y, outer, n, inner, true);
 }
 
 #define AX_ACTIVATION(T)                                                                        \

@@ -16,6 +16,20 @@ using Index = std::ptrdiff_t;
 
 }  // namespace
 
+template <class T>
+void channel_affine_reference(const ChannelShape& s, const T* x, const T* center, const T* scale, const T* shift,
+                              T* y, bool accumulate) {
+  // [N, C, plane]
+  for (std::size_t n = 0; n < s.N; ++n)
+    for (std::size_t c = 0; c < s.C; ++c)
+      for (std::size_t i = 0; i < s.plane; ++i) {
+        const std::size_t at = (n * s.C + c) * s.plane + i;
+        const T m = center && scale[c] != T(0) ? center[c] : T(0);
+        const T v = (x[at] - m) * scale[c] + (shift ? shift[c] : T(0));
+        y[at] = accumulate ? y[at] + v : v;
+      }
+}
+
 // The product and the shift are fused (one rounding), in the vector lanes and the tail alike.
 template <class T>
 void channel_affine(const ChannelShape& s, const T* x, const T* center, const T* scale, const T* shift, T* y,
@@ -39,6 +53,22 @@ void channel_affine(const ChannelShape& s, const T* x, const T* center, const T*
       for (; i + width <= s.plane; i += width) fused_multiply_add(Batch<T>::load_unaligned(in + i) - mv, av, bv).store_unaligned(out + i);
       for (; i < s.plane; ++i) out[i] = std::fma(in[i] - m, a, b);
     }
+  }
+}
+
+template <class T>
+void channel_sums_reference(const ChannelShape& s, const T* g, const T* x, const T* center, T* sum_g, T* sum_gd) {
+  // [C] channels, each over [N, plane]
+  for (std::size_t c = 0; c < s.C; ++c) {
+    T total_g = T(0), total_gd = T(0);
+    for (std::size_t n = 0; n < s.N; ++n)
+      for (std::size_t i = 0; i < s.plane; ++i) {
+        const std::size_t at = (n * s.C + c) * s.plane + i;
+        total_g += g[at];
+        if (sum_gd) total_gd += g[at] * (x[at] - (center ? center[c] : T(0)));
+      }
+    if (sum_g) sum_g[c] = total_g;
+    if (sum_gd) sum_gd[c] = total_gd;
   }
 }
 
@@ -74,38 +104,6 @@ void channel_sums(const ChannelShape& s, const T* g, const T* x, const T* center
       for (std::size_t l = 0; l < width; ++l) tail_gd += lanes[l];
       sum_gd[c] = tail_gd;
     }
-  }
-}
-
-// ---- references ----
-
-template <class T>
-void channel_affine_reference(const ChannelShape& s, const T* x, const T* center, const T* scale, const T* shift,
-                              T* y, bool accumulate) {
-  // [N, C, plane]
-  for (std::size_t n = 0; n < s.N; ++n)
-    for (std::size_t c = 0; c < s.C; ++c)
-      for (std::size_t i = 0; i < s.plane; ++i) {
-        const std::size_t at = (n * s.C + c) * s.plane + i;
-        const T m = center && scale[c] != T(0) ? center[c] : T(0);
-        const T v = (x[at] - m) * scale[c] + (shift ? shift[c] : T(0));
-        y[at] = accumulate ? y[at] + v : v;
-      }
-}
-
-template <class T>
-void channel_sums_reference(const ChannelShape& s, const T* g, const T* x, const T* center, T* sum_g, T* sum_gd) {
-  // [C] channels, each over [N, plane]
-  for (std::size_t c = 0; c < s.C; ++c) {
-    T total_g = T(0), total_gd = T(0);
-    for (std::size_t n = 0; n < s.N; ++n)
-      for (std::size_t i = 0; i < s.plane; ++i) {
-        const std::size_t at = (n * s.C + c) * s.plane + i;
-        total_g += g[at];
-        if (sum_gd) total_gd += g[at] * (x[at] - (center ? center[c] : T(0)));
-      }
-    if (sum_g) sum_g[c] = total_g;
-    if (sum_gd) sum_gd[c] = total_gd;
   }
 }
 

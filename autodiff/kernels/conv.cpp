@@ -165,7 +165,6 @@ void col2im_add(const Conv2dShape& s, const T* dcol, std::size_t n0, std::size_t
   }
 }
 
-
 // y[n0 + j, o0 + o, :] = (accumulate ? y : 0) + block[o, j P .. (j + 1) P] + bias[o0 + o]
 template <class T>
 void scatter_output(const Conv2dShape& s, const T* block, const T* bias, std::size_t n0, std::size_t nb,
@@ -413,95 +412,6 @@ std::size_t conv2d_workspace(const Conv2dShape& s) {
 // then reads or writes in place. Direct: the padded sample; for backward-data the flipped
 // weights [C, O/G, KH, KW] first.
 
-template <class T>
-void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, bool accumulate,
-                    T* workspace) {
-  if (direct_forward_fits(s)) {
-    direct_conv(direct_forward_shape(s), x, w, bias, y, accumulate, workspace);
-    return;
-  }
-  const std::size_t K = s.patch(), og = s.group_out(), P = s.out_pixels();
-  T* block = workspace + s.chunk * P * K;
-  for (std::size_t n0 = 0; n0 < s.batch; n0 += s.chunk) {
-    const std::size_t nb = std::min(s.chunk, s.batch - n0), width = nb * P;
-    for (std::size_t g = 0; g < s.groups; ++g) {
-      const ImageColumns<T> col(s, x, n0, g * s.group_in());
-      const T* w_g = w + g * og * K;
-      if (nb == 1) {  // y_g[O/G, P] = (accumulate ? y_g : 0) + bias_g + w_g[O/G, K] col[K, P]
-        T* y_g = y + (n0 * s.out_channels + g * og) * P;
-        if (bias) add_bias_rows(bias + g * og, og, P, accumulate, y_g);
-        gemm<T>(false, og, P, K, T(1), w_g, K, col, T(accumulate || bias ? 1 : 0), y_g, P);
-      } else {  // block[O/G, width] = w_g[O/G, K] col[K, width], then moved into y
-        gemm<T>(false, og, width, K, T(1), w_g, K, col, T(0), block, width);
-        scatter_output(s, block, bias, n0, nb, g * og, accumulate, y);
-      }
-    }
-  }
-}
-
-template <class T>
-void conv2d_backward_data(const Conv2dShape& s, const T* gy, const T* w, T* gx, T* workspace) {
-  if (direct_backward_fits(s)) {
-    // flipped[g Cg + c, o, kh, kw] = w[g Og + o, c, KH-1-kh, KW-1-kw]
-    const std::size_t cg = s.group_in(), og = s.group_out(), KH = s.kernel_h, KW = s.kernel_w;
-    T* flipped = workspace;
-    // [G, Cg, Og, KH, KW]
-    for (std::size_t g = 0; g < s.groups; ++g)
-      for (std::size_t c = 0; c < cg; ++c)
-        for (std::size_t o = 0; o < og; ++o)
-          for (std::size_t kh = 0; kh < KH; ++kh)
-            for (std::size_t kw = 0; kw < KW; ++kw)
-              flipped[(((g * cg + c) * og + o) * KH + kh) * KW + kw] =
-                  w[(((g * og + o) * cg + c) * KH + (KH - 1 - kh)) * KW + (KW - 1 - kw)];
-    direct_conv(direct_backward_shape(s), gy, flipped, static_cast<const T*>(nullptr), gx, true,
-                flipped + s.out_channels * s.patch());
-    return;
-  }
-  const std::size_t K = s.patch(), og = s.group_out(), P = s.out_pixels();
-  T* dcol = workspace;
-  T* block = workspace + s.chunk * P * K;
-  for (std::size_t n0 = 0; n0 < s.batch; n0 += s.chunk) {
-    const std::size_t nb = std::min(s.chunk, s.batch - n0), width = nb * P;
-    for (std::size_t g = 0; g < s.groups; ++g) {
-      const T* gy_g = output_matrix(s, gy, n0, nb, g, block);
-      // dcol[K, width] = w_g[O/G, K]^T gy_g[O/G, width]
-      gemm<T>(true, false, K, width, og, T(1), w + g * og * K, K, gy_g, width, T(0), dcol, width);
-      col2im_add(s, dcol, n0, nb, g * s.group_in(), gx);
-    }
-  }
-}
-
-template <class T>
-void conv2d_backward_weights(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* workspace) {
-  const std::size_t K = s.patch(), og = s.group_out(), P = s.out_pixels();
-  T* col = workspace;
-  T* block = workspace + s.chunk * P * K;
-  for (std::size_t n0 = 0; n0 < s.batch; n0 += s.chunk) {
-    const std::size_t nb = std::min(s.chunk, s.batch - n0), width = nb * P;
-    for (std::size_t g = 0; g < s.groups; ++g) {
-      im2col(s, x, n0, nb, g * s.group_in(), col);
-      const T* gy_g = output_matrix(s, gy, n0, nb, g, block);
-      // gw_g[O/G, K] += gy_g[O/G, width] col[K, width]^T
-      gemm<T>(false, true, og, K, width, T(1), gy_g, width, col, width, T(1), gw + g * og * K, K);
-    }
-  }
-}
-
-template <class T>
-void conv2d_backward_bias(const Conv2dShape& s, const T* gy, T* gbias) {
-  const std::size_t P = s.out_pixels(), O = s.out_channels;
-  // [O] sums over [N, P], each channel by one thread in a fixed order
-#pragma omp parallel for schedule(static) if (s.batch * O * P >= kParallelMinElements)
-  for (Index o = 0; o < Index(O); ++o) {
-    T total = T(0);
-    for (std::size_t n = 0; n < s.batch; ++n) {
-      const T* row = gy + (n * O + std::size_t(o)) * P;
-      for (std::size_t p = 0; p < P; ++p) total += row[p];
-    }
-    gbias[o] += total;
-  }
-}
-
 // ---- references: the definition, one product at a time ----
 namespace {
 
@@ -541,13 +451,102 @@ void conv2d_forward_reference(const Conv2dShape& s, const T* x, const T* w, cons
 }
 
 template <class T>
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, bool accumulate,
+                    T* workspace) {
+  if (direct_forward_fits(s)) {
+    direct_conv(direct_forward_shape(s), x, w, bias, y, accumulate, workspace);
+    return;
+  }
+  const std::size_t K = s.patch(), og = s.group_out(), P = s.out_pixels();
+  T* block = workspace + s.chunk * P * K;
+  for (std::size_t n0 = 0; n0 < s.batch; n0 += s.chunk) {
+    const std::size_t nb = std::min(s.chunk, s.batch - n0), width = nb * P;
+    for (std::size_t g = 0; g < s.groups; ++g) {
+      const ImageColumns<T> col(s, x, n0, g * s.group_in());
+      const T* w_g = w + g * og * K;
+      if (nb == 1) {  // y_g[O/G, P] = (accumulate ? y_g : 0) + bias_g + w_g[O/G, K] col[K, P]
+        T* y_g = y + (n0 * s.out_channels + g * og) * P;
+        if (bias) add_bias_rows(bias + g * og, og, P, accumulate, y_g);
+        gemm<T>(false, og, P, K, T(1), w_g, K, col, T(accumulate || bias ? 1 : 0), y_g, P);
+      } else {  // block[O/G, width] = w_g[O/G, K] col[K, width], then moved into y
+        gemm<T>(false, og, width, K, T(1), w_g, K, col, T(0), block, width);
+        scatter_output(s, block, bias, n0, nb, g * og, accumulate, y);
+      }
+    }
+  }
+}
+
+template <class T>
 void conv2d_backward_data_reference(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
   for_each_product(s, [&](std::size_t yi, std::size_t xi, std::size_t wi) { gx[xi] += gy[yi] * w[wi]; });
 }
 
 template <class T>
+void conv2d_backward_data(const Conv2dShape& s, const T* gy, const T* w, T* gx, T* workspace) {
+  if (direct_backward_fits(s)) {
+    // flipped[g Cg + c, o, kh, kw] = w[g Og + o, c, KH-1-kh, KW-1-kw]
+    const std::size_t cg = s.group_in(), og = s.group_out(), KH = s.kernel_h, KW = s.kernel_w;
+    T* flipped = workspace;
+    // [G, Cg, Og, KH, KW]
+    for (std::size_t g = 0; g < s.groups; ++g)
+      for (std::size_t c = 0; c < cg; ++c)
+        for (std::size_t o = 0; o < og; ++o)
+          for (std::size_t kh = 0; kh < KH; ++kh)
+            for (std::size_t kw = 0; kw < KW; ++kw)
+              flipped[(((g * cg + c) * og + o) * KH + kh) * KW + kw] =
+                  w[(((g * og + o) * cg + c) * KH + (KH - 1 - kh)) * KW + (KW - 1 - kw)];
+    direct_conv(direct_backward_shape(s), gy, flipped, static_cast<const T*>(nullptr), gx, true,
+                flipped + s.out_channels * s.patch());
+    return;
+  }
+  const std::size_t K = s.patch(), og = s.group_out(), P = s.out_pixels();
+  T* dcol = workspace;
+  T* block = workspace + s.chunk * P * K;
+  for (std::size_t n0 = 0; n0 < s.batch; n0 += s.chunk) {
+    const std::size_t nb = std::min(s.chunk, s.batch - n0), width = nb * P;
+    for (std::size_t g = 0; g < s.groups; ++g) {
+      const T* gy_g = output_matrix(s, gy, n0, nb, g, block);
+      // dcol[K, width] = w_g[O/G, K]^T gy_g[O/G, width]
+      gemm<T>(true, false, K, width, og, T(1), w + g * og * K, K, gy_g, width, T(0), dcol, width);
+      col2im_add(s, dcol, n0, nb, g * s.group_in(), gx);
+    }
+  }
+}
+
+template <class T>
 void conv2d_backward_weights_reference(const Conv2dShape& s, const T* x, const T* gy, T* gw) {
   for_each_product(s, [&](std::size_t yi, std::size_t xi, std::size_t wi) { gw[wi] += gy[yi] * x[xi]; });
+}
+
+template <class T>
+void conv2d_backward_weights(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* workspace) {
+  const std::size_t K = s.patch(), og = s.group_out(), P = s.out_pixels();
+  T* col = workspace;
+  T* block = workspace + s.chunk * P * K;
+  for (std::size_t n0 = 0; n0 < s.batch; n0 += s.chunk) {
+    const std::size_t nb = std::min(s.chunk, s.batch - n0), width = nb * P;
+    for (std::size_t g = 0; g < s.groups; ++g) {
+      im2col(s, x, n0, nb, g * s.group_in(), col);
+      const T* gy_g = output_matrix(s, gy, n0, nb, g, block);
+      // gw_g[O/G, K] += gy_g[O/G, width] col[K, width]^T
+      gemm<T>(false, true, og, K, width, T(1), gy_g, width, col, width, T(1), gw + g * og * K, K);
+    }
+  }
+}
+
+template <class T>
+void conv2d_backward_bias(const Conv2dShape& s, const T* gy, T* gbias) {
+  const std::size_t P = s.out_pixels(), O = s.out_channels;
+  // [O] sums over [N, P], each channel by one thread in a fixed order
+#pragma omp parallel for schedule(static) if (s.batch * O * P >= kParallelMinElements)
+  for (Index o = 0; o < Index(O); ++o) {
+    T total = T(0);
+    for (std::size_t n = 0; n < s.batch; ++n) {
+      const T* row = gy + (n * O + std::size_t(o)) * P;
+      for (std::size_t p = 0; p < P; ++p) total += row[p];
+    }
+    gbias[o] += total;
+  }
 }
 
 #define AX_INSTANTIATE_CONV_KERNELS(T)                                                            \

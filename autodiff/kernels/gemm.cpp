@@ -253,6 +253,24 @@ void run_slabs(std::size_t M, std::size_t N, std::size_t K, const Slab& slab) {
 }  // namespace
 
 template <class T>
+void gemm_reference(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K,
+                    T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta,
+                    T* C, std::size_t ldc) {
+  // C[M][N] = beta * C + alpha * sum_k op(A)[M][K] op(B)[K][N]
+  for (std::size_t i = 0; i < M; ++i)
+    for (std::size_t j = 0; j < N; ++j) {
+      T sum = T(0);
+      for (std::size_t k = 0; k < K; ++k) {
+        const T a = trans_a ? A[k * lda + i] : A[i * lda + k];
+        const T b = trans_b ? B[j * ldb + k] : B[k * ldb + j];
+        sum += a * b;
+      }
+      T& c = C[i * ldc + j];
+      c = beta == T(0) ? alpha * sum : alpha * sum + beta * c;
+    }
+}
+
+template <class T>
 void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K, T alpha,
           const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
           std::size_t ldc) {
@@ -278,24 +296,6 @@ void gemm(bool trans_a, std::size_t M, std::size_t N, std::size_t K, T alpha, co
   run_slabs<T>(M, N, K, [&](std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
     gemm_slab(trans_a, m0, m1, n0, n1, K, alpha, A, lda, pack_b, beta, C, ldc);
   });
-}
-
-template <class T>
-void gemm_reference(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K,
-                    T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta,
-                    T* C, std::size_t ldc) {
-  // C[M][N] = beta * C + alpha * sum_k op(A)[M][K] op(B)[K][N]
-  for (std::size_t i = 0; i < M; ++i)
-    for (std::size_t j = 0; j < N; ++j) {
-      T sum = T(0);
-      for (std::size_t k = 0; k < K; ++k) {
-        const T a = trans_a ? A[k * lda + i] : A[i * lda + k];
-        const T b = trans_b ? B[j * ldb + k] : B[k * ldb + j];
-        sum += a * b;
-      }
-      T& c = C[i * ldc + j];
-      c = beta == T(0) ? alpha * sum : alpha * sum + beta * c;
-    }
 }
 
 template void gemm<float>(bool, bool, std::size_t, std::size_t, std::size_t, float, const float*,

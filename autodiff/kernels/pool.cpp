@@ -149,6 +149,61 @@ bool positions_exact(const Pool2dShape& s) {
 
 }  // namespace
 
+// ---- references: PyTorch's window formulas (ATen's CPU pooling kernels), one output at a time ----
+namespace {
+
+// One output's window along one axis, as ATen computes it: the clipped span and the divisor.
+struct RefWindow {
+  Index begin, end, divisor;
+};
+RefWindow ref_window(const PoolAxis& a, Index i) {
+  if (a.adaptive) {  // start_index and end_index of AdaptiveAveragePooling.cpp
+    const Index in = Index(a.in), out = Index(a.out);
+    const Index begin = (i / out) * in + ((i % out) * in) / out;
+    const Index end = 1 + ((i + 1) * in - 1) / out;
+    return {begin, end, end - begin};
+  }
+  Index begin = i * Index(a.stride) - Index(a.pad);
+  Index end = std::min(begin + Index(a.kernel), Index(a.in + a.pad));
+  const Index padded = end - begin;
+  begin = std::max<Index>(begin, 0);
+  end = std::min<Index>(end, Index(a.in));
+  return {begin, end, a.count_include_pad ? padded : end - begin};
+}
+
+// Calls f(plane, output index, rows, cols) for every output.
+template <class F>
+void for_each_output(const Pool2dShape& s, F f) {
+  for (std::size_t p = 0; p < s.planes; ++p)
+    for (Index oh = 0; oh < Index(s.h.out); ++oh)
+      for (Index ow = 0; ow < Index(s.w.out); ++ow)
+        f(p, p * s.out_plane() + std::size_t(oh) * s.w.out + std::size_t(ow), ref_window(s.h, oh), ref_window(s.w, ow));
+}
+
+// The position in the plane of the window's first maximum (NaN wins), as ATen's max_pool2d.
+template <class T>
+std::size_t ref_argmax(const T* plane, Index W, const RefWindow& r, const RefWindow& c) {
+  std::size_t at = std::size_t(r.begin * W + c.begin);
+  T best = -std::numeric_limits<T>::infinity();
+  for (Index ih = r.begin; ih < r.end; ++ih)
+    for (Index iw = c.begin; iw < c.end; ++iw)
+      if (plane[ih * W + iw] > best || std::isnan(plane[ih * W + iw])) {
+        best = plane[ih * W + iw];
+        at = std::size_t(ih * W + iw);
+      }
+  return at;
+}
+
+}  // namespace
+
+template <class T>
+void maxpool2d_forward_reference(const Pool2dShape& s, const T* x, T* y) {
+  for_each_output(s, [&](std::size_t p, std::size_t o, const RefWindow& r, const RefWindow& c) {
+    const T* plane = x + p * s.in_plane();
+    y[o] = plane[ref_argmax(plane, Index(s.w.in), r, c)];
+  });
+}
+
 template <class T>
 void maxpool2d_forward(const Pool2dShape& s, const T* x, T* y, std::uint32_t* argmax) {
   if (s.h.adaptive || s.w.adaptive || !positions_exact<T>(s)) {
@@ -248,6 +303,16 @@ void avgpool2d_forward_fast(const Pool2dShape& s, const T* x, T* y) {
 }  // namespace
 
 template <class T>
+void avgpool2d_forward_reference(const Pool2dShape& s, const T* x, T* y) {
+  for_each_output(s, [&](std::size_t p, std::size_t o, const RefWindow& r, const RefWindow& c) {
+    T sum = T(0);
+    for (Index ih = r.begin; ih < r.end; ++ih)
+      for (Index iw = c.begin; iw < c.end; ++iw) sum += x[p * s.in_plane() + std::size_t(ih * Index(s.w.in) + iw)];
+    y[o] = sum / T(r.divisor * c.divisor);
+  });
+}
+
+template <class T>
 void avgpool2d_forward(const Pool2dShape& s, const T* x, T* y) {
   if (s.h.adaptive || s.w.adaptive) avgpool2d_forward_scalar(s, x, y);
   else avgpool2d_forward_fast(s, x, y);
@@ -283,6 +348,13 @@ void maxpool2d_forward_scalar(const Pool2dShape& s, const T* x, T* y, std::uint3
       }
     }
   }
+}
+
+template <class T>
+void maxpool2d_backward_reference(const Pool2dShape& s, const T* x, const T* gy, T* gx) {
+  for_each_output(s, [&](std::size_t p, std::size_t o, const RefWindow& r, const RefWindow& c) {
+    gx[p * s.in_plane() + ref_argmax(x + p * s.in_plane(), Index(s.w.in), r, c)] += gy[o];
+  });
 }
 
 template <class T>
@@ -329,6 +401,15 @@ void avgpool2d_forward_scalar(const Pool2dShape& s, const T* x, T* y) {
 }
 
 template <class T>
+void avgpool2d_backward_reference(const Pool2dShape& s, const T* gy, T* gx) {
+  for_each_output(s, [&](std::size_t p, std::size_t o, const RefWindow& r, const RefWindow& c) {
+    for (Index ih = r.begin; ih < r.end; ++ih)
+      for (Index iw = c.begin; iw < c.end; ++iw)
+        gx[p * s.in_plane() + std::size_t(ih * Index(s.w.in) + iw)] += gy[o] / T(r.divisor * c.divisor);
+  });
+}
+
+template <class T>
 void avgpool2d_backward(const Pool2dShape& s, const T* gy, T* gx) {
   const std::size_t W = s.w.in;
   // [planes, OH, OW] outputs, each spreading gy / divisor over its window
@@ -346,87 +427,6 @@ void avgpool2d_backward(const Pool2dShape& s, const T* gy, T* gx) {
       }
     }
   }
-}
-
-// ---- references: PyTorch's window formulas (ATen's CPU pooling kernels), one output at a time ----
-namespace {
-
-// One output's window along one axis, as ATen computes it: the clipped span and the divisor.
-struct RefWindow {
-  Index begin, end, divisor;
-};
-RefWindow ref_window(const PoolAxis& a, Index i) {
-  if (a.adaptive) {  // start_index and end_index of AdaptiveAveragePooling.cpp
-    const Index in = Index(a.in), out = Index(a.out);
-    const Index begin = (i / out) * in + ((i % out) * in) / out;
-    const Index end = 1 + ((i + 1) * in - 1) / out;
-    return {begin, end, end - begin};
-  }
-  Index begin = i * Index(a.stride) - Index(a.pad);
-  Index end = std::min(begin + Index(a.kernel), Index(a.in + a.pad));
-  const Index padded = end - begin;
-  begin = std::max<Index>(begin, 0);
-  end = std::min<Index>(end, Index(a.in));
-  return {begin, end, a.count_include_pad ? padded : end - begin};
-}
-
-// Calls f(plane, output index, rows, cols) for every output.
-template <class F>
-void for_each_output(const Pool2dShape& s, F f) {
-  for (std::size_t p = 0; p < s.planes; ++p)
-    for (Index oh = 0; oh < Index(s.h.out); ++oh)
-      for (Index ow = 0; ow < Index(s.w.out); ++ow)
-        f(p, p * s.out_plane() + std::size_t(oh) * s.w.out + std::size_t(ow), ref_window(s.h, oh), ref_window(s.w, ow));
-}
-
-// The position in the plane of the window's first maximum (NaN wins), as ATen's max_pool2d.
-template <class T>
-std::size_t ref_argmax(const T* plane, Index W, const RefWindow& r, const RefWindow& c) {
-  std::size_t at = std::size_t(r.begin * W + c.begin);
-  T best = -std::numeric_limits<T>::infinity();
-  for (Index ih = r.begin; ih < r.end; ++ih)
-    for (Index iw = c.begin; iw < c.end; ++iw)
-      if (plane[ih * W + iw] > best || std::isnan(plane[ih * W + iw])) {
-        best = plane[ih * W + iw];
-        at = std::size_t(ih * W + iw);
-      }
-  return at;
-}
-
-}  // namespace
-
-template <class T>
-void maxpool2d_forward_reference(const Pool2dShape& s, const T* x, T* y) {
-  for_each_output(s, [&](std::size_t p, std::size_t o, const RefWindow& r, const RefWindow& c) {
-    const T* plane = x + p * s.in_plane();
-    y[o] = plane[ref_argmax(plane, Index(s.w.in), r, c)];
-  });
-}
-
-template <class T>
-void maxpool2d_backward_reference(const Pool2dShape& s, const T* x, const T* gy, T* gx) {
-  for_each_output(s, [&](std::size_t p, std::size_t o, const RefWindow& r, const RefWindow& c) {
-    gx[p * s.in_plane() + ref_argmax(x + p * s.in_plane(), Index(s.w.in), r, c)] += gy[o];
-  });
-}
-
-template <class T>
-void avgpool2d_forward_reference(const Pool2dShape& s, const T* x, T* y) {
-  for_each_output(s, [&](std::size_t p, std::size_t o, const RefWindow& r, const RefWindow& c) {
-    T sum = T(0);
-    for (Index ih = r.begin; ih < r.end; ++ih)
-      for (Index iw = c.begin; iw < c.end; ++iw) sum += x[p * s.in_plane() + std::size_t(ih * Index(s.w.in) + iw)];
-    y[o] = sum / T(r.divisor * c.divisor);
-  });
-}
-
-template <class T>
-void avgpool2d_backward_reference(const Pool2dShape& s, const T* gy, T* gx) {
-  for_each_output(s, [&](std::size_t p, std::size_t o, const RefWindow& r, const RefWindow& c) {
-    for (Index ih = r.begin; ih < r.end; ++ih)
-      for (Index iw = c.begin; iw < c.end; ++iw)
-        gx[p * s.in_plane() + std::size_t(ih * Index(s.w.in) + iw)] += gy[o] / T(r.divisor * c.divisor);
-  });
 }
 
 #define AX_INSTANTIATE_POOL_KERNELS(T)                                                              \
