@@ -110,15 +110,15 @@ ModelSpec SpecBuilder::finish(const std::string& output, std::vector<std::string
   return spec_;
 }
 
-ModelSpec lenet28(std::uint64_t seed) {
+ModelSpec lenet28(std::uint64_t seed, std::size_t channels) {
   SpecBuilder b("input", {1, 28, 28}, seed);
   b.set_range(0.0, 1.0);
-  std::string x = b.conv2d("conv1", "input", 1, 16, 3);
+  std::string x = b.conv2d("conv1", "input", 1, channels, 3);
   x = b.maxpool2d("pool1", b.relu("relu1", x), 2, 2);
-  x = b.conv2d("conv2", x, 16, 32, 3);
+  x = b.conv2d("conv2", x, channels, 2 * channels, 3);
   x = b.maxpool2d("pool2", b.relu("relu2", x), 2, 2);
-  x = b.relu("relu3", b.linear("fc1", b.flatten("flat", x), 32 * 5 * 5, 128));
-  return b.finish(b.linear("fc2", x, 128, 10));
+  x = b.relu("relu3", b.linear("fc1", b.flatten("flat", x), 2 * channels * 5 * 5, 8 * channels));
+  return b.finish(b.linear("fc2", x, 8 * channels, 10));
 }
 
 ModelSpec resnet18(std::uint64_t seed, std::size_t classes, std::size_t size) {

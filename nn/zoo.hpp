@@ -48,7 +48,8 @@ class SpecBuilder {
 
 // The LeNet-28 of the PyTorch peer benchmark (bench/torch_peer.py): conv 1->16 3x3, relu,
 // maxpool 2, conv 16->32 3x3, relu, maxpool 2, flatten, linear 800->128, relu, linear 128->10.
-ModelSpec lenet28(std::uint64_t seed);
+// With `channels` C other than 16: conv 1->C, C->2C, linear 50C->8C (the same network, narrower).
+ModelSpec lenet28(std::uint64_t seed, std::size_t channels = 16);
 
 // torchvision's resnet18 (BasicBlock [2, 2, 2, 2]) for 3 x size x size inputs. Initialized as
 // above, not as torchvision re-initializes it: the values do not matter for timing.
