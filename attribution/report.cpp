@@ -1,5 +1,7 @@
 #include "report.hpp"
 
+#include "../autodiff/ops/registry.hpp"
+
 #include "../nn/graph.hpp"
 #include "../nn/model_file.hpp"
 #include "baseline.hpp"
@@ -39,21 +41,24 @@ double relative_l2(const Tensor<T>& a, const Tensor<T>& reference) {
 // What the report explains. A model whose output is already a softmax (or log-softmax) is not
 // given another: p is read from its output, and IG explains the logit before it.
 struct Scheme {
-  std::string logits;          // the node explained: the output, or the softmax's input
-  std::string output_op;       // "softmax", "log_softmax" or "" (the output is logits)
+  std::string logits;  // the node explained: the output, or the softmax's input
+  Distribution output = Distribution::none;  // what the output holds, as its op's descriptor says
 };
 
 Scheme scheme_of(const nn::GraphSpec& graph) {
-  for (const nn::NodeSpec& n : graph.nodes)
-    if (n.name == graph.output && (n.op == "softmax" || n.op == "log_softmax") && n.inputs.size() == 1) return {n.inputs[0], n.op};
-  return {"", ""};
+  for (const nn::NodeSpec& n : graph.nodes) {
+    const ops::OpInfo* op = ops::find_file_op(n.op);
+    if (n.name == graph.output && op && op->distribution != Distribution::none && n.inputs.size() == 1)
+      return {n.inputs[0], op->distribution};
+  }
+  return {};
 }
 
 // The predicted class's probability from the scores of the node the model outputs.
-double probability(const std::vector<double>& scores, int predicted, const std::string& output_op) {
+double probability(const std::vector<double>& scores, int predicted, Distribution output) {
   const double top = scores[static_cast<std::size_t>(predicted)];
-  if (output_op == "softmax") return top;
-  if (output_op == "log_softmax") return std::exp(top);
+  if (output == Distribution::probabilities) return top;
+  if (output == Distribution::log_probabilities) return std::exp(top);
   double total = 0;
   for (double v : scores) total += std::exp(v - top);
   return 1.0 / total;
@@ -147,8 +152,8 @@ nlohmann::json explain_image(const ReportRequest& r, const nn::ModelSpec& model,
   j["predicted"] = predicted;
   j["label"] = j.value("label", std::string());
   j["pieces"] = a.pieces;
-  j["probability"] = probability(outputs.scores(p.x), predicted, scheme.output_op);
-  if (!scheme.output_op.empty()) j["explained_node"] = scheme.logits;
+  j["probability"] = probability(outputs.scores(p.x), predicted, scheme.output);
+  if (scheme.output != Distribution::none) j["explained_node"] = scheme.logits;
   j["gausslegendre50_relative_delta"] = gl50.relative_delta;
   j["gausslegendre50_relative_l2_from_this"] = relative_l2(gl50.values, a.values);
   return j;
@@ -189,8 +194,9 @@ std::string markdown(const ReportRequest& r, const nn::ModelSpec& model, const n
 
 // The sentence the report adds when the model's output is already a softmax.
 std::string scheme_note(const nn::GraphSpec& graph, const Scheme& scheme) {
-  if (scheme.output_op.empty()) return "";
-  return "The model's output '" + graph.output + "' is a " + scheme.output_op +
+  if (scheme.output == Distribution::none) return "";
+  const std::string op = scheme.output == Distribution::probabilities ? "softmax" : "log_softmax";
+  return "The model's output '" + graph.output + "' is a " + op +
          ": p is read from it (no softmax is applied again), and IG explains the logit, node '" + scheme.logits +
          "', before it.";
 }

@@ -80,7 +80,7 @@ Engine<T>::Engine(const nn::ModelSpec& spec, const TargetSpec& target, const Eng
   else if (z_shape.size() > 2) z = flatten(z, 1);        // the target indexes the flat vector
   if (target.output != Output::logit) {
     for (const nn::NodeSpec& n : spec.graph.nodes)
-      if (const ops::OpInfo* op = ops::find_file_op(n.op); n.name == node_name && op && op->outputs_distribution)
+      if (const ops::OpInfo* op = ops::find_file_op(n.op); n.name == node_name && op && op->distribution != Distribution::none)
         throw Error(options.source + ": --output " + output_name(target.output) + " is refused: node '" + node_name +
                     "' is already a " + n.op);
     z = target.output == Output::prob ? softmax(z, 1) : log_softmax(z, 1);

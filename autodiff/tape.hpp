@@ -85,6 +85,10 @@ struct Attrs {
 
 enum class NodeKind : std::uint8_t { input, parameter, constant, op };
 
+// What an op's output holds along its axis: plain values, or a distribution (softmax gives
+// probabilities, log_softmax their logs). The target and the report read it.
+enum class Distribution : std::uint8_t { none, probabilities, log_probabilities };
+
 // How an op's output moves when its inputs move along a straight line: what exact Integrated
 // Gradients needs to know (attribution/exact).
 enum class Linearity : std::uint8_t {

@@ -25,7 +25,7 @@ struct OpBase {
   static constexpr Linearity linearity = Linearity::smooth;
   static constexpr bool positively_homogeneous = false;  // one input, f(c x) = c f(x) for every c > 0
   static constexpr bool scales_with_parameters = false;  // weight and bias times c give y times c
-  static constexpr bool outputs_distribution = false;    // probabilities or their logs along an axis
+  static constexpr Distribution distribution = Distribution::none;  // softmax: probabilities, ...
   static FileForm file_form() { return {}; }             // not a model-file op
   static void set_defaults(Attrs&) {}                    // a file's defaults where they differ from Attrs'
   static void finish(Attrs&, const AttributeNames&) {}   // checks across attributes; throws Error

@@ -12,7 +12,7 @@ OpInfo info_of() {
           Op::linearity,
           Op::positively_homogeneous,
           Op::scales_with_parameters,
-          Op::outputs_distribution,
+          Op::distribution,
           Op::file_form(),
           &Op::set_defaults,
           &Op::finish,

@@ -16,7 +16,7 @@ struct OpInfo {
   Linearity linearity;
   bool positively_homogeneous;  // one input, f(c x) = c f(x) for every c > 0
   bool scales_with_parameters;  // weight and bias times c give y times c (conv2d, linear)
-  bool outputs_distribution;    // softmax, log_softmax
+  Distribution distribution;    // softmax: probabilities; log_softmax: their logs
   FileForm file;                // file.in_file: the op may appear in a model file
   void (*set_defaults)(Attrs&);
   void (*finish)(Attrs&, const AttributeNames&);

@@ -11,8 +11,7 @@
 namespace ax::ops {
 
 // What softmax and log_softmax share: an axis (default -1, the last) and their place in a file.
-struct Distribution : OpBase {
-  static constexpr bool outputs_distribution = true;
+struct DistributionOp : OpBase {
   static FileForm file_form() { return file_op({{"axis", &Attrs::axis, Allowed::sample_axis}}); }
   static void set_defaults(Attrs& a) { a.axis = -1; }
 };
@@ -29,8 +28,9 @@ void for_each_row(const OpContext<T>& c, F f) {
 
 // y = exp(x - max) / sum exp(x - max)
 // backward: gx += y (gy - <gy, y>); tangent: ty = y (tx - <tx, y>)   (row by row)
-struct Softmax : Distribution {
+struct Softmax : DistributionOp {
   static constexpr const char* name = "softmax";
+  static constexpr Distribution distribution = Distribution::probabilities;
   template <class T> static Var<T> from_graph(GraphNode<T>& node) {
     Attrs attrs;
     attrs.axis = node.axis(node.attrs().axis, "axis");
@@ -65,8 +65,9 @@ struct Softmax : Distribution {
 
 // y = x - max - log sum exp(x - max); softmax p = exp(y)
 // backward: gx += gy - p sum(gy); tangent: ty = tx - <p, tx>   (row by row)
-struct LogSoftmax : Distribution {
+struct LogSoftmax : DistributionOp {
   static constexpr const char* name = "log_softmax";
+  static constexpr Distribution distribution = Distribution::log_probabilities;
   template <class T> static Var<T> from_graph(GraphNode<T>& node) {
     Attrs attrs;
     attrs.axis = node.axis(node.attrs().axis, "axis");
