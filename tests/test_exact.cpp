@@ -319,16 +319,22 @@ TEST_CASE("the piece cap is checked as pieces are found, before the search ends"
 }
 
 TEST_CASE("exact IG on a network with skip connections: the reference search, completeness to rounding") {
-  // ResNet-18's add nodes have two inputs that move along the path: the streaming search does not
-  // apply, and the reference search with one gradient per piece stays exact.
-  Engine<double> f(nn::resnet18(3, 4, 16), target(2));
+  // A residual block: the add node has two inputs that move along the path, so the streaming
+  // search does not apply, and the reference search with one gradient per piece stays exact.
+  nn::SpecBuilder b("x", {2, 8, 8}, 41);
+  const std::string stem = b.relu("r0", b.conv2d("c0", "x", 2, 6, 3, 1, 1));
+  const std::string branch = b.conv2d("c2", b.relu("r1", b.conv2d("c1", stem, 6, 6, 3, 1, 1)), 6, 6, 3, 1, 1);
+  const std::string merged = b.relu("r2", b.add("sum", {stem, branch}));
+  const nn::ModelSpec residual = b.finish(b.linear("fc", b.flatten("flat", b.maxpool2d("pool", merged, 2, 2, 0)), 96, 4));
+  Engine<double> f(residual, target(2));
   CHECK_FALSE(exact_search_applies(f));
-  Engine<double> chain(nn::lenet28(3), target(2));
+  Engine<double> chain(nn::lenet28(3, 4), target(2));
   CHECK(exact_search_applies(chain));
   std::mt19937_64 rng(31);
-  // from a random baseline (from black, this homogeneous network is one piece: relu(a z) = a relu(z))
-  const Tensor<double> x = test::uniform({3, 16, 16}, 0, 1, rng), base = test::uniform({3, 16, 16}, 0, 1, rng);
+  const Tensor<double> x = test::uniform({2, 8, 8}, 0, 1, rng), base = test::uniform({2, 8, 8}, 0, 1, rng);
   const Attribution<double> exact = integrated_gradients(f, x, base, rule(Rule::exact));
   CHECK(exact.pieces > 10);
   CHECK(exact.relative_delta < 1e-10);
+  const Attribution<double> fine = integrated_gradients(f, x, base, rule(Rule::gausslegendre, 4096));
+  CHECK(test::max_abs_diff(fine.values, exact.values) < 1e-3 * xt::amax(xt::abs(exact.values))());
 }
