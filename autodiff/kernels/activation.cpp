@@ -99,8 +99,11 @@ T exp_row(const T* x, T* e, std::size_t n, T& top) {
   for (; i < n; ++i) top = std::max(top, x[i]);
   Batch<T> total(T(0));
   const Batch<T> shift(top);
+  // exp of anything below this is 0; clamping keeps -inf (x - top overflowing) out of xsimd's
+  // exp, whose range reduction converts its argument to an integer
+  const Batch<T> lowest(std::is_same_v<T, float> ? T(-200) : T(-1000));
   for (i = 0; i + width <= n; i += width) {
-    const Batch<T> v = xsimd::exp(Batch<T>::load_unaligned(x + i) - shift);
+    const Batch<T> v = xsimd::exp(xsimd::max(Batch<T>::load_unaligned(x + i) - shift, lowest));
     v.store_unaligned(e + i);
     total += v;
   }
