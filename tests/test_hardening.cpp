@@ -18,6 +18,8 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+
+#include <unistd.h>
 #include <sstream>
 #include <sys/wait.h>
 
@@ -25,8 +27,10 @@ using namespace ax;
 
 namespace {
 
+// Named per process: ctest runs two test cases of this file at once.
 std::string temp(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("axiomatic_hardening_" + name)).string();
+  return (std::filesystem::temp_directory_path() / ("axiomatic_hardening_" + std::to_string(::getpid()) + "_" + name))
+      .string();
 }
 
 std::string slurp(const std::string& path) {
