@@ -115,4 +115,16 @@ Shape same_shape(const OpContext<T>& c) {
   return c.x(0).shape();
 }
 
+// The shape of input 0, after `check(attrs)` (an op's check across attributes, which throws
+// Error) passes; its failure is named with the node.
+template <class T, class Check>
+Shape same_shape_checked(const OpContext<T>& c, Check check) {
+  try {
+    check(c.attrs());
+  } catch (const Error& e) {
+    c.fail(e.what());
+  }
+  return same_shape(c);
+}
+
 }  // namespace ax::ops

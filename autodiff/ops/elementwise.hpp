@@ -275,14 +275,7 @@ struct Hardtanh : OpBase {
     return record<Hardtanh>({node.input()}, node.attrs());
   }
 
-  template <class T> static Shape shape(const OpContext<T>& c) {
-    try {
-      check_bounds(c.attrs());
-    } catch (const Error& e) {
-      c.fail(e.what());
-    }
-    return same_shape(c);
-  }
+  template <class T> static Shape shape(const OpContext<T>& c) { return same_shape_checked(c, check_bounds); }
   template <class T> static void forward(OpContext<T>& c) {
     const T lo = T(c.attrs().min_val), hi = T(c.attrs().max_val);
     kernels::map(c.x(0), c.y(), [lo, hi](T x) { return x < lo ? lo : x > hi ? hi : x; });
@@ -374,14 +367,7 @@ struct Gelu : OpBase {
   static void finish(Attrs& a, const AttributeNames&) { check_approximate(a); }
   template <class T> static Var<T> from_graph(GraphNode<T>& node) { return record<Gelu>({node.input()}, node.attrs()); }
 
-  template <class T> static Shape shape(const OpContext<T>& c) {
-    try {
-      check_approximate(c.attrs());
-    } catch (const Error& e) {
-      c.fail(e.what());
-    }
-    return same_shape(c);
-  }
+  template <class T> static Shape shape(const OpContext<T>& c) { return same_shape_checked(c, check_approximate); }
   template <class T> static void forward(OpContext<T>& c) {
     if (uses_tanh(c)) kernels::map(c.x(0), c.y(), [](T x) { return x * TanhForm::cdf(x); });
     else kernels::map(c.x(0), c.y(), [](T x) { return x * ErfForm::cdf(x); });
