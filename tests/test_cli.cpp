@@ -77,6 +77,11 @@ TEST_CASE("axiomatic info and check") {
   CHECK(info.status == 0);
   CHECK(info.out.find("relu") != std::string::npos);
   CHECK(info.out.find("parameters 4") != std::string::npos);
+  // labels: their count and the first five, on one line
+  const Run shipped = run("info --model " + std::string(AXIOMATIC_SOURCE) + "/examples/models/fashion_mnist.safetensors");
+  CHECK(shipped.status == 0);
+  CHECK(shipped.out.find("\nlabels 10: 0 T-shirt/top, 1 Trouser, 2 Pullover, 3 Dress, 4 Coat, ... (5 more)\n") != std::string::npos);
+  CHECK(shipped.out.find("Sandal") == std::string::npos);
   const std::string input = temp("x.npy");
   attr::write_npy(input, from_values<double>({1}, {2.0}));
   const Run check = run("check --model " + toy + " --input " + input + " --json");
