@@ -38,10 +38,12 @@ modules and functions, constants and scalar operands, broadcasting between diffe
 axes that name the batch dimension, more than one input or output, non-float parameters. In-place
 variants (nn.ReLU(inplace=True), x += y) are exported as their out-of-place ops; a final check
 runs the exported graph in PyTorch (float64) against the model, which catches the case where an
-in-place update changes a tensor that is read again later.
+in-place update changes a tensor that is read again later. A forward torch.fx cannot trace (an
+`if` on a tensor's value, ...) is refused naming the function, file and line where tracing stopped,
+the module whose forward was running, and what to do. Nothing is written when a model is refused.
 
-The model is put in eval mode first (BatchNorm uses its running statistics, Dropout is the
-identity). Parameters are written as F32 (F64 with f64=True); the rest of the state_dict, unused
+The model is traced and checked in eval mode (BatchNorm uses its running statistics, Dropout is
+the identity); export() then puts every submodule back in the mode it found it. Parameters are written as F32 (F64 with f64=True); the rest of the state_dict, unused
 by the graph (BatchNorm's num_batches_tracked as I64), is written too, so the file also loads back
 into the PyTorch model with load_state_dict.
 
