@@ -99,7 +99,7 @@ def _array_file(value, folder, name, names):
 
 def _run(arguments, binary, failed_check_ok=False, names=None):
     """The command's stdout; its one-line message as AxiomaticError when it fails, with the
-    temporary files' paths replaced by what they hold (names: path -> "the input array x"). With
+    temporary files' paths replaced by what they hold (names: path -> "the input array"). With
     failed_check_ok, exit status 1 with a report on stdout (`check`: an axiom failed) is a result."""
     command = [find_binary(binary)] + arguments
     result = subprocess.run(command, capture_output=True, text=True)
