@@ -401,6 +401,34 @@ std::string randomization_csv(const nlohmann::json& e) {
   return csv;
 }
 
+// The corner of the plot whose legend-sized box (40% of the width, 45% of the height of the data's
+// range) covers the fewest points of the series: where the legend hides the least.
+plot::Corner emptiest_corner(const std::vector<plot::Series>& series) {
+  double x_lo = HUGE_VAL, x_hi = -HUGE_VAL, y_lo = HUGE_VAL, y_hi = -HUGE_VAL;
+  for (const plot::Series& s : series)
+    for (std::size_t i = 0; i < std::min(s.x.size(), s.y.size()); ++i) {
+      x_lo = std::min(x_lo, s.x[i]), x_hi = std::max(x_hi, s.x[i]);
+      y_lo = std::min(y_lo, s.y[i]), y_hi = std::max(y_hi, s.y[i]);
+    }
+  const plot::Corner corners[] = {plot::Corner::top_right, plot::Corner::bottom_left, plot::Corner::bottom_right,
+                                  plot::Corner::top_left};
+  plot::Corner best = corners[0];
+  std::size_t fewest = ~std::size_t(0);
+  // corners x series x points: count the points inside each corner's box
+  for (plot::Corner corner : corners) {
+    const bool right = corner == plot::Corner::top_right || corner == plot::Corner::bottom_right;
+    const bool top = corner == plot::Corner::top_right || corner == plot::Corner::top_left;
+    const double x_edge = right ? x_hi - 0.4 * (x_hi - x_lo) : x_lo + 0.4 * (x_hi - x_lo);
+    const double y_edge = top ? y_hi - 0.45 * (y_hi - y_lo) : y_lo + 0.45 * (y_hi - y_lo);
+    std::size_t inside = 0;
+    for (const plot::Series& s : series)
+      for (std::size_t i = 0; i < std::min(s.x.size(), s.y.size()); ++i)
+        inside += (right ? s.x[i] >= x_edge : s.x[i] <= x_edge) && (top ? s.y[i] >= y_edge : s.y[i] <= y_edge);
+    if (inside < fewest) fewest = inside, best = corner;
+  }
+  return best;
+}
+
 std::string deletion_svg(const nlohmann::json& e, const char* fill) {
   const nlohmann::json& d = e.at("deletion");
   std::vector<plot::Series> series;
@@ -416,7 +444,7 @@ std::string deletion_svg(const nlohmann::json& e, const char* fill) {
   axes.title = std::string("Deletion, filled with the ") + (std::string(fill) == "mean" ? "image's mean" : "blurred image");
   axes.x_label = "% of values removed (top attributions first)";
   axes.y_label = "probability of the class";
-  axes.legend = plot::Corner::bottom_left;
+  axes.legend = emptiest_corner(series);
   return plot::line_plot_svg(axes, series);
 }
 
@@ -435,7 +463,7 @@ std::string randomization_svg(const nlohmann::json& e, const char* key) {
   axes.title = std::string("Model randomization, Spearman of ") + (std::string(key) == "spearman_abs" ? "|a|" : "a");
   axes.x_label = "layers re-initialised, from the output down";
   axes.y_label = "rank correlation with the original";
-  axes.legend = plot::Corner::bottom_left;
+  axes.legend = emptiest_corner(series);
   return plot::line_plot_svg(axes, series);
 }
 
