@@ -1,7 +1,6 @@
 #include "evaluate.hpp"
 
 #include "../autodiff/ops/registry.hpp"
-#include "../nn/data.hpp"
 #include "../nn/model_file.hpp"
 #include "baseline.hpp"
 #include "explain.hpp"

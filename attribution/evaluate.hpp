@@ -18,6 +18,7 @@
 // input, not the model.
 #pragma once
 
+#include "../nn/data.hpp"
 #include "../nn/model_spec.hpp"
 #include "target.hpp"
 
@@ -43,7 +44,7 @@ struct EvaluateRequest {
   std::string model;
   std::vector<std::string> images;       // PNG or .npy files; a folder stands for its *.png, sorted
   std::size_t fashion_mnist_test = 0;    // > 0: the first N images of Fashion-MNIST's test set instead
-  std::string fashion_mnist_dir = "/usr/share/datasets/fashion-mnist";
+  std::string fashion_mnist_dir = nn::fashion_mnist_dir;
   std::vector<std::string> methods;      // empty: default_evaluation_methods()
   std::string baseline = "zero";         // a deterministic baseline SPEC (baseline.hpp)
   std::string eg_data;                   // eg's data set (.npy [D, input shape]); "" with Fashion-MNIST: its training set
