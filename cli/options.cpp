@@ -365,14 +365,14 @@ Request parse_options(int argc, const char* const* argv) {
       apply_check(check_choices, check_numbers, check_request);
       check_deterministic_baseline(check_request.baseline);
       request.explain = check_request;
-    } else if (*report) {
-      request.command = Command::report;
-      apply_common(report_choices, report_numbers, request.report);
-      check_deterministic_baseline(request.report.baseline);
     } else if (*evaluate) {
       request.command = Command::evaluate;
       apply_evaluate(evaluate_choices, evaluate_numbers, evaluate_extra, request.evaluate);
       check_deterministic_baseline(request.evaluate.baseline);
+    } else if (*report) {
+      request.command = Command::report;
+      apply_common(report_choices, report_numbers, request.report);
+      check_deterministic_baseline(request.report.baseline);
     } else {
       request.command = Command::info;
       if (!info_numbers.timeout.empty()) request.info_timeout = parse_real(info_numbers.timeout, "--timeout", 1e-3, max_timeout);

@@ -160,12 +160,13 @@ TEST_CASE("randomized models: the top layers from the output down, cumulative, s
 }
 
 TEST_CASE("evaluate on the shipped model: the same seed gives the same bits on one thread and on two") {
+  // small settings: the two-thread run is the slow one on a loaded machine (libgomp spins at barriers)
   EvaluateRequest r;
   r.model = shipped;
-  r.fashion_mnist_test = 3;
+  r.fashion_mnist_test = 2;
   r.samples = 4;
   r.deletion_steps = 5;
-  r.randomization_images = 2;
+  r.randomization_images = 1;
   r.eg_data_rows = 50;
   std::size_t calls = 0, last_total = 0;
   r.on_progress = [&](std::size_t done, std::size_t total, const std::string&) {
@@ -175,8 +176,8 @@ TEST_CASE("evaluate on the shipped model: the same seed gives the same bits on o
   const int threads = omp_get_max_threads();
   omp_set_num_threads(1);
   const nlohmann::json one = evaluate(r);
-  // every step reported once: 3 images x 6 methods, then 5 depths x 2 images x 6 methods
-  CHECK(calls == 3 * 6 + 5 * 2 * 6);
+  // every step reported once: 2 images x 6 methods, then 5 depths x 1 image x 6 methods
+  CHECK(calls == 2 * 6 + 5 * 1 * 6);
   CHECK(last_total == calls);
   omp_set_num_threads(2);
   calls = 0;
