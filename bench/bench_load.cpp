@@ -1,8 +1,10 @@
 // Loading a model file: how long reading its bytes takes, against how long axiomatic takes to
-// read and check it (read_model), to record it on a tape (a Network: the parameters in the
-// tape's buffers) and to describe it (`info`), and the peak resident memory of each.
+// read and check it (read_model), to load it (a Network recorded with a batch of 0: every
+// parameter read into the tape's buffers, no node computed), to describe it (`info`), and to
+// record it at a batch of 1 as an engine does (that runs the network once: a forward pass), with
+// the peak resident memory of each.
 //
-//   bench_load FILE [read|check|load|load64|info|all] [RUNS]
+//   bench_load FILE [read|check|load|load64|info|record|all] [RUNS]
 //
 // One mode per process, so that each one's peak resident memory (getrusage's maxrss) is its own:
 // `all` (the default) starts this program again for each mode and prints one line each. The file
@@ -42,10 +44,12 @@ void read_bytes(const std::string& path) {
 }
 
 template <class T>
-void load(const std::string& path) {
+void load(const std::string& path, std::size_t batch) {
   const ax::nn::ModelSpec spec = ax::nn::load_model(path);
   ax::Tape<T> tape;
-  const ax::nn::Network<T> net(spec, tape);
+  ax::nn::RecordOptions options;
+  options.batch = batch;
+  const ax::nn::Network<T> net(spec, tape, options);
   if (net.parameters().empty()) std::printf("(no parameters)\n");
 }
 
@@ -53,8 +57,9 @@ void run_mode(const std::string& path, const std::string& mode, int runs) {
   const timing::MedianBest t = timing::time_runs(runs, [&] {
     if (mode == "read") read_bytes(path);
     else if (mode == "check") ax::nn::load_model(path);
-    else if (mode == "load") load<float>(path);
-    else if (mode == "load64") load<double>(path);
+    else if (mode == "load") load<float>(path, 0);
+    else if (mode == "load64") load<double>(path, 0);
+    else if (mode == "record") load<float>(path, 1);
     else ax::nn::describe(ax::nn::load_model(path), path);
   });
   std::printf("{\"mode\": \"%s\", \"median_s\": %.4f, \"best_s\": %.4f, \"runs\": %d, \"maxrss_mib\": %.1f}\n", mode.c_str(),
@@ -65,7 +70,7 @@ void run_mode(const std::string& path, const std::string& mode, int runs) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_load FILE [read|check|load|load64|info|all] [RUNS]\n");
+    std::fprintf(stderr, "usage: bench_load FILE [read|check|load|load64|info|record|all] [RUNS]\n");
     return 0;
   }
   const std::string path = argv[1], mode = argc > 2 ? argv[2] : "all";
@@ -76,10 +81,11 @@ int main(int argc, char** argv) {
       return 0;
     }
     std::printf("# %s: read = its bytes through read() (as cat), check = read_model (the container, the graph, every\n"
-                "# parameter finite), load = read_model + the network recorded in float32 (load64: float64), info = describe\n",
+                "# parameter finite), load = read_model + the parameters in a float32 tape (load64: float64), info = describe,\n"
+                "# record = load + one forward pass at batch 1 (what an engine adds)\n",
                 path.c_str());
     read_bytes(path);  // warm the page cache
-    for (const char* m : {"read", "check", "load", "load64", "info"}) {
+    for (const char* m : {"read", "check", "load", "load64", "info", "record"}) {
       std::fflush(stdout);
       const pid_t child = fork();
       if (child == 0) {

@@ -355,7 +355,6 @@ void check_parameter_values(const std::string& name, const TensorData& tensor, c
     fault(where + ": parameter " + in_quotes(name) + " has dtype " + tensor.dtype +
           "; parameters must be F32 or F64 (F16 and BF16 are widened)");
   const std::optional<std::size_t> bad = first_non_finite(tensor);
-  release_pages(tensor);
   if (bad) {
     const double value = widened_values(tensor)[*bad];
     fault(where + ": parameter " + in_quotes(name) + " holds " + (std::isnan(value) ? "NaN" : "Inf") +

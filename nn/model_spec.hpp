@@ -67,7 +67,8 @@ std::size_t element_count(const TensorData& tensor);
 // Whether the tensor carries values (floating point, from the file or from code).
 bool has_values(const TensorData& tensor);
 // The values converted to T into out[0 .. element_count): a copy when the file's dtype is T's,
-// one conversion otherwise. Requires has_values.
+// one conversion otherwise; a mapped file's pages are given back as they are copied (in blocks of
+// 8 MiB). Requires has_values.
 template <class T>
 void copy_values(const TensorData& tensor, T* out);
 // The values widened to double (exact), wherever they are kept.

@@ -352,18 +352,52 @@ void convert(const unsigned char* bytes, std::size_t n, T* out) {
 
 }  // namespace
 
+namespace {
+
+// Gives back the whole pages of a mapped file inside [from, from + size).
+void release_range(const StoredBytes& file, const unsigned char* from, std::size_t size) {
+  if (!file.mapped || size == 0) return;
+  const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<std::uintptr_t>(from);
+  const std::uintptr_t first = (begin + page - 1) / page * page;
+  const std::uintptr_t last = (begin + size) / page * page;
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
+// A large tensor is copied in blocks of this many bytes, each block's mapped pages given back
+// once copied: while a 400 MB weight moves into the tape, the file's pages and the tape's
+// buffer together stay within the file's size and a block.
+constexpr std::size_t kBlockBytes = std::size_t(8) << 20;
+
+// Calls f(first element, element count) over [0, n) in blocks of kBlockBytes, then (`release`)
+// gives the block's pages back. The finiteness check keeps them: the copy reads them next.
+template <class F>
+void in_blocks(const TensorData& tensor, std::size_t element_size, F f, bool release = true) {
+  const std::size_t n = element_count(tensor), step = kBlockBytes / element_size;
+  for (std::size_t i = 0; i < n; i += step) {
+    const std::size_t count = std::min(step, n - i);
+    f(i, count);
+    if (release) release_range(tensor.stored, tensor.stored.data + i * element_size, count * element_size);
+  }
+}
+
+}  // namespace
+
 template <class T>
 void copy_values(const TensorData& tensor, T* out) {
   if (!has_values(tensor)) throw Error("tensor of dtype " + tensor.dtype + " carries no values");
-  const std::size_t n = element_count(tensor);
   if (!reads_stored(tensor)) {
     std::transform(tensor.values.begin(), tensor.values.end(), out, [](double v) { return static_cast<T>(v); });
     return;
   }
   const unsigned char* bytes = tensor.stored.data;
-  if (tensor.dtype == "F32") return convert<float>(bytes, n, out);
-  if (tensor.dtype == "F64") return convert<double>(bytes, n, out);
-  for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<T>(detail::load_value(tensor.dtype, bytes + i * 2));  // F16, BF16
+  const std::size_t size = find_dtype(tensor.dtype)->size;
+  in_blocks(tensor, size, [&](std::size_t i, std::size_t count) {
+    if (tensor.dtype == "F32") return convert<float>(bytes + i * 4, count, out + i);
+    if (tensor.dtype == "F64") return convert<double>(bytes + i * 8, count, out + i);
+    for (std::size_t k = i; k < i + count; ++k)  // F16, BF16
+      out[k] = static_cast<T>(detail::load_value(tensor.dtype, bytes + k * 2));
+  });
 }
 
 template void copy_values(const TensorData&, float*);
@@ -403,11 +437,16 @@ bool any_non_finite(const unsigned char* bytes, std::size_t n, Bits exponent) {
 }  // namespace
 
 std::optional<std::size_t> detail::first_non_finite(const TensorData& tensor) {
-  const std::size_t n = element_count(tensor);
-  if (reads_stored(tensor) && kLittleEndian) {  // skip the widening when every value is finite
+  if (reads_stored(tensor) && kLittleEndian && (tensor.dtype == "F32" || tensor.dtype == "F64")) {
+    // skip the widening when every value is finite
     const unsigned char* bytes = tensor.stored.data;
-    if (tensor.dtype == "F32" && !any_non_finite<std::uint32_t>(bytes, n, 0x7F800000u)) return std::nullopt;
-    if (tensor.dtype == "F64" && !any_non_finite<std::uint64_t>(bytes, n, 0x7FF0000000000000ull)) return std::nullopt;
+    const bool f32 = tensor.dtype == "F32";
+    bool found = false;
+    in_blocks(tensor, f32 ? 4 : 8, [&](std::size_t i, std::size_t count) {
+      found = found || (f32 ? any_non_finite<std::uint32_t>(bytes + i * 4, count, 0x7F800000u)
+                            : any_non_finite<std::uint64_t>(bytes + i * 8, count, 0x7FF0000000000000ull));
+    }, false);
+    if (!found) return std::nullopt;
   }
   const std::vector<double> values = widened_values(tensor);
   for (std::size_t i = 0; i < values.size(); ++i)
@@ -415,14 +454,7 @@ std::optional<std::size_t> detail::first_non_finite(const TensorData& tensor) {
   return std::nullopt;
 }
 
-void release_pages(const TensorData& tensor) {
-  if (!tensor.stored.mapped || tensor.stored.size == 0) return;
-  // Whole pages inside the tensor's bytes only: a neighbour's pages stay as they are.
-  const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
-  const auto begin = reinterpret_cast<std::uintptr_t>(tensor.stored.data);
-  const std::uintptr_t first = (begin + page - 1) / page * page;
-  const std::uintptr_t last = (begin + tensor.stored.size) / page * page;
-  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
-}
+// Whole pages inside the tensor's bytes only: a neighbour's pages stay as they are.
+void release_pages(const TensorData& tensor) { release_range(tensor.stored, tensor.stored.data, tensor.stored.size); }
 
 }  // namespace ax::nn
