@@ -110,7 +110,7 @@ TEST_CASE("loading: a model file's tensors are views of its bytes, read once int
   std::remove(f64.c_str());
 }
 
-TEST_CASE("loading: values set in code win over the file's bytes; own_values widens them to edit") {
+TEST_CASE("loading: values set in code win over the file's bytes, own_values widens them to edit") {
   const std::string path = lenet_file();
   nn::ModelSpec m = nn::read_model(path);
   nn::TensorData& bias = m.tensors.at("fc2.bias");
@@ -198,7 +198,7 @@ TEST_CASE("explain: many inputs in one run equal one run per input, bit for bit"
   std::remove(model.c_str());
 }
 
-TEST_CASE("explain: every input is read and checked before any work; a failure writes nothing") {
+TEST_CASE("explain: every input is read and checked before any work, a failure writes nothing") {
   const std::string model = lenet_file();
   const std::string good = temp("good.npy"), bad = temp("bad.npy"), nan = temp("nan.npy"), out = temp("never.npy");
   attr::write_npy(good, lenet_inputs()[0]);
