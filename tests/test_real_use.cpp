@@ -4,6 +4,7 @@
 #include "attribution/io.hpp"
 #include "attribution/methods.hpp"
 #include "autodiff/kernels/conv.hpp"
+#include "autodiff/kernels/threads.hpp"
 #include "nn/graph.hpp"
 #include "nn/model_file.hpp"
 #include "nn/zoo.hpp"
@@ -248,6 +249,18 @@ TEST_CASE("--threads 1 and 2 give the same bits through the command") {
     CHECK(bytes[0].size() > 2 * 28 * 28 * 4);
     CHECK(bytes[0] == bytes[1]);
   }
+  // the library's option: an engine sets its constructing thread's count, and 0 leaves it
+  const std::size_t before = kernels::threads();
+  const nn::ModelSpec spec = nn::read_model(model);
+  for (std::size_t n : {1, 2}) {
+    attr::EngineOptions options;
+    options.threads = n;
+    const attr::Engine<float> engine(spec, {}, options);
+    CHECK(kernels::threads() == n);
+    const attr::Engine<float> unchanged(spec, {}, {});
+    CHECK(kernels::threads() == n);
+  }
+  kernels::set_threads(before);
   for (const char* bad : {"0", "1025", "-1", "2x"}) {
     const Run r = run("explain --model " + model + " --input " + input + " --threads " + bad);
     CHECK(r.status == 2);

@@ -1,19 +1,10 @@
 #include "threads.hpp"
 
 #include <omp.h>
-#include <sched.h>
 
 #include <cstdlib>
 
 namespace ax::kernels {
-
-std::size_t available_cores() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
-  const int count = CPU_COUNT(&set);
-  return count > 0 ? static_cast<std::size_t>(count) : 1;
-}
 
 void set_threads(std::size_t n) {
   if (n) omp_set_num_threads(static_cast<int>(n));

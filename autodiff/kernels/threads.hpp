@@ -11,9 +11,6 @@
 
 namespace ax::kernels {
 
-// The cores this process may run on (its CPU affinity mask; 1 if that cannot be read).
-std::size_t available_cores();
-
 // Sets the thread count of the calling thread's parallel regions to n; 0 leaves it as it is:
 // OpenMP's default, the cores available to the process (libgomp counts the affinity mask), or
 // OMP_NUM_THREADS when the user set it.
