@@ -125,9 +125,9 @@ bool rescale_hidden(const nn::ModelSpec& model, double c, nn::ModelSpec& out) {
         for (const char* p : {".weight", ".bias"}) {
           const auto t = out.tensors.find(nodes[i].name + p);
           if (t != out.tensors.end())
-            for (double& v : t->second.values) v *= c;
+            for (double& v : nn::own_values(t->second)) v *= c;
         }
-        for (double& v : out.tensors.at(n.name + ".weight").values) v /= c;
+        for (double& v : nn::own_values(out.tensors.at(n.name + ".weight"))) v /= c;
         return true;
       }
       if (!homogeneous(n)) break;

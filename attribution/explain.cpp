@@ -5,7 +5,10 @@
 #include "baseline.hpp"
 #include "io.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <sstream>
 
 namespace ax::attr {
@@ -85,23 +88,98 @@ Attribution<T> attribute(const ExplainRequest& r, Engine<T>& f, const nn::ModelS
               "'; expected gradient, inputxgradient, deeplift, ig, eg, smoothgrad, smoothgrad_sq, vargrad or conductance");
 }
 
-// explain, computed in precision T.
+// One input to explain: its name in reports ("x.npy", a batch's row "batch.npy[3]") and its
+// values [input shape].
 template <class T>
-nlohmann::json explain_in(const ExplainRequest& r, const nn::ModelSpec& model) {
-  const BaselineSpec spec = parse_baseline(r.baseline);
-  check_request(r, spec);
-  Engine<T> f(model, r.target, engine_options(r.memory, r.model, r.timeout));
-  const Tensor<T> x = read_array<T>(r.input, f.input_shape());
-  check_finite(x, r.input);
+struct NamedInput {
+  std::string name;
+  Tensor<T> x;
+};
+
+bool has_suffix(const std::string& text, const char* suffix) {
+  const std::size_t n = std::strlen(suffix);
+  return text.size() >= n && text.compare(text.size() - n, n, suffix) == 0;
+}
+
+// A folder's files that can be inputs (.png, .npy), sorted by name; none is an error.
+std::vector<std::string> folder_inputs(const std::string& folder) {
+  std::vector<std::string> files;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(folder, error)) {
+    const std::string name = entry.path().string();
+    if (entry.is_regular_file(error) && (has_suffix(name, ".npy") || has_suffix(name, ".png") || has_suffix(name, ".PNG")))
+      files.push_back(name);
+  }
+  if (error) throw Error(folder + ": cannot list the folder (" + error.message() + ")");
+  if (files.empty()) throw Error(folder + ": the folder holds no .png or .npy file");
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// A file's inputs, appended to `out`: a file of the model's input shape is one input; an .npy
+// of one dimension more (rank = the model input's rank + 1) is a batch, one input per row of
+// its leading dimension. Returns whether it was a batch.
+template <class T>
+bool read_file_inputs(const std::string& path, const Shape& expected, std::vector<NamedInput<T>>& out) {
+  if (has_suffix(path, ".npy")) {
+    Tensor<T> t = read_npy<T>(path);
+    const Shape& shape = t.shape();
+    if (shape.size() == expected.size() + 1 && Shape(shape.begin() + 1, shape.end()) == expected) {
+      const std::size_t per = numel(expected);
+      for (std::size_t i = 0; i < shape[0]; ++i) {
+        Tensor<T> x(expected);
+        std::copy(t.data() + i * per, t.data() + (i + 1) * per, x.data());
+        const std::string name = path + "[" + std::to_string(i) + "]";
+        check_finite(x, name);
+        out.push_back({name, std::move(x)});
+      }
+      return true;
+    }
+    if (shape != expected)
+      throw Error(path + ": has shape " + to_string(shape) + ", the model expects " + to_string(expected) +
+                  " (one input) or [N, " + to_string(expected).substr(1) + " (a batch of N)");
+  }
+  Tensor<T> x = read_array<T>(path, expected);
+  check_finite(x, path);
+  out.push_back({path, std::move(x)});
+  return false;
+}
+
+// Every input of the request, read and checked before any is explained. `many` tells the
+// single-input form (one file of the model's input shape: attributions of that shape, one
+// report) from the others (several paths, a folder, a batch: stacked attributions, one report
+// per input).
+template <class T>
+std::vector<NamedInput<T>> read_inputs(const ExplainRequest& r, const Shape& expected, bool& many) {
+  std::vector<std::string> paths = r.inputs;
+  if (!r.input.empty()) paths.insert(paths.begin(), r.input);
+  if (paths.empty()) throw Error("no input: give an input file, a folder or a batch .npy");
+  many = paths.size() > 1;
+  std::vector<NamedInput<T>> inputs;
+  for (const std::string& path : paths) {
+    std::error_code error;
+    if (std::filesystem::is_directory(path, error)) {
+      many = true;
+      for (const std::string& file : folder_inputs(path)) read_file_inputs(file, expected, inputs);
+    } else if (read_file_inputs(path, expected, inputs)) {
+      many = true;
+    }
+  }
+  if (inputs.empty()) throw Error(paths.front() + ": a batch of 0 inputs: nothing to explain");
+  return inputs;
+}
+
+// One input's report, from an engine that may have explained others before it: the target class
+// as the request gives it (or this input's prediction), the random draws seeded afresh, so each
+// input gets the bits a run of its own would give.
+template <class T>
+nlohmann::json explain_one(const ExplainRequest& r, Engine<T>& f, const nn::ModelSpec& model, const BaselineSpec& spec,
+                           const Tensor<T>& x, Attribution<T>& a) {
+  f.retarget(r.target.class_index);
+  const std::size_t evaluations = f.evaluations();
   const std::size_t samples = default_samples(r);
-  if (spec.random()) check_baseline_batch<T>(r, samples, x.size());
   Random random(r.seed);
-  const Attribution<T> a = attribute(r, f, model, x, spec, samples, random);
-  // every output is made in memory, then written all or none
-  std::vector<std::pair<std::string, std::string>> files;
-  if (!r.out.empty()) files.emplace_back(r.out, npy_bytes(a.values));
-  if (!r.path_csv.empty()) files.emplace_back(r.path_csv, path_csv(a));
-  write_files(files);
+  a = attribute(r, f, model, x, spec, samples, random);
   nlohmann::json j = report(a, model.graph, r.target.node);
   j["precision"] = r.float64 ? "f64" : "f32";
   j["output"] = output_name(r.target.output);
@@ -109,7 +187,7 @@ nlohmann::json explain_in(const ExplainRequest& r, const nn::ModelSpec& model) {
   if (!r.target.node.empty()) j["node"] = r.target.node;
   if (!r.layer.empty()) j["layer"] = r.layer;
   j["chunk"] = f.chunk();
-  j["evaluations"] = f.evaluations();
+  j["evaluations"] = f.evaluations() - evaluations;
   if (r.method == "smoothgrad" || r.method == "smoothgrad_sq" || r.method == "vargrad") {
     j["sigma"] = r.sigma;
     j["sigma_relative_to_range"] = !r.sigma_absolute;
@@ -117,11 +195,44 @@ nlohmann::json explain_in(const ExplainRequest& r, const nn::ModelSpec& model) {
   return j;
 }
 
+// explain, computed in precision T: one engine (the tape recorded once) for every input.
+template <class T>
+std::vector<nlohmann::json> explain_in(const ExplainRequest& r, const nn::ModelSpec& model) {
+  const BaselineSpec spec = parse_baseline(r.baseline);
+  check_request(r, spec);
+  Engine<T> f(model, r.target, engine_options(r.memory, r.model, r.timeout, r.threads));
+  bool many = false;
+  const std::vector<NamedInput<T>> inputs = read_inputs<T>(r, f.input_shape(), many);
+  if (many && !r.path_csv.empty()) throw Error("--path-csv applies to one input, not " + std::to_string(inputs.size()));
+  const std::size_t samples = default_samples(r);
+  if (spec.random()) check_baseline_batch<T>(r, samples, numel(f.input_shape()));
+
+  std::vector<nlohmann::json> reports;
+  Tensor<T> stacked;  // [inputs, attribution shape]
+  Attribution<T> a;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    reports.push_back(explain_one(r, f, model, spec, inputs[i].x, a));
+    if (many) reports.back()["input"] = inputs[i].name;
+    if (i == 0) {
+      Shape shape{inputs.size()};
+      shape.insert(shape.end(), a.values.shape().begin(), a.values.shape().end());
+      stacked.resize(shape);
+    }
+    std::copy(a.values.begin(), a.values.end(), stacked.data() + i * a.values.size());
+  }
+  // every output is made in memory, then written all or none
+  std::vector<std::pair<std::string, std::string>> files;
+  if (!r.out.empty()) files.emplace_back(r.out, many ? npy_bytes(stacked) : npy_bytes(a.values));
+  if (!r.path_csv.empty()) files.emplace_back(r.path_csv, path_csv(a));
+  write_files(files);
+  return reports;
+}
+
 template <class T>
 nlohmann::json run_check(const ExplainRequest& r, const nn::ModelSpec& model) {
   CheckRequest c;
   c.target = r.target;
-  c.engine = engine_options(r.memory, r.model, r.timeout);
+  c.engine = engine_options(r.memory, r.model, r.timeout, r.threads);
   c.ig.rule = r.rule;
   c.ig.steps = r.steps;
   c.ig.exact.max_pieces = r.max_pieces;
@@ -137,7 +248,7 @@ nlohmann::json run_check(const ExplainRequest& r, const nn::ModelSpec& model) {
                   "; --equivalent needs a model of the same input");
     c.equivalent = &equivalent;
     // recording the twin checks it as a model: its faults name its own file
-    const Engine<T> twin(equivalent, r.target, engine_options(r.memory, r.equivalent, r.timeout));
+    const Engine<T> twin(equivalent, r.target, engine_options(r.memory, r.equivalent, r.timeout, r.threads));
   }
   Engine<T> shapes(model, r.target, c.engine);
   const Tensor<T> x = read_array<T>(r.input, shapes.input_shape());
@@ -168,8 +279,9 @@ nlohmann::json check(const ExplainRequest& request) {
   return request.float64 ? run_check<double>(request, model) : run_check<float>(request, model);
 }
 
-EngineOptions engine_options(std::size_t memory, const std::string& source, double timeout) {
+EngineOptions engine_options(std::size_t memory, const std::string& source, double timeout, std::size_t threads) {
   EngineOptions engine;
+  engine.threads = threads;
   engine.memory_budget = memory;
   engine.source = source;
   if (timeout > 0)
@@ -200,9 +312,15 @@ nlohmann::json report(const Attribution<T>& a, const nn::GraphSpec& graph, const
   return j;
 }
 
-nlohmann::json explain(const ExplainRequest& request) {
+std::vector<nlohmann::json> explain_inputs(const ExplainRequest& request) {
   const nn::ModelSpec model = nn::load_model(request.model);
   return request.float64 ? explain_in<double>(request, model) : explain_in<float>(request, model);
+}
+
+nlohmann::json explain(const ExplainRequest& request) {
+  std::vector<nlohmann::json> reports = explain_inputs(request);
+  if (reports.size() == 1 && !reports.front().contains("input")) return reports.front();
+  return reports;  // many inputs: an array of their reports
 }
 
 template nlohmann::json report(const Attribution<float>&, const nn::GraphSpec&, const std::string&);

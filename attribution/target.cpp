@@ -1,5 +1,6 @@
 #include "target.hpp"
 
+#include "../autodiff/kernels/threads.hpp"
 #include "../autodiff/ops/registry.hpp"
 
 #include <algorithm>
@@ -41,7 +42,9 @@ bool all_finite(const Tensor<T>& t) {
   return true;
 }
 
+// Also sets the kernels' thread count, before the network is first run on the tape.
 nn::RecordOptions record_options(const EngineOptions& options) {
+  kernels::set_threads(options.threads);
   nn::RecordOptions o;
   o.batch = 1;
   o.input_requires_grad = true;
@@ -197,6 +200,16 @@ std::vector<double> Engine<T>::scores(const Tensor<T>& x) {
   const Tensor<T>& z = tape_.value(scores_);
   if (!all_finite(z)) locate_non_finite("a score");
   return std::vector<double>(z.begin(), z.end());
+}
+
+template <class T>
+void Engine<T>::retarget(int class_index) {
+  if (class_index >= 0 && static_cast<std::size_t>(class_index) >= classes_)
+    throw Error(options_.source + ": target " + std::to_string(class_index) + " is out of range (" +
+                std::to_string(classes_) + " values)");
+  if (class_index >= 0 && class_index == target_.minus_class)
+    throw Error(options_.source + ": the two targets of a difference are both " + std::to_string(class_index));
+  target_.class_index = class_index;
 }
 
 template <class T>

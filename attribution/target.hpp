@@ -37,6 +37,10 @@ struct EngineOptions {
   // Work past this instant stops with an Error (TimeLimitExceeded): checked before every chunk
   // of points and wherever check_deadline() is called. Never a partial answer.
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  // Threads of the kernels' parallel regions, set for the constructing thread when the engine
+  // is made (kernels::set_threads); 0 leaves the count as it is (OpenMP's default: the cores
+  // available to the process). The results are the same bits whatever the count.
+  std::size_t threads = 0;
 };
 
 // The deadline of EngineOptions ran out.
@@ -66,6 +70,10 @@ class Engine {
   const TargetSpec& target() const { return target_; }
   // Sets the class to the network's prediction at x when none was given; returns it.
   int resolve_class(const Tensor<T>& x);
+  // Explains another class from now on (-1: the prediction at the next input resolve_class
+  // sees). One engine explains many inputs this way, its tape recorded once: with -1 before
+  // each input, each gets its own predicted class, as a fresh engine would give it.
+  void retarget(int class_index);
   // The scores (logits, probabilities or log-probabilities) at one input x [input shape].
   std::vector<double> scores(const Tensor<T>& x);
 

@@ -4,12 +4,15 @@
 #include "options.hpp"
 #include "progress.hpp"
 
+#include "autodiff/kernels/threads.hpp"
 #include "nn/graph.hpp"
 #include "nn/model_file.hpp"
 
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+
+#include <unistd.h>
 
 namespace {
 
@@ -55,10 +58,17 @@ std::string failed_checks(const nlohmann::json& j) {
   return failed;
 }
 
+// One report per input: a JSON line each with --json; with many inputs, each summary under the
+// input's name.
 int run_explain(const ax::cli::Request& request) {
-  const nlohmann::json result = ax::attr::explain(request.explain);
-  if (request.json) std::cout << result.dump() << std::endl;
-  else print_summary(result);
+  for (const nlohmann::json& result : ax::attr::explain_inputs(request.explain)) {
+    if (request.json) {
+      std::cout << result.dump() << std::endl;
+      continue;
+    }
+    if (result.contains("input")) std::printf("%s: ", text(result, "input").c_str());
+    print_summary(result);
+  }
   return 0;
 }
 
@@ -133,6 +143,10 @@ int run(const ax::cli::Request& request) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Passive waiting between parallel regions (kernels/threads.hpp): OpenMP read its environment
+  // before main, so the command starts itself again, once, with OMP_WAIT_POLICY=passive set,
+  // unless the user chose a policy. If that fails, it runs as it is.
+  if (ax::kernels::choose_passive_waiting()) execv("/proc/self/exe", argv);
   ax::cli::Request request;
   try {
     request = ax::cli::parse_options(argc, argv);
@@ -141,6 +155,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    ax::kernels::set_threads(request.threads);
     return run(request);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "axiomatic: %s\n", printable(e.what()).c_str());

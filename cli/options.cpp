@@ -27,7 +27,7 @@ bool is_smooth(const std::string& method) {
 
 // Numbers are taken as text and checked by the strict parsers after CLI11 has matched them.
 struct Numbers {
-  std::string target, minus, steps, tolerance, max_steps, samples, sigma, seed, max_pieces, timeout;
+  std::string target, minus, steps, tolerance, max_steps, samples, sigma, seed, max_pieces, timeout, threads;
   std::string memory = "1G";
 };
 
@@ -48,14 +48,17 @@ void add_common(CLI::App& app, Choices& c, Numbers& n) {
   app.add_option("--precision", c.precision, "f32 or f64: the type the tape computes in")->check(CLI::IsMember({"f32", "f64"}));
   app.add_option("--memory", n.memory, "memory budget for the tape's buffers (bytes, or 512M, 1G; at most 1024G)");
   app.add_option("--timeout", n.timeout, "stop with an error after this many seconds (no partial answer)");
+  app.add_option("--threads", n.threads, "threads of the computation (1 to 1024; default: the cores available)");
 }
 
 void add_explain(CLI::App& app, attr::ExplainRequest& r, Choices& c, Numbers& n, bool& json) {
   add_model(app, r.model);
-  app.add_option("--input", r.input, "input: PNG (8-bit gray or RGB) or .npy of the model's input shape")
+  app.add_option("--input", r.inputs,
+                 "inputs: PNG (8-bit gray or RGB) or .npy of the model's input shape, folders of them, or an .npy "
+                 "batch [N, input shape]; one or more")
       ->required()
-      ->check(CLI::ExistingFile);
-  app.add_option("--out", r.out, "where to write the attributions (.npy, the input's shape)");
+      ->check(CLI::ExistingPath);
+  app.add_option("--out", r.out, "where to write the attributions (.npy: the input's shape, or [inputs, ...] for many)");
   app.add_option("--target", n.target, "class index to explain (default: the predicted class)");
   app.add_option("--minus", n.minus, "explain the difference target - minus");
   app.add_option("--node", r.target.node, "explain a named node instead of the output");
@@ -239,6 +242,7 @@ void check_explain(const attr::ExplainRequest& r, const Numbers& n, const std::v
   if (r.target.minus_class >= 0 && r.target.minus_class == r.target.class_index)
     throw UsageError("--target and --minus are both " + std::to_string(r.target.class_index));
   if (r.out == r.path_csv && !r.out.empty()) throw UsageError("--out and --path-csv name the same file");
+  if (has("--path-csv") && r.inputs.size() > 1) throw UsageError("--path-csv applies to one input");
   check_folder(r.out, "--out");
   check_folder(r.path_csv, "--path-csv");
 }
@@ -377,6 +381,10 @@ Request parse_options(int argc, const char* const* argv) {
       request.command = Command::info;
       if (!info_numbers.timeout.empty()) request.info_timeout = parse_real(info_numbers.timeout, "--timeout", 1e-3, max_timeout);
     }
+    // --threads: the kernels' thread count for every subcommand that computes
+    for (const Numbers* n : {&explain_numbers, &check_numbers, &report_numbers, &evaluate_numbers})
+      if (!n->threads.empty()) request.threads = parse_count(n->threads, "--threads", 1, max_threads);
+    request.explain.threads = request.threads;
   } catch (const UsageError&) {
     throw;
   } catch (const Error& e) {

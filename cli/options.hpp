@@ -22,7 +22,8 @@ struct Request {
   std::string evaluate_out;        // evaluate: the folder written
   std::string info_model;        // info
   double info_timeout = 0;       // info: seconds, 0 for none
-  bool json = false;             // explain, check: one JSON object on stdout
+  bool json = false;             // explain, check: one JSON object on stdout (explain: one line per input)
+  std::size_t threads = 0;       // explain, check, report: --threads (0: the cores available)
   std::string help;              // help: the text to print
 };
 
@@ -34,6 +35,8 @@ struct UsageError : Error {
 // The most bytes --memory may give (1 TiB), and the longest --timeout (a year).
 constexpr std::size_t max_memory = std::size_t(1) << 40;
 constexpr double max_timeout = 365.0 * 24 * 3600;
+// The most threads --threads may ask for.
+constexpr std::size_t max_threads = 1024;
 
 // Parses argv (argv[0] is the program) into a request. Throws UsageError.
 Request parse_options(int argc, const char* const* argv);

@@ -17,6 +17,9 @@ struct RecordOptions {
   bool input_requires_grad = true;     // attribution: d(target)/d(input)
   bool parameters_require_grad = false;  // training: true
   std::string source = "model";        // names the model in error messages (its path)
+  // false: parameter leaves get their shapes and unwritten buffers (describe: nothing is run,
+  // so no value is read).
+  bool read_parameters = true;
 };
 
 template <class T>

@@ -354,10 +354,12 @@ void check_parameter_values(const std::string& name, const TensorData& tensor, c
   if (!is_parameter_dtype(tensor.dtype))
     fault(where + ": parameter " + in_quotes(name) + " has dtype " + tensor.dtype +
           "; parameters must be F32 or F64 (F16 and BF16 are widened)");
-  for (std::size_t i = 0; i < tensor.values.size(); ++i)
-    if (!std::isfinite(tensor.values[i]))
-      fault(where + ": parameter " + in_quotes(name) + " holds " + (std::isnan(tensor.values[i]) ? "NaN" : "Inf") +
-            " at flat index " + std::to_string(i));
+  const std::optional<std::size_t> bad = first_non_finite(tensor);
+  if (bad) {
+    const double value = widened_values(tensor)[*bad];
+    fault(where + ": parameter " + in_quotes(name) + " holds " + (std::isnan(value) ? "NaN" : "Inf") +
+          " at flat index " + std::to_string(*bad));
+  }
 }
 
 // The tensors of a node's parameters: present where the op needs them, floating point and
@@ -378,7 +380,8 @@ void check_node_parameters(const NodeSpec& node, const std::map<std::string, Ten
       continue;
     }
     check_parameter_values(name, it->second, where);
-    params.present[param.name] = {&it->second.shape, &it->second.values};
+    const TensorData* tensor = &it->second;
+    params.present[param.name] = {&tensor->shape, [tensor] { return widened_values(*tensor); }};
   }
   try {
     op->check_parameters(params);

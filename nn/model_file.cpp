@@ -16,6 +16,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace ax::nn {
 
@@ -38,7 +44,55 @@ std::string read_file_bytes(const std::string& path) {
   return bytes;
 }
 
-ModelSpec model_from_bytes(const std::string& bytes) {
+// A read-only mapping of a file, unmapped when the last tensor viewing it goes.
+struct Mapping {
+  void* address = nullptr;
+  std::size_t size = 0;
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  Mapping(void* a, std::size_t n) : address(a), size(n) {}
+  ~Mapping() { munmap(address, size); }
+};
+
+// The file's bytes as a private read-only mapping, its pages mapped at once (MAP_POPULATE: one
+// pass in the kernel instead of a page fault every 64 KiB): the checks read the bytes where they
+// lie, and loading copies each tensor from there into the tape, giving the pages back as it goes.
+// A file that cannot be mapped (a pipe, an empty file) is read into memory instead.
+StoredBytes map_file(const std::string& path) {
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) fault("is a directory, not a file");
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fault(std::string("cannot open the file (") + std::strerror(errno) + ")");
+  struct stat info {};
+  const bool regular = fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && info.st_size > 0;
+  void* address = regular ? mmap(nullptr, static_cast<std::size_t>(info.st_size), PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0) : MAP_FAILED;
+  close(fd);  // the mapping keeps the file
+  StoredBytes file;
+  if (address == MAP_FAILED) {
+    auto bytes = std::make_shared<const std::string>(read_file_bytes(path));
+    file.data = reinterpret_cast<const unsigned char*>(bytes->data());
+    file.size = bytes->size();
+    file.owner = std::move(bytes);
+    return file;
+  }
+  file.size = static_cast<std::size_t>(info.st_size);
+  file.data = static_cast<const unsigned char*>(address);
+  file.owner = std::make_shared<const Mapping>(address, file.size);
+  file.mapped = true;
+  return file;
+}
+
+// Bytes in memory (parse_model, the fuzz target): a copy the tensors can keep viewing.
+StoredBytes copy_bytes(const std::string& bytes) {
+  auto copy = std::make_shared<const std::string>(bytes);
+  StoredBytes file;
+  file.data = reinterpret_cast<const unsigned char*>(copy->data());
+  file.size = copy->size();
+  file.owner = std::move(copy);
+  return file;
+}
+
+ModelSpec model_from_bytes(const StoredBytes& bytes) {
   Container container = read_container(bytes);
   const auto graph_text = container.metadata.find("axiomatic.graph");
   if (graph_text == container.metadata.end())
@@ -80,11 +134,11 @@ GraphSpec parse_graph(const nlohmann::json& graph, const std::string& name) {
 }
 
 ModelSpec parse_model(const std::string& bytes, const std::string& name) {
-  return named(name, [&] { return model_from_bytes(bytes); });
+  return named(name, [&] { return model_from_bytes(copy_bytes(bytes)); });
 }
 
 ModelSpec read_model(const std::string& path) {
-  return named(path, [&] { return model_from_bytes(read_file_bytes(path)); });
+  return named(path, [&] { return model_from_bytes(map_file(path)); });
 }
 
 ModelSpec read_toy_json(const std::string& path) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -40,13 +41,44 @@ struct GraphSpec {
   std::vector<std::string> labels;  // may be empty
 };
 
-// A tensor of the file. Floating-point tensors (F16, BF16, F32, F64) carry their values widened
-// to double (exact); other dtypes carry none and may not be used by a node.
+// A tensor's bytes as the model file stores them (little-endian, of the tensor's dtype): a view
+// into the file's bytes in memory, kept alive by `owner`. Read from disk, those bytes are a
+// read-only mapping of the file, so loading reads each byte once, into the tape's buffers.
+struct StoredBytes {
+  std::shared_ptr<const void> owner;  // the mapping (or parse_model's copy of the bytes)
+  const unsigned char* data = nullptr;
+  std::size_t size = 0;
+  bool mapped = false;  // pages of a mapped file: given back once read (read again from the file if needed)
+};
+
+// A tensor of the file. Floating-point tensors (F16, BF16, F32, F64) read from a file keep their
+// bytes (`stored`); made in code, they carry `values` (double, row-major). Other dtypes carry
+// no values and may not be used by a node. Read the values through the functions below, which
+// serve both.
 struct TensorData {
   std::string dtype;  // as in the file: "F32", "I64", ...
   std::vector<std::size_t> shape;
-  std::vector<double> values;  // row-major; empty for non-floating dtypes
+  std::vector<double> values;  // row-major; when set, they win over `stored` (empty for non-floating dtypes)
+  StoredBytes stored{};        // a model file's bytes for this tensor; empty when made in code
 };
+
+// The number of elements the shape holds.
+std::size_t element_count(const TensorData& tensor);
+// Whether the tensor carries values (floating point, from the file or from code).
+bool has_values(const TensorData& tensor);
+// The values converted to T into out[0 .. element_count): a copy when the file's dtype is T's,
+// one conversion otherwise; a mapped file's pages are given back as they are copied (in blocks of
+// 8 MiB). Requires has_values.
+template <class T>
+void copy_values(const TensorData& tensor, T* out);
+// The values widened to double (exact), wherever they are kept.
+std::vector<double> widened_values(const TensorData& tensor);
+// The values to edit in code: the stored bytes are widened into `values` once and let go.
+std::vector<double>& own_values(TensorData& tensor);
+// Gives a mapped file's pages of this tensor back to the system once they have been read (they
+// stay readable: the system reads them again from the file): loading then holds the file's
+// bytes once, in the tape, not twice.
+void release_pages(const TensorData& tensor);
 
 struct ModelSpec {
   GraphSpec graph;

@@ -5,6 +5,10 @@
 #include <cstring>
 #include <limits>
 #include <tuple>
+#include <type_traits>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 namespace ax::nn::detail {
 namespace {
@@ -203,39 +207,40 @@ void check_tiling(std::vector<Entry> entries, std::uint64_t buffer_size) {
           std::to_string(buffer_size) + " bytes, tensors cover " + std::to_string(covered) + ")");
 }
 
-TensorData load_tensor(const Entry& entry, const unsigned char* buffer) {
+// The tensor as a view of its bytes: nothing is read or converted here.
+TensorData stored_tensor(const Entry& entry, const StoredBytes& file, const unsigned char* buffer) {
   TensorData tensor;
   tensor.dtype = entry.dtype;
   tensor.shape = entry.shape;
   if (!is_parameter_dtype(entry.dtype)) return tensor;  // kept for its name, never used
-  const std::size_t size = find_dtype(entry.dtype)->size;
-  const std::size_t count = element_count(entry.shape);
-  tensor.values.resize(count);
-  for (std::size_t i = 0; i < count; ++i) tensor.values[i] = load_value(entry.dtype, buffer + entry.begin + i * size);
+  tensor.stored = file;
+  tensor.stored.data = buffer + entry.begin;
+  tensor.stored.size = entry.end - entry.begin;
   return tensor;
 }
 
 }  // namespace
 
-Container read_container(const std::string& bytes) {
-  if (bytes.size() < 8)
-    fault("file is " + std::to_string(bytes.size()) + " bytes, too short for the 8-byte header length");
-  const auto* file = reinterpret_cast<const unsigned char*>(bytes.data());
-  const std::uint64_t header_size = load_le<std::uint64_t>(file);
+Container read_container(const StoredBytes& file) {
+  const std::size_t file_size = file.size;
+  if (file_size < 8)
+    fault("file is " + std::to_string(file_size) + " bytes, too short for the 8-byte header length");
+  const unsigned char* bytes = file.data;
+  const std::uint64_t header_size = load_le<std::uint64_t>(bytes);
   if (header_size > kMaxHeaderBytes)
     fault("header length " + std::to_string(header_size) + " is over the limit of 100 MiB");
-  if (header_size > bytes.size() - 8)
+  if (header_size > file_size - 8)
     fault("header length " + std::to_string(header_size) + " runs past the end of the file (" +
-          std::to_string(bytes.size()) + " bytes)");
+          std::to_string(file_size) + " bytes)");
 
-  const std::string header = bytes.substr(8, header_size);
+  const std::string header(reinterpret_cast<const char*>(bytes) + 8, header_size);
   check_utf8(header, "header");
   // safetensors: the header starts with '{' and may be padded at the end with spaces.
   if (header.empty() || header[0] != '{') fault("header is not a JSON object (it must start with '{')");
   const json document = parse_json(header, "header");
   if (!document.is_object()) fault("header is not a JSON object");
 
-  const std::uint64_t buffer_size = bytes.size() - 8 - header_size;
+  const std::uint64_t buffer_size = file_size - 8 - header_size;
   Container container;
   std::vector<Entry> entries;
   for (const auto& [key, value] : document.items()) {
@@ -245,8 +250,8 @@ Container read_container(const std::string& bytes) {
       entries.push_back(read_entry(key, value, buffer_size));
   }
   check_tiling(entries, buffer_size);
-  const unsigned char* buffer = file + 8 + header_size;
-  for (const Entry& entry : entries) container.tensors[entry.name] = load_tensor(entry, buffer);
+  const unsigned char* buffer = bytes + 8 + header_size;
+  for (const Entry& entry : entries) container.tensors[entry.name] = stored_tensor(entry, file, buffer);
   return container;
 }
 
@@ -254,11 +259,13 @@ namespace {
 
 std::string tensor_bytes(const std::string& name, const TensorData& tensor, const std::string& dtype) {
   const std::uint64_t count = element_count(read_shape(json(tensor.shape), "tensor " + in_quotes(name)));
-  if (tensor.values.size() != count)
-    fault("tensor " + in_quotes(name) + " holds " + std::to_string(tensor.values.size()) + " values, but shape " +
+  const std::vector<double> values = widened_values(tensor);
+  if (values.size() != count)
+    fault("tensor " + in_quotes(name) + " holds " + std::to_string(values.size()) + " values, but shape " +
           shape_text(tensor.shape) + " has " + std::to_string(count));
   std::string bytes;
-  for (double value : tensor.values) {
+  bytes.reserve(values.size() * (dtype == "F64" ? 8 : 4));
+  for (double value : values) {
     if (dtype == "F64") {
       std::uint64_t bits;
       std::memcpy(&bits, &value, sizeof bits);
@@ -297,3 +304,157 @@ std::string write_container(const std::map<std::string, std::string>& metadata,
 }
 
 }  // namespace ax::nn::detail
+
+// ---------------------------------------------------------------------------------------------
+// Reading a tensor's values, wherever they are kept
+
+namespace ax::nn {
+
+using detail::find_dtype;
+
+std::size_t element_count(const TensorData& tensor) {
+  std::size_t count = 1;
+  for (std::size_t size : tensor.shape) count *= size;
+  return count;
+}
+
+namespace {
+// Values set in code win over the file's bytes.
+bool reads_stored(const TensorData& tensor) { return tensor.stored.data && tensor.values.empty(); }
+}  // namespace
+
+bool has_values(const TensorData& tensor) {
+  if (!detail::is_parameter_dtype(tensor.dtype)) return false;
+  const std::size_t count = element_count(tensor);
+  if (reads_stored(tensor)) return tensor.stored.size == count * find_dtype(tensor.dtype)->size;
+  return tensor.values.size() == count;
+}
+
+namespace {
+
+constexpr bool kLittleEndian = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+
+// n stored values of type Stored (a little-endian host reads them as they are) converted to T.
+template <class Stored, class T>
+void convert(const unsigned char* bytes, std::size_t n, T* out) {
+  if constexpr (std::is_same_v<Stored, T> && kLittleEndian) {
+    std::memcpy(out, bytes, n * sizeof(T));
+  } else if constexpr (kLittleEndian) {
+    for (std::size_t i = 0; i < n; ++i) {
+      Stored value;
+      std::memcpy(&value, bytes + i * sizeof(Stored), sizeof value);
+      out[i] = static_cast<T>(value);
+    }
+  } else {
+    for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<T>(detail::load_value(sizeof(Stored) == 4 ? "F32" : "F64", bytes + i * sizeof(Stored)));
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// Gives back the whole pages of a mapped file inside [from, from + size).
+void release_range(const StoredBytes& file, const unsigned char* from, std::size_t size) {
+  if (!file.mapped || size == 0) return;
+  const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<std::uintptr_t>(from);
+  const std::uintptr_t first = (begin + page - 1) / page * page;
+  const std::uintptr_t last = (begin + size) / page * page;
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
+// A large tensor is copied in blocks of this many bytes, each block's mapped pages given back
+// once copied: while a 400 MB weight moves into the tape, the file's pages and the tape's
+// buffer together stay within the file's size and a block.
+constexpr std::size_t kBlockBytes = std::size_t(8) << 20;
+
+// Calls f(first element, element count) over [0, n) in blocks of kBlockBytes, then (`release`)
+// gives the block's pages back. The finiteness check keeps them: the copy reads them next.
+template <class F>
+void in_blocks(const TensorData& tensor, std::size_t element_size, F f, bool release = true) {
+  const std::size_t n = element_count(tensor), step = kBlockBytes / element_size;
+  for (std::size_t i = 0; i < n; i += step) {
+    const std::size_t count = std::min(step, n - i);
+    f(i, count);
+    if (release) release_range(tensor.stored, tensor.stored.data + i * element_size, count * element_size);
+  }
+}
+
+}  // namespace
+
+template <class T>
+void copy_values(const TensorData& tensor, T* out) {
+  if (!has_values(tensor)) throw Error("tensor of dtype " + tensor.dtype + " carries no values");
+  if (!reads_stored(tensor)) {
+    std::transform(tensor.values.begin(), tensor.values.end(), out, [](double v) { return static_cast<T>(v); });
+    return;
+  }
+  const unsigned char* bytes = tensor.stored.data;
+  const std::size_t size = find_dtype(tensor.dtype)->size;
+  in_blocks(tensor, size, [&](std::size_t i, std::size_t count) {
+    if (tensor.dtype == "F32") return convert<float>(bytes + i * 4, count, out + i);
+    if (tensor.dtype == "F64") return convert<double>(bytes + i * 8, count, out + i);
+    for (std::size_t k = i; k < i + count; ++k)  // F16, BF16
+      out[k] = static_cast<T>(detail::load_value(tensor.dtype, bytes + k * 2));
+  });
+}
+
+template void copy_values(const TensorData&, float*);
+template void copy_values(const TensorData&, double*);
+
+std::vector<double> widened_values(const TensorData& tensor) {
+  if (!reads_stored(tensor) || !has_values(tensor)) return tensor.values;
+  std::vector<double> values(element_count(tensor));
+  copy_values(tensor, values.data());
+  return values;
+}
+
+std::vector<double>& own_values(TensorData& tensor) {
+  if (reads_stored(tensor)) {
+    tensor.values = widened_values(tensor);
+    tensor.stored = {};
+  }
+  return tensor.values;
+}
+
+namespace {
+
+// Whether any of n little-endian IEEE values of `Bits` width has an all-ones exponent (NaN or
+// Inf): one OR over masked words, which the compiler vectorizes, so checking a large file costs
+// about as much as reading it.
+template <class Bits>
+bool any_non_finite(const unsigned char* bytes, std::size_t n, Bits exponent) {
+  Bits found = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    Bits bits;
+    std::memcpy(&bits, bytes + i * sizeof(Bits), sizeof bits);
+    found |= static_cast<Bits>((bits & exponent) == exponent);
+  }
+  return found != 0;
+}
+
+}  // namespace
+
+std::optional<std::size_t> detail::first_non_finite(const TensorData& tensor) {
+  if (reads_stored(tensor) && kLittleEndian && (tensor.dtype == "F32" || tensor.dtype == "F64")) {
+    // skip the widening when every value is finite
+    const unsigned char* bytes = tensor.stored.data;
+    const bool f32 = tensor.dtype == "F32";
+    bool found = false;
+    in_blocks(tensor, f32 ? 4 : 8, [&](std::size_t i, std::size_t count) {
+      found = found || (f32 ? any_non_finite<std::uint32_t>(bytes + i * 4, count, 0x7F800000u)
+                            : any_non_finite<std::uint64_t>(bytes + i * 8, count, 0x7FF0000000000000ull));
+    }, false);
+    if (!found) return std::nullopt;
+  }
+  const std::vector<double> values = widened_values(tensor);
+  for (std::size_t i = 0; i < values.size(); ++i)
+    if (!std::isfinite(values[i])) return i;
+  return std::nullopt;
+}
+
+// Whole pages inside the tensor's bytes only: a neighbour's pages stay as they are.
+void release_pages(const TensorData& tensor) { release_range(tensor.stored, tensor.stored.data, tensor.stored.size); }
+
+}  // namespace ax::nn

@@ -178,23 +178,20 @@ void scatter_output(const Conv2dShape& s, const T* block, const T* bias, std::si
     const T* b = block + o * width + j * P;
     T* out = y + ((n0 + j) * s.out_channels + o0 + o) * P;
     const T shift = bias ? bias[o0 + o] : T(0);
-    if (accumulate)
-      for (std::size_t p = 0; p < P; ++p) out[p] += b[p] + shift;
+    if (accumulate)  // (y + products) + bias, as the one-sample path computes it in place
+      for (std::size_t p = 0; p < P; ++p) out[p] = (out[p] + b[p]) + shift;
     else
       for (std::size_t p = 0; p < P; ++p) out[p] = b[p] + shift;
   }
 }
 
-// rows[o, :] = (accumulate ? rows[o, :] : 0) + bias[o], for O/G rows of P: a one-sample output
-// ready for the GEMM to add onto
+// rows[o, :] += bias[o], for O/G rows of P: a one-sample output once the GEMM has written its
+// products (the bias last: see direct_tile)
 template <class T>
-void add_bias_rows(const T* bias, std::size_t rows, std::size_t P, bool accumulate, T* y) {
+void add_bias_rows(const T* bias, std::size_t rows, std::size_t P, T* y) {
   // [rows, P]
   for (std::size_t o = 0; o < rows; ++o)
-    if (accumulate)
-      for (std::size_t p = 0; p < P; ++p) y[o * P + p] += bias[o];
-    else
-      std::fill(y + o * P, y + (o + 1) * P, bias[o]);
+    for (std::size_t p = 0; p < P; ++p) y[o * P + p] += bias[o];
 }
 
 // block[o, j P .. (j + 1) P] = gy[n0 + j, o0 + o, :]: one group's output gradient as a matrix
@@ -244,14 +241,19 @@ constexpr std::size_t kDirectMaxGroupOut = 8;
 // The taps' input rows (channels of a group x kernel rows) are listed on the stack.
 constexpr std::size_t kDirectMaxRows = 512;
 
-// acc[b][v] = bias + every tap, for OB channels from o0 and V vectors of output columns from ow
-// of output row oh; w points at channel o0's weights, `rows` at the taps' padded input rows.
+// acc[b][v] = every tap, then + bias, for OB channels from o0 and V vectors of output columns
+// from ow of output row oh; w points at channel o0's weights, `rows` at the taps' padded input
+// rows. The bias comes last, as in PyTorch: near a constant input (an attribution path near its
+// baseline) neighbouring outputs differ by far less than the bias's last bit, and the sum of the
+// products rounded once into the bias keeps their order; the bias first would round every
+// product at the bias's scale and break such near-ties either way (a max-pool then picks the
+// other window element).
 template <std::size_t OB, std::size_t V, class T>
 void direct_tile(const DirectShape& d, const T* const* rows, std::size_t row_count, const T* w, std::size_t taps,
                  const T* bias, std::size_t ow, Batch<T> (&acc)[OB][V]) {
   constexpr std::size_t L = Batch<T>::size;
   for (std::size_t b = 0; b < OB; ++b)
-    for (std::size_t v = 0; v < V; ++v) acc[b][v] = Batch<T>(bias ? bias[b] : T(0));
+    for (std::size_t v = 0; v < V; ++v) acc[b][v] = Batch<T>(T(0));
   // [Cg KH] input rows x [KW] taps: V loads, then OB broadcasts x V fused multiply-adds
   for (std::size_t ck = 0; ck < row_count; ++ck) {
     const T* from = rows[ck] + ow;
@@ -265,6 +267,9 @@ void direct_tile(const DirectShape& d, const T* const* rows, std::size_t row_cou
       }
     }
   }
+  if (bias)
+    for (std::size_t b = 0; b < OB; ++b)
+      for (std::size_t v = 0; v < V; ++v) acc[b][v] = acc[b][v] + Batch<T>(bias[b]);
 }
 
 // Output channels [o0, o0 + OB) of output row oh of sample n, from the padded sample.
@@ -442,12 +447,14 @@ void for_each_product(const Conv2dShape& s, F f) {
 
 template <class T>
 void conv2d_forward_reference(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
-  // y = bias, then + every product in order
+  // y = every product in order, then + bias (the kernels' order: see direct_tile)
   const std::size_t P = s.out_pixels();
-  for (std::size_t n = 0; n < s.batch; ++n)
-    for (std::size_t o = 0; o < s.out_channels; ++o)
-      std::fill(y + (n * s.out_channels + o) * P, y + (n * s.out_channels + o + 1) * P, bias ? bias[o] : T(0));
+  std::fill(y, y + s.batch * s.out_channels * P, T(0));
   for_each_product(s, [&](std::size_t yi, std::size_t xi, std::size_t wi) { y[yi] += x[xi] * w[wi]; });
+  if (bias)
+    for (std::size_t n = 0; n < s.batch; ++n)
+      for (std::size_t o = 0; o < s.out_channels; ++o)
+        for (std::size_t p = 0; p < P; ++p) y[(n * s.out_channels + o) * P + p] += bias[o];
 }
 
 template <class T>
@@ -464,10 +471,10 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
     for (std::size_t g = 0; g < s.groups; ++g) {
       const ImageColumns<T> col(s, x, n0, g * s.group_in());
       const T* w_g = w + g * og * K;
-      if (nb == 1) {  // y_g[O/G, P] = (accumulate ? y_g : 0) + bias_g + w_g[O/G, K] col[K, P]
+      if (nb == 1) {  // y_g[O/G, P] = ((accumulate ? y_g : 0) + w_g[O/G, K] col[K, P]) + bias_g
         T* y_g = y + (n0 * s.out_channels + g * og) * P;
-        if (bias) add_bias_rows(bias + g * og, og, P, accumulate, y_g);
-        gemm<T>(false, og, P, K, T(1), w_g, K, col, T(accumulate || bias ? 1 : 0), y_g, P);
+        gemm<T>(false, og, P, K, T(1), w_g, K, col, T(accumulate ? 1 : 0), y_g, P);
+        if (bias) add_bias_rows(bias + g * og, og, P, y_g);
       } else {  // block[O/G, width] = w_g[O/G, K] col[K, width], then moved into y
         gemm<T>(false, og, width, K, T(1), w_g, K, col, T(0), block, width);
         scatter_output(s, block, bias, n0, nb, g * og, accumulate, y);

@@ -81,9 +81,8 @@ struct Linear : OpBase {
   }
   template <class T> static void forward(OpContext<T>& c) {
     const std::size_t R = rows_of(c.x(0)), I = c.x(1).shape()[1], O = c.x(1).shape()[0];
-    if (c.arity() == 3) fill_rows(c.x(2).data(), R, O, c.y().data());
-    kernels::gemm<T>(false, true, R, O, I, T(1), c.x(0).data(), I, c.x(1).data(), I,
-                     T(c.arity() == 3 ? 1 : 0), c.y().data(), O);
+    kernels::gemm<T>(false, true, R, O, I, T(1), c.x(0).data(), I, c.x(1).data(), I, T(0), c.y().data(), O);
+    if (c.arity() == 3) add_rows(c.x(2).data(), R, O, c.y().data());  // the bias after the products (kernels/conv.cpp, direct_tile)
   }
   template <class T> static void backward(OpContext<T>& c) {
     const std::size_t R = rows_of(c.x(0)), I = c.x(1).shape()[1], O = c.x(1).shape()[0];
@@ -124,6 +123,12 @@ struct Linear : OpBase {
     // [R, O]
     for (std::size_t r = 0; r < R; ++r)
       for (std::size_t o = 0; o < O; ++o) y[r * O + o] = bias[o];
+  }
+  // y[r, o] += bias[o] for every row r.
+  template <class T> static void add_rows(const T* bias, std::size_t R, std::size_t O, T* y) {
+    // [R, O]
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t o = 0; o < O; ++o) y[r * O + o] += bias[o];
   }
 };
 

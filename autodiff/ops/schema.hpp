@@ -8,6 +8,7 @@
 #include "../tape.hpp"
 
 #include <limits>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -71,11 +72,12 @@ inline std::string input_count_text(const FileForm& form) {
 using AttributeNames = std::set<std::string>;
 
 // A node's parameters as the file holds them, before any input shape is known: what an op's
-// check_parameters sees. Values are widened to double.
+// check_parameters sees. Values are widened to double when asked for (a large weight is
+// never widened only to be checked).
 struct FileParameters {
   struct Tensor {
     const std::vector<std::size_t>* shape;
-    const std::vector<double>* values;
+    std::function<std::vector<double>()> values;
   };
   std::string node;                      // a parameter's tensor is "<node>.<param>"
   const Attrs* attrs = nullptr;           // the node's attributes, as read
@@ -83,7 +85,7 @@ struct FileParameters {
 
   bool has(const std::string& param) const { return present.count(param) > 0; }
   const std::vector<std::size_t>& shape(const std::string& param) const { return *present.at(param).shape; }
-  const std::vector<double>& values(const std::string& param) const { return *present.at(param).values; }
+  std::vector<double> values(const std::string& param) const { return present.at(param).values(); }
   // "\"conv1.weight\"", as messages name a tensor
   std::string quoted(const std::string& param) const { return "\"" + node + "." + param + "\""; }
 };
