@@ -296,6 +296,11 @@ TEST_CASE("slice, constant and matmul in a model file: bad attributes and shapes
   m.tensors["bias.value"].shape = {3, 6};
   refused(m, "\"bias.value\" has shape [3, 6]; expected [18] (the node's shape)");
   m = new_ops_network(28);
+  m.graph.nodes[4].attrs.dims = {18, 0};
+  m.tensors["bias.value"].shape = {18, 0};
+  m.tensors["bias.value"].values.clear();
+  refused(m, "shape [18, 0] holds 0; entries are at least 1");
+  m = new_ops_network(28);
   m.graph.nodes[m.graph.nodes.size() - 2].inputs = {"fc2", "w"};  // ranks 2 and 4
   refused(m, "matmul multiplies batches of matrices");
 }

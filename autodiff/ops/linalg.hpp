@@ -92,7 +92,7 @@ struct MatMul : OpBase {
     const std::size_t K = b[b.size() - 2], N = b.back();
     if (b.size() == 2 && a.back() == K) return {1, rows_of(c.x(0)), K, N, 0, 0, 0};
     const std::size_t M = a[a.size() - 2];
-    return {c.x(0).size() / (M * K), M, K, N, M * K, K * N, M * N};
+    return {M * K == 0 ? 0 : c.x(0).size() / (M * K), M, K, N, M * K, K * N, M * N};
   }
 };
 

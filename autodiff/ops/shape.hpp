@@ -304,6 +304,8 @@ struct Constant : OpBase {
   }
   static void finish(Attrs& a, const AttributeNames&) {
     if (a.dims.size() > 5) throw Error("shape has " + std::to_string(a.dims.size()) + " entries; at most 5 (a sample's)");
+    for (long v : a.dims)
+      if (v < 1) throw Error("shape " + dims_text(a.dims) + " holds " + std::to_string(v) + "; entries are at least 1");
   }
   static void check_parameters(const FileParameters& p) {
     const std::vector<std::size_t> expected(p.attrs->dims.begin(), p.attrs->dims.end());
