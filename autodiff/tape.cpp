@@ -100,9 +100,8 @@ Var<T> Tape<T>::record(const OpFns<T>& op, std::vector<int> inputs, Attrs attrs)
   n.op = &op;
   n.inputs = std::move(inputs);
   n.attrs = std::move(attrs);
-  n.requires_grad = std::any_of(n.inputs.begin(), n.inputs.end(),
-                                [&](int in) { return nodes_[static_cast<std::size_t>(in)].requires_grad; });
   nodes_.push_back(std::move(n));
+  update_requires_grad(nodes_.back());
   try {
     evaluate(id);
   } catch (...) {
@@ -308,9 +307,16 @@ void Tape<T>::update_requires_grad() {
       n.requires_grad = n.asks_grad;
       continue;
     }
-    n.requires_grad = false;
-    for (int in : n.inputs) n.requires_grad = n.requires_grad || nodes_[static_cast<std::size_t>(in)].requires_grad;
+    update_requires_grad(n);
   }
+}
+
+// An op node requires a gradient when an input whose values it reads does.
+template <class T>
+void Tape<T>::update_requires_grad(Node<T>& n) {
+  n.requires_grad = false;
+  for (std::size_t i = 0; i < n.inputs.size(); ++i)
+    n.requires_grad = n.requires_grad || (n.op->reads(i) && nodes_[static_cast<std::size_t>(n.inputs[i])].requires_grad);
 }
 
 // ---- tangent ----

@@ -79,7 +79,9 @@ struct Attrs {
   std::int64_t axis = -1;           // concat, softmax, log_softmax; sum, mean: -1 = all
   bool keep_dim = false;            // sum, mean: keep the reduced axis with size 1
   std::int64_t start_dim = 1;       // flatten (a model-file op: recorded as a reshape)
+  std::int64_t start = 0, end = 1;  // slice: the indices [start, end) kept along axis
   xt::svector<long, 6> dims;        // reshape: the per-sample shape (the batch is kept), one -1 allowed;
+                                    // constant: the per-sample shape of its value;
                                     // permute: the order of all dimensions, dims[0] = 0 (the batch stays)
 };
 
@@ -123,6 +125,12 @@ struct OpFns {
   // DeepLIFT's rescale rule (ops/rescale.hpp): gx += gy * multiplier, on a batch of inputs followed
   // by their references. Null for ops whose backward serves (the affine ones) and ops without a rule.
   void (*rescale)(OpContext<T>&) = nullptr;
+  // The output reads only input 0's shape (its batch size), not its values (a learned constant):
+  // it does not move when input 0 moves, so it requires a gradient only through the others.
+  bool shape_only_first = false;
+
+  // Whether the output depends on the values of input i.
+  bool reads(std::size_t i) const { return !(shape_only_first && i == 0); }
 };
 
 // Whether an op stays affine when the inputs marked in `varies` move (along a path, or from a
@@ -255,6 +263,7 @@ class Tape {
   void forward_range(std::size_t begin, std::size_t end);
   void backward_from(const std::pair<int, const Tensor<T>*>* seeds, std::size_t count, int stop, bool rescale);
   void update_requires_grad();
+  void update_requires_grad(Node<T>& n);
   void rescale_node(int id, OpContext<T>& ctx);
 
   std::vector<Node<T>> nodes_;

@@ -27,9 +27,9 @@ It also reads the files back with a small safetensors reader of its own (tiling,
 num_batches_tracked stored as I64, state_dict round trip), and checks that models the format
 cannot express are refused with one line naming the module: padding='same', padding_mode,
 divisor_override, pool dilation, an unsupported module, a permute that moves the
-batch, a fixed batch size in view, two inputs, two outputs, a constant operand, an in-place update
-read again, a broadcast between different ranks; and by the command line (efficientnet_b0's
-stochastic_depth).
+batch, a fixed batch size in view, two inputs, two outputs, an in-place update
+read again, a broadcast between different ranks, a number divided by a tensor; and by the command
+line (swin_t, refused by name).
 
     /usr/bin/python3 tests/export_torch_test.py [--cli build/cli/axiomatic] [--work DIR]
 
@@ -148,6 +148,44 @@ def build_activations(torch, nn, F):
             return self.fc(torch.reshape(h, (-1, 144)))
 
     return Activations
+
+
+def build_tokens(torch, nn, F):
+    class Tokens(nn.Module):
+        """What ShuffleNet, ConvNeXt, Inception and ViT export through, in one network: sizes read
+        and unpacked (x.size(), x.shape, x.dim()) with arithmetic on them, chunk, x[:, i] and
+        x[:, a:b], unsqueeze, numbers with tensors (affine), a parameter as a tensor (constant)
+        broadcast in a mul and an add, a class token expanded and prepended (concat), self-attention
+        (nn.MultiheadAttention), mean over [2, 3], stochastic depth. Input 3x8x8."""
+
+        def __init__(self):
+            super().__init__()
+            import torchvision
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)                       # 8x8x8
+            self.scale = nn.Parameter(0.5 + torch.rand(4, 1, 1))            # a layer scale [C, 1, 1]
+            self.token = nn.Parameter(torch.randn(1, 1, 6))                 # a class token
+            self.position = nn.Parameter(torch.randn(1, 33, 6))             # [1, S, E]
+            self.embed = nn.Linear(4, 6)
+            self.attention = nn.MultiheadAttention(6, 2, batch_first=True)
+            self.depth = torchvision.ops.StochasticDepth(0.5, "row")
+            self.head = nn.Linear(6 + 4, 5)
+
+        def forward(self, x):
+            n, c, h, w = x.shape
+            torch._assert(x.dim() == 4, "an image")
+            y = self.conv(x)
+            a, b = y.chunk(2, dim=1)                                        # 4x8x8 each
+            a = self.depth(a * self.scale) - 0.5 * b + 1.0
+            b = 2.0 - b / 4 + torch.unsqueeze(x[:, 0], 1) * 0.25
+            pooled = (a + b).mean([2, 3])                                   # [N, 4]
+            size = a.size()
+            tokens = a[:, :, 2:6].reshape(size[0], size[1], (h // 2) * w).permute(0, 2, 1)  # [N, 32, 4]
+            tokens = self.embed(tokens)
+            tokens = torch.cat([self.token.expand(n, -1, -1), tokens], dim=1) + self.position
+            attended, _ = self.attention(tokens, tokens, tokens, need_weights=False)
+            return self.head(torch.cat([attended[:, 0], pooled], dim=1))
+
+    return Tokens
 
 
 def exact_reference(torch, model):
@@ -304,7 +342,7 @@ def refusals(torch, nn, F, export_torch, work):
             self.conv = nn.Conv2d(1, 2, 3)
 
         def forward(self, x):
-            return self.conv(x) * 2
+            return 2 / self.conv(x)  # a number times or plus a tensor is an affine node; this is not
 
     class InPlaceReadAgain(nn.Module):
         def __init__(self):
@@ -315,6 +353,29 @@ def refusals(torch, nn, F, export_torch, work):
         def forward(self, x):
             h = self.conv(x)
             return h + self.relu(h)  # relu overwrites h before the add reads it
+
+    class Attention(nn.Module):
+        def __init__(self, **call):
+            super().__init__()
+            self.attention = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.call = call
+
+        def forward(self, x):
+            tokens = x.flatten(1, 2)  # [N, 8, 8]
+            return self.attention(tokens, tokens, tokens, **self.call)[0]
+
+    class CrossAttention(Attention):
+        def forward(self, x):
+            tokens = x.flatten(1, 2)
+            return self.attention(tokens, tokens + 1.0, tokens, need_weights=False)[0]
+
+    class Select(nn.Module):
+        def forward(self, x):
+            return x[0]
+
+    class BatchArithmetic(nn.Module):
+        def forward(self, x):
+            return x.reshape(x.size(0) * 2, -1)
 
     class MovesBatch(nn.Module):
         def forward(self, x):
@@ -335,9 +396,13 @@ def refusals(torch, nn, F, export_torch, work):
         ("unsupported module", nn.Sequential(nn.Conv2d(1, 2, 3), nn.ELU()), ["module '1' (ELU)", "unsupported"]),
         ("permute moving the batch", MovesBatch(), ["Tensor.permute", "batch dimension"]),
         ("a fixed batch size", FixedBatch(), ["Tensor.view", "fixed batch size"]),
+        ("attention returning its weights", Attention(), ["module 'attention' (MultiheadAttention)", "need_weights"]),
+        ("cross-attention", CrossAttention(), ["only self-attention"]),
+        ("arithmetic on the batch size", BatchArithmetic(), ["batch size"]),
+        ("indexing the batch", Select(), ["operator.getitem", "batch dimension"]),
         ("two inputs", TwoInputs(), ["2 inputs (x, y)"]),
         ("two outputs", TwoOutputs(), ["one output"]),
-        ("constant operand", Constant(), ["operator.mul", "constant"]),
+        ("a number divided by a tensor", Constant(), ["operator.truediv", "number divided by a tensor"]),
         ("in-place update read again", InPlaceReadAgain(), ["different function"]),
     ]
     path = os.path.join(work, "refused.safetensors")
@@ -351,11 +416,11 @@ def refusals(torch, nn, F, export_torch, work):
         check(ok, f"refused: {what}: {message}")
 
     # The command line: one line on stderr, exit status 1.
-    run = subprocess.run([sys.executable, EXPORTER, "--torchvision", "efficientnet_b0", "--out", path],
+    run = subprocess.run([sys.executable, EXPORTER, "--torchvision", "swin_t", "--out", path],
                          capture_output=True, text=True)
     lines = run.stderr.strip().splitlines()
-    check(run.returncode == 1 and len(lines) == 1 and "stochastic_depth" in lines[0],
-          f"refused by the command line: efficientnet_b0 (exit {run.returncode}): {run.stderr.strip()}")
+    check(run.returncode == 1 and len(lines) == 1 and "swin_*" in lines[0] and "torch.roll" in lines[0],
+          f"refused by the command line: swin_t (exit {run.returncode}): {run.stderr.strip()}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -463,6 +528,20 @@ def test_activations(torch, nn, F, np, export_torch, comparer, work):
     comparer.compare("activations", path, model, (3, 8, 8), seed=14)
 
 
+def test_tokens(torch, nn, F, export_torch, comparer, work):
+    """(d') Sizes, slices, numbers, constants and attention, in float64, written as F64."""
+    Tokens = build_tokens(torch, nn, F)
+    torch.manual_seed(21)
+    model = Tokens().double()
+    path = os.path.join(work, "tokens.safetensors")
+    graph = export_torch.export(model, (3, 8, 8), path, f64=True)
+    ops = [node["op"] for node in graph["nodes"]]
+    wanted = {"slice", "affine", "constant", "matmul", "softmax", "concat", "adaptive_avgpool2d", "permute", "reshape"}
+    check(wanted <= set(ops) and ops.count("constant") == 3 and ops.count("matmul") == 2,
+          f"tokens: ops {sorted(set(ops))}, 3 constants, 2 matmuls")
+    comparer.compare("tokens", path, model, (3, 8, 8), seed=22)
+
+
 def test_mobilenet_v2(torch, torchvision, export_torch, comparer, work):
     """(e) torchvision's mobilenet_v2 (ReLU6 as hardtanh), 10 classes, random BatchNorm statistics;
     3x32x32 (its strides reach 1x1)."""
@@ -526,6 +605,7 @@ def main():
             ("zoo", lambda: test_zoo(torch, nn, F, np, export_torch, comparer, work)),
             ("zoo_functional", lambda: test_zoo_functional(torch, nn, F, export_torch, comparer, work)),
             ("activations", lambda: test_activations(torch, nn, F, np, export_torch, comparer, work)),
+            ("tokens", lambda: test_tokens(torch, nn, F, export_torch, comparer, work)),
             ("mobilenet_v2", lambda: test_mobilenet_v2(torch, torchvision, export_torch, comparer, work)),
             ("mobilenet_v3_small", lambda: test_mobilenet_v3_small(torch, torchvision, export_torch, comparer, work)),
             ("refusals", lambda: refusals(torch, nn, F, export_torch, work)),

@@ -1,7 +1,10 @@
 // The ops added for the torchvision families (silu, hardswish, hardsigmoid, gelu, layer_norm,
 // permute): gradchecked in float64 like every op (backward, tangent and the dot test), values
 // and slopes at chosen points against PyTorch's (torch 1.13, float64), kinks pinned.
+#include "attribution/methods.hpp"
 #include "autodiff/ops.hpp"
+#include "nn/model_file.hpp"
+#include "nn/zoo.hpp"
 #include "gradcheck_support.hpp"
 #include "support.hpp"
 
@@ -177,4 +180,127 @@ TEST_CASE("broadcasting: values and the summed gradient by hand; shapes that do 
   CHECK(tape.grad(x) == from_values<double>({1, 2, 3}, {10, 10, 10, -1, -1, -1}));
   const Var<double> bad = tape.input(zeros<double>({1, 3, 3}));
   CHECK_THROWS_WITH_AS(x + bad, doctest::Contains("input shapes [1, 2, 3] and [1, 3, 3] do not broadcast"), Error);
+}
+
+// The ops added for attention and learned constants (ViT, ConvNeXt, ShuffleNet, Inception's
+// transform_input): slice, constant, batched matmul, affine in a model file.
+
+TEST_CASE("gradcheck: slice along each sample axis, constant (its value's gradient), batched matmul") {
+  std::mt19937_64 rng(25);
+  const Tensor<double> x3 = uniform({2, 5, 4}, -1, 1, rng), x4 = uniform({2, 3, 4, 5}, -1, 1, rng);
+  check([](Tape<double>&, const Vars& v) { return slice_along(v[0], 1, 1, 4); }, {x3});
+  check([](Tape<double>&, const Vars& v) { return slice_along(v[0], -1, 0, 1); }, {x3});
+  check([](Tape<double>&, const Vars& v) { return slice_along(v[0], 2, 2, 4); }, {x4});
+  check([](Tape<double>&, const Vars& v) { return slice_along(v[0], 3, 0, 5); }, {x4});
+  const Tensor<double> value = uniform({4, 1}, -1, 1, rng), x = uniform({3, 4, 5}, -1, 1, rng);
+  // the constant broadcast against x, as a layer scale; its input gives only the batch size
+  check([](Tape<double>&, const Vars& v) { return learned_constant(v[0], v[1]) * v[0]; }, {x, value});
+  const Tensor<double> a3 = uniform({2, 3, 4}, -1, 1, rng), b3 = uniform({2, 4, 2}, -1, 1, rng);
+  const Tensor<double> a4 = uniform({2, 3, 2, 4}, -1, 1, rng), b4 = uniform({2, 3, 4, 3}, -1, 1, rng);
+  check([](Tape<double>&, const Vars& v) { return matmul(v[0], v[1]); }, {a3, b3});
+  check([](Tape<double>&, const Vars& v) { return matmul(v[0], v[1]); }, {a4, b4});
+  check([](Tape<double>&, const Vars& v) { return matmul(v[0], v[0]); }, {uniform({2, 3, 3}, -1, 1, rng)});
+}
+
+TEST_CASE("slice, constant and batched matmul: values by hand, bad shapes refused") {
+  Tape<double> tape;
+  const Var<double> x = tape.input(from_values<double>({2, 3, 2}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}));
+  CHECK(tape.value(slice_along(x, 1, 1, 3)) == from_values<double>({2, 2, 2}, {2, 3, 4, 5, 8, 9, 10, 11}));
+  CHECK(tape.value(slice_along(x, 2, 1, 2)) == from_values<double>({2, 3, 1}, {1, 3, 5, 7, 9, 11}));
+  CHECK_THROWS_WITH_AS(slice_along(x, 1, 2, 4), doctest::Contains("[start, end) = [2, 4) does not fit the 3 entries"), Error);
+  CHECK_THROWS_WITH_AS(slice_along(x, 1, 2, 2), doctest::Contains("[start, end) = [2, 2)"), Error);
+
+  const Var<double> value = tape.input(from_values<double>({2}, {-1, 0.5}));
+  CHECK(tape.value(learned_constant(x, value)) == from_values<double>({2, 2}, {-1, 0.5, -1, 0.5}));
+
+  // [1, 2, 2, 3] x [1, 2, 3, 1]: two products of [2, 3] by [3, 1]
+  const Var<double> a = tape.input(from_values<double>({1, 2, 2, 3}, {1, 2, 3, 4, 5, 6, 1, 0, 0, 0, 1, 0}));
+  const Var<double> b = tape.input(from_values<double>({1, 2, 3, 1}, {1, 1, 1, 7, 8, 9}));
+  CHECK(tape.value(matmul(a, b)) == from_values<double>({1, 2, 2, 1}, {6, 15, 7, 8}));
+  const Var<double> c = tape.input(zeros<double>({2, 2, 3, 1}));
+  CHECK_THROWS_WITH_AS(matmul(a, c), doctest::Contains("cannot multiply shapes [1, 2, 2, 3] and [2, 2, 3, 1]"), Error);
+}
+
+namespace {
+
+// x [8] -> fc1 (8 -> 24) -> relu -> slice [2, 20) -> affine -> + constant [18] -> relu -> fc2 (18 -> 2 * 3)
+// -> reshape [2, 3] -> matmul with a constant [3, 2] -> flatten: every new op on exact IG's path.
+nn::ModelSpec new_ops_network(std::uint64_t seed) {
+  nn::SpecBuilder b("x", {8}, seed);
+  b.set_range(0, 1);
+  nn::ModelSpec m = b.finish(b.relu("r1", b.linear("fc1", "x", 8, 24)));
+  std::mt19937_64 rng(seed);
+  auto values = [&](std::size_t n) {
+    std::vector<double> v(n);
+    for (double& e : v) e = std::uniform_real_distribution<double>(-1, 1)(rng);
+    return v;
+  };
+  auto add = [&](nn::NodeSpec n) -> nn::NodeSpec& {
+    m.graph.nodes.push_back(std::move(n));
+    return m.graph.nodes.back();
+  };
+  nn::NodeSpec& s = add(nn::make_node("s", "slice", {"r1"}));
+  s.attrs.axis = 1, s.attrs.start = 2, s.attrs.end = 20;
+  nn::NodeSpec& aff = add(nn::make_node("aff", "affine", {"s"}));
+  aff.attrs.scale = -0.5, aff.attrs.offset = 0.25;
+  add(nn::make_node("bias", "constant", {"x"})).attrs.dims = {18};
+  m.tensors["bias.value"] = {"F64", {18}, values(18)};
+  add(nn::make_node("sum", "add", {"aff", "bias"}));
+  add(nn::make_node("r2", "relu", {"sum"}));
+  add(nn::make_node("fc2", "linear", {"r2"}));
+  m.tensors["fc2.weight"] = {"F64", {6, 18}, values(6 * 18)};
+  add(nn::make_node("rows", "reshape", {"fc2"})).attrs.dims = {1, 2, 3};
+  add(nn::make_node("w", "constant", {"x"})).attrs.dims = {1, 3, 2};
+  m.tensors["w.value"] = {"F64", {1, 3, 2}, values(6)};
+  add(nn::make_node("prod", "matmul", {"rows", "w"}));
+  add(nn::make_node("out", "flatten", {"prod"}));
+  m.graph.output = "out";
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("slice, affine, constant and matmul in a model file: written and read back; exact IG through them") {
+  const nn::ModelSpec written = new_ops_network(26);
+  const nn::ModelSpec m = nn::parse_model(nn::serialize_model(written), "new_ops.st");
+  REQUIRE(m.graph.nodes.size() == written.graph.nodes.size());
+  const nn::NodeSpec& s = m.graph.nodes[2];
+  CHECK((s.op == "slice" && s.attrs.axis == 1 && s.attrs.start == 2 && s.attrs.end == 20));
+  CHECK((m.graph.nodes[3].attrs.scale == -0.5 && m.graph.nodes[3].attrs.offset == 0.25));
+  attr::TargetSpec target;
+  target.class_index = 3;
+  attr::Engine<double> f(m, target);
+  attr::IgOptions exact;
+  exact.rule = attr::Rule::exact;
+  attr::IgOptions fine;
+  fine.rule = attr::Rule::gausslegendre;
+  fine.steps = 4096;
+  std::mt19937_64 rng(27);
+  const Tensor<double> x = uniform({8}, 0, 3, rng), base = zeros<double>({8});
+  const attr::Attribution<double> a = attr::integrated_gradients(f, x, base, exact);
+  CHECK(a.pieces > 2);
+  CHECK(a.relative_delta < 1e-12);
+  const attr::Attribution<double> q = attr::integrated_gradients(f, x, base, fine);
+  CHECK(test::max_abs_diff(q.values, a.values) < 1e-3 * xt::amax(xt::abs(a.values))());
+}
+
+TEST_CASE("slice, constant and matmul in a model file: bad attributes and shapes refused, naming the node") {
+  auto refused = [](nn::ModelSpec m, const std::string& words) {
+    CHECK_THROWS_WITH_AS(attr::Engine<double>(nn::parse_model(nn::serialize_model(m), "m.st"), attr::TargetSpec{}),
+                         doctest::Contains(words.c_str()), Error);
+  };
+  nn::ModelSpec m = new_ops_network(28);
+  m.graph.nodes[2].attrs.end = 25;  // 24 features
+  refused(m, "[start, end) = [2, 25) does not fit the 24 entries");
+  m = new_ops_network(28);
+  m.tensors["bias.value"].shape = {3, 6};
+  refused(m, "\"bias.value\" has shape [3, 6]; expected [18] (the node's shape)");
+  m = new_ops_network(28);
+  m.graph.nodes[4].attrs.dims = {18, 0};
+  m.tensors["bias.value"].shape = {18, 0};
+  m.tensors["bias.value"].values.clear();
+  refused(m, "shape [18, 0] holds 0; entries are at least 1");
+  m = new_ops_network(28);
+  m.graph.nodes[m.graph.nodes.size() - 2].inputs = {"fc2", "w"};  // ranks 2 and 4
+  refused(m, "matmul multiplies batches of matrices");
 }

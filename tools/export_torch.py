@@ -30,12 +30,26 @@ The model is traced with torch.fx (symbolic_trace) and each traced call becomes 
         (operands of one rank broadcast under NumPy's rules, as squeeze-excitation's [C, 1, 1] * [C, H, W])
     torch.cat -> concat
     nn.Softmax, F.softmax, nn.LogSoftmax, F.log_softmax (and the Tensor methods) -> softmax, log_softmax
+    a tensor and a number (x * 0.5, 0.1 + x, x / 8) -> affine
+    x[:, i], x[:, a:b] (one sample axis) -> slice (then a reshape dropping the axis for x[:, i])
+    x.chunk(k, dim) -> one slice per piece        torch.unsqueeze -> reshape
+    x.mean([2, 3]) of [N, C, H, W] -> adaptive_avgpool2d to 1x1 (then a reshape unless keepdim)
+    a parameter used as a tensor (ViT's class token and position embedding, ConvNeXt's layer scale;
+        x.expand(n, -1, ...) of it) -> constant, its per-sample shape from broadcasting
+    torchvision's stochastic_depth (eval mode) -> identity
+    torchvision's LayerNorm2d (ConvNeXt) -> permute, layer_norm, permute
+    nn.MultiheadAttention (self-attention, batch_first, no masks, need_weights=False) -> linear
+        (the packed projection), reshape, permute, slices for q, k, v, affine (1/sqrt(head dim)),
+        matmul, softmax over the last axis, matmul, permute, reshape, linear (out_proj)
+    x.size(), x.size(d), x.shape, x.dim(), and arithmetic on them (channel_shuffle, ViT's patch
+        grid) are evaluated while exporting; the batch size stays free (no arithmetic on it)
 
 Anything the format cannot express is refused with ExportError, one line naming the module (or
 function) and the reason: string padding other than 'valid', padding modes other than zeros,
 divisor_override, pool dilation, return_indices, BatchNorm without running statistics, other
-modules and functions, constants and scalar operands, broadcasting between different ranks,
-axes that name the batch dimension, more than one input or output, non-float parameters. In-place
+modules and functions, a number divided by a tensor, broadcasting between different ranks,
+axes that name the batch dimension, more than one input or output, non-float parameters;
+torchvision's Swin Transformer and MaxViT are refused by name before tracing. In-place
 variants (nn.ReLU(inplace=True), x += y) are exported as their out-of-place ops; a final check
 runs the exported graph in PyTorch (float64) against the model, which catches the case where an
 in-place update changes a tensor that is read again later. A forward torch.fx cannot trace (an
@@ -85,11 +99,15 @@ Exit status 0 on success, 1 with one line on stderr when the model cannot be exp
 """
 
 import argparse
+import dis
+import inspect
 import json
+import math
 import operator
 import os
 import struct
 import sys
+import warnings
 
 import torch
 import torch.fx
@@ -112,6 +130,16 @@ _SAFETENSORS_DTYPES = {
 
 class ExportError(ValueError):
     """The model cannot be written as a version-1 model file; the message is one line."""
+
+
+# Model classes refused by name, before tracing: what they compute that the format cannot say.
+_REFUSED_MODELS = {
+    "SwinTransformer": "torchvision's swin_* (Swin Transformer): shifted-window attention rolls the feature map "
+                       "(torch.roll), pads it to whole windows and adds a relative position bias gathered by index, "
+                       "which the format cannot express",
+    "MaxVit": "torchvision's maxvit_t (MaxViT): block and grid attention over regrouped windows with a relative "
+              "position bias gathered by index, which the format cannot express",
+}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -283,6 +311,87 @@ def _transpose(dim0, dim1, in_shape, where):
     return "permute", {"dims": dims}
 
 
+# Some calls become several nodes: a converter returns (_CHAIN, steps). A step is a dict: the op and
+# its attributes, and optionally "params" (name -> tensor), "name" (the node's name, e.g. a module
+# path, so the parameters keep their state_dict names) and "inputs" (indices of earlier steps;
+# -1 - i is the call's tensor operand i; by default the step before, or operand 0 for the first).
+_CHAIN = "chain"
+
+
+def _step(op, inputs=None, params=None, name=None, **attributes):
+    step = {"op": op, "attributes": attributes}
+    if inputs is not None:
+        step["inputs"] = inputs
+    if params:
+        step["params"] = params
+    if name is not None:
+        step["name"] = name
+    return step
+
+
+def _mean(dims, keepdim, dtype, in_shape, where):
+    """x.mean([2, 3]) of [N, C, H, W] (MNASNet's global pool): adaptive_avgpool2d to 1x1, then
+    the 1x1 dropped unless keepdim."""
+    dims = [dims] if isinstance(dims, int) else list(dims or [])
+    rank = len(in_shape)
+    resolved = sorted(_axis(d, rank, "dim", where) for d in dims)
+    if rank != 4 or resolved != [2, 3] or dtype is not None:
+        raise ExportError(f"{where}: only the mean over dims [2, 3] of an [N, C, H, W] tensor can be expressed, "
+                          f"found dims {dims} of a rank-{rank} tensor")
+    pool = _step("adaptive_avgpool2d", output_size=[1, 1])
+    if keepdim:
+        return _CHAIN, [pool]
+    return _CHAIN, [pool, _step("reshape", shape=[int(in_shape[1])])]
+
+
+def _unsqueeze(dim, in_shape, out_shape, where):
+    _axis(dim, len(in_shape) + 1, "dim", where)
+    return "reshape", {"shape": [int(d) for d in out_shape[1:]]}
+
+
+def _tensor_index(index, in_shape, out_shape, where):
+    """x[:, i] or x[:, a:b] (one sample axis indexed, step 1): a slice, then a reshape when an
+    integer index drops the axis."""
+    index = list(index) if isinstance(index, tuple) else [index]
+    if not index or index[0] != slice(None):
+        raise ExportError(f"{where}: index {index!r} selects along the batch dimension; only x[:, ...] can be expressed")
+    picked = [(d, v) for d, v in enumerate(index) if d > 0 and v != slice(None)]
+    if len(picked) != 1 or any(v is Ellipsis or v is None for _, v in picked):
+        raise ExportError(f"{where}: index {index!r} can be expressed only when it picks along one sample axis")
+    axis, v = picked[0]
+    size = int(in_shape[axis])
+    if isinstance(v, int) and not isinstance(v, bool):
+        if not -size <= v < size:
+            raise ExportError(f"{where}: index {v} is out of range for size {size}")
+        start, end = v % size, v % size + 1
+    elif isinstance(v, slice) and v.step in (None, 1) and all(isinstance(b, (int, type(None))) for b in (v.start, v.stop)):
+        start, end, _ = v.indices(size)
+        if start >= end:
+            raise ExportError(f"{where}: slice {v} is empty")
+    else:
+        raise ExportError(f"{where}: index {v!r} along axis {axis} can be expressed only as an integer or a slice with step 1")
+    steps = [_step("slice", axis=axis, start=start, end=end)]
+    if isinstance(v, int):
+        steps.append(_step("reshape", shape=[int(d) for d in out_shape[1:]]))
+    return _CHAIN, steps
+
+
+def _scalar_affine(op, tensor_first, number, where):
+    """A tensor with a number: x + c, c + x, x - c, c - x, x * c, c * x, x / c as affine."""
+    c = float(number)
+    if op == "add":
+        return "affine", {"scale": 1.0, "offset": c}
+    if op == "sub":
+        return "affine", ({"scale": 1.0, "offset": -c} if tensor_first else {"scale": -1.0, "offset": c})
+    if op == "mul":
+        return "affine", {"scale": c, "offset": 0.0}
+    if op == "div" and tensor_first:
+        if c == 0 or not math.isfinite(1.0 / c):
+            raise ExportError(f"{where}: division by {number!r} cannot be expressed")
+        return "affine", {"scale": 1.0 / c, "offset": 0.0}
+    raise ExportError(f"{where}: a number divided by a tensor cannot be expressed")
+
+
 def _softmax(op, dim, dtype, in_shape, where):
     if dim is None:
         raise ExportError(f"{where}: dim=None (PyTorch's implicit choice) is ambiguous; give dim")
@@ -332,6 +441,63 @@ def _layer_norm(normalized_shape, eps, in_shape, where):
 def _from_layer_norm(m, in_shape, where):
     return (*_layer_norm(m.normalized_shape, m.eps, in_shape, where), _module_params(m, ["weight", "bias"]))
 
+
+def _from_layer_norm2d(m, in_shape, where, path):
+    """torchvision's LayerNorm2d (ConvNeXt): a LayerNorm over the channels of [N, C, H, W], as
+    permute to channels-last, layer_norm, permute back."""
+    if len(in_shape) != 4:
+        raise ExportError(f"{where}: expected an [N, C, H, W] input, found shape {in_shape}")
+    op, attributes = _layer_norm(m.normalized_shape, m.eps, [in_shape[0], in_shape[2], in_shape[3], in_shape[1]], where)
+    return _CHAIN, [_step("permute", dims=[0, 2, 3, 1]),
+                    _step(op, params=_module_params(m, ["weight", "bias"]), name=path, **attributes),
+                    _step("permute", dims=[0, 3, 1, 2])], {}
+
+
+def _from_attention(m, in_shape, where, path):
+    """nn.MultiheadAttention as self-attention (query, key and value one tensor [N, S, E],
+    batch_first, no masks), in eval mode: the packed projection, the heads split, softmax(q k^T /
+    sqrt(d)) v, the heads joined, the output projection. Steps: see the indices below."""
+    if not m.batch_first or not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn:
+        raise ExportError(f"{where}: only batch_first self-attention with one packed projection, without bias_k, "
+                          "bias_v or add_zero_attn, can be expressed")
+    if len(in_shape) != 3:
+        raise ExportError(f"{where}: expected an [N, S, E] input, found shape {in_shape}")
+    S, E, H = int(in_shape[1]), int(m.embed_dim), int(m.num_heads)
+    d = E // H
+    in_proj = {"weight": m.in_proj_weight}
+    if m.in_proj_bias is not None:
+        in_proj["bias"] = m.in_proj_bias
+    out_proj = _module_params(m.out_proj, ["weight", "bias"])
+    heads = lambda k, source: [_step("slice", inputs=[source], axis=1, start=k, end=k + 1),  # [N, 1, H, S, d]
+                               _step("reshape", shape=[H, S, d])]                           # [N, H, S, d]
+    steps = [_step("linear", params=in_proj, name=f"{path}.in_proj"),    # 0: [N, S, 3E]
+             _step("reshape", shape=[S, 3, H, d]),                        # 1
+             _step("permute", dims=[0, 2, 3, 1, 4])]                      # 2: [N, 3, H, S, d]
+    steps += heads(0, 2) + heads(1, 2) + heads(2, 2)                      # 3-4 q, 5-6 k, 7-8 v
+    steps += [_step("permute", inputs=[6], dims=[0, 1, 3, 2]),            # 9: k^T [N, H, d, S]
+              _step("affine", inputs=[4], scale=1.0 / math.sqrt(d), offset=0.0),  # 10: q / sqrt(d)
+              _step("matmul", inputs=[10, 9]),                            # 11: [N, H, S, S]
+              _step("softmax", axis=-1),                                  # 12
+              _step("matmul", inputs=[12, 8]),                            # 13: [N, H, S, d]
+              _step("permute", dims=[0, 2, 1, 3]),                        # 14: [N, S, H, d]
+              _step("reshape", shape=[S, E]),                             # 15
+              _step("linear", params=out_proj, name=f"{path}.out_proj")]  # 16: [N, S, E]
+    return _CHAIN, steps, {}
+
+
+def _chain_modules():
+    """Modules written as several nodes: type -> converter(module, input shape, where, path).
+    torch.fx keeps them whole (leaves); torchvision's are added when torchvision is there."""
+    table = {nn.MultiheadAttention: _from_attention}
+    try:
+        from torchvision.models.convnext import LayerNorm2d
+        table[LayerNorm2d] = _from_layer_norm2d
+    except ImportError:
+        pass
+    return table
+
+
+_CHAIN_MODULES = _chain_modules()
 
 _MODULES = {
     nn.Conv2d: lambda m, s, w: (*_conv2d(m, w), _module_params(m, ["weight", "bias"])),
@@ -391,6 +557,12 @@ def _div(a, s, w):
     return "div", {}
 
 
+def _stochastic_depth(a, s, w):
+    if a["training"] and a["p"] > 0:  # StochasticDepth passes self.training: False in eval mode
+        raise ExportError(f"{w}: training=True drops rows at random; only eval-mode stochastic depth (the identity)")
+    return "identity", {}
+
+
 def _functional_layer_norm(a, s, w):
     if a["weight"] is not None or a["bias"] is not None:
         raise ExportError(f"{w}: weight and bias passed to F.layer_norm cannot be expressed; use nn.LayerNorm")
@@ -435,6 +607,11 @@ def _function_table():
     transpose = (_X + [("dim0", _REQUIRED), ("dim1", _REQUIRED)],
                  lambda a, s, w: _transpose(a["dim0"], a["dim1"], s, w), ["input"])
     contiguous = (_X + [("memory_format", torch.contiguous_format)], lambda a, s, w: ("identity", {}), ["input"])
+    mean = (_X + [("dim", None), ("keepdim", False), ("dtype", None)],
+            lambda a, s, w: _mean(a["dim"], a["keepdim"], a["dtype"], s, w), ["input"])
+    unsqueeze = (_X + [("dim", _REQUIRED)], lambda a, s, w: _unsqueeze(a["dim"], s, a["_out_shape"], w), ["input"])
+    getitem = ([("input", _REQUIRED), ("index", _REQUIRED)],
+               lambda a, s, w: _tensor_index(a["index"], s, a["_out_shape"], w), ["input"])
 
     by_name = [
         ("F.relu torch.relu torch.relu_", unary("relu")), ("F.leaky_relu", leaky),
@@ -450,7 +627,8 @@ def _function_table():
         ("F.hardtanh", hardtanh), ("F.relu6", relu6), ("F.silu", unary("silu")),
         ("F.hardswish", unary("hardswish")), ("F.hardsigmoid", unary("hardsigmoid")), ("F.gelu", gelu),
         ("F.layer_norm", layer_norm), ("torch.reshape", reshape("shape")), ("torch.permute", permute("dims")),
-        ("torch.transpose", transpose),
+        ("torch.transpose", transpose), ("torch.mean", mean), ("torch.unsqueeze", unsqueeze),
+        ("operator.getitem", getitem),
     ]
     namespaces = {"torch": torch, "F": F, "operator": operator}
     functions = {}
@@ -459,6 +637,13 @@ def _function_table():
             prefix, attribute = qualified.split(".")
             if hasattr(namespaces[prefix], attribute):  # torch.concat is newer than torch.cat
                 functions.setdefault(getattr(namespaces[prefix], attribute), (qualified, entry))
+    try:  # torchvision's StochasticDepth calls this function (torch.fx keeps it whole)
+        from torchvision.ops import stochastic_depth
+        functions[stochastic_depth] = ("torchvision.ops.stochastic_depth",
+                                       (_X + [("p", _REQUIRED), ("mode", _REQUIRED), ("training", True)],
+                                        _stochastic_depth, ["input"]))
+    except ImportError:
+        pass
     methods = {
         "relu": unary("relu"), "relu_": unary("relu"), "sigmoid": unary("sigmoid"), "sigmoid_": unary("sigmoid"),
         "tanh": unary("tanh"), "tanh_": unary("tanh"), "flatten": flatten,
@@ -466,7 +651,7 @@ def _function_table():
         "add": binary("add"), "add_": binary("add"), "sub": binary("sub"), "sub_": binary("sub"),
         "mul": mul, "mul_": mul, "div": div, "div_": div,
         "view": reshape("*shape"), "reshape": reshape("*shape"), "permute": permute("*dims"), "transpose": transpose,
-        "contiguous": contiguous,
+        "contiguous": contiguous, "mean": mean, "unsqueeze": unsqueeze,
     }
     methods = {name: (f"Tensor.{name}", entry) for name, entry in methods.items()}
     return functions, methods
@@ -498,16 +683,92 @@ class _Names:
         return name
 
 
-def _size(node, produced):
-    """x.size(d) used in a shape: "batch" for d = 0, else the sample's fixed size along d."""
-    where = f"method Tensor.size (node {node.name!r})"
-    if len(node.args) != 2 or node.kwargs or node.args[0] not in produced:
-        raise ExportError(f"{where}: only x.size(dim) of a tensor computed from the input can be used")
-    shape = _shape(node.args[0])
-    dim = node.args[1]
-    if not isinstance(dim, int) or not -len(shape) <= dim < len(shape):
-        raise ExportError(f"{where}: dim {dim!r} is out of range for a rank-{len(shape)} tensor")
-    return "batch" if dim % len(shape) == 0 else int(shape[dim])
+def _unpacked(proxy, frame):
+    """`a, b, c, d = x.size()` traced on Python 3.11 too: torch 1.13 finds the unpacking
+    instruction by an index that 3.11's inline caches shifted; here by its offset."""
+    inst = next((i for i in dis.get_instructions(frame.f_code) if i.offset == frame.f_lasti), None)
+    if inst is not None and inst.opname == "UNPACK_SEQUENCE":
+        return iter([proxy[i] for i in range(inst.argval)])
+    return proxy.tracer.iter(proxy)
+
+
+class _Proxy(torch.fx.Proxy):
+    def __iter__(self):
+        return _unpacked(self, inspect.currentframe().f_back)
+
+    def __getattr__(self, k):
+        return _Attribute(self, k)
+
+
+class _Attribute(torch.fx.proxy.Attribute):  # x.shape
+    def __iter__(self):
+        return _unpacked(self, inspect.currentframe().f_back)
+
+
+class _Tracer(torch.fx.Tracer):
+    """symbolic_trace's tracer, with the modules written as several nodes kept whole."""
+
+    def proxy(self, node):
+        return _Proxy(node, self)
+
+    def is_leaf_module(self, m, qualified_name):
+        return type(m) in _CHAIN_MODULES or super().is_leaf_module(m, qualified_name)
+
+
+BATCH = "batch"  # a static value: the batch size, which the file leaves free
+
+# Python arithmetic on sizes (channel_shuffle's num_channels // groups, ViT's h // p, n_h * n_w).
+_STATIC_OPERATORS = {operator.floordiv: "//", operator.mul: "*", operator.add: "+", operator.sub: "-",
+                     operator.eq: "==", operator.ne: "!=", operator.mod: "%", operator.truediv: "/"}
+
+
+def _static(node, statics, produced):
+    """The value of a node that computes on sizes, not tensors: x.size(), x.size(d), x.shape,
+    x.dim(), indexing and arithmetic on those, torch._assert of such a condition. BATCH stands for
+    the batch size. Returns (True, value), or (False, None) for a node that is not static."""
+    where = f"{node.op} {getattr(node.target, '__name__', node.target)} (node {node.name!r})"
+    value = lambda v: statics[v] if isinstance(v, torch.fx.Node) and v in statics else v
+    is_static = lambda v: not isinstance(v, torch.fx.Node) or v in statics
+    tensor_shape = lambda v: (BATCH,) + tuple(int(d) for d in _shape(v)[1:])
+    if node.op == "call_method" and node.target in ("size", "dim") and node.args and node.args[0] in produced:
+        shape = tensor_shape(node.args[0])
+        if node.target == "dim":
+            return True, len(shape)
+        if len(node.args) == 1 and not node.kwargs:
+            return True, shape
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        if not isinstance(dim, int) or not -len(shape) <= dim < len(shape):
+            raise ExportError(f"method Tensor.size (node {node.name!r}): dim {dim!r} is out of range for a "
+                              f"rank-{len(shape)} tensor")
+        return True, shape[dim]
+    if node.op != "call_function":
+        return False, None
+    if node.target is getattr and node.args[0] in produced and node.args[1] == "shape":
+        return True, tensor_shape(node.args[0])
+    if not all(is_static(a) for a in node.args) or node.kwargs:
+        return False, None
+    args = [value(a) for a in node.args]
+    if node.target is operator.getitem and isinstance(args[0], tuple):
+        return True, args[0][args[1]]
+    if node.target in _STATIC_OPERATORS and any(isinstance(a, torch.fx.Node) for a in node.args):
+        if any(a == BATCH for a in args):
+            raise ExportError(f"{where}: arithmetic on the batch size cannot be expressed (the file leaves it free)")
+        return True, node.target(*args)
+    if node.target is torch._assert:
+        if args[0] is not True:
+            raise ExportError(f"{where}: the model asserts something false of the example input: {args[1]}")
+        return True, None
+    return False, None
+
+
+def _per_sample(tensor, rank, where):
+    """The per-sample shape of a parameter used as an operand of a rank-`rank` tensor (batch
+    included), under broadcasting: its shape padded with leading ones, the first (the batch) 1."""
+    shape = [1] * (rank - tensor.dim()) + list(tensor.shape)
+    if len(shape) != rank or shape[0] != 1:
+        raise ExportError(f"{where}: a parameter of shape {list(tensor.shape)} against rank-{rank} operands would "
+                          "differ across the batch")
+    return [int(d) for d in shape[1:]]
 
 
 def _graph_nodes(gm, model, names, first_input):
@@ -516,18 +777,57 @@ def _graph_nodes(gm, model, names, first_input):
     modules = dict(model.named_modules())
     nodes, params = [], {}
     produced = {placeholders[0]: first_input}  # fx node -> name of the value in the format's graph
-    sizes = {}  # fx node of x.size(d) -> "batch" for d = 0, else the size (a sample's shape is fixed)
+    statics = {}    # fx node computing on sizes -> its value (BATCH for the batch size)
+    attributes_used = {}  # fx get_attr node (or its expand) -> the parameter tensor
+    constants = {}  # (fx node, per-sample shape) -> name of its constant node
     output = None
 
-    def inputs_of(values, where):
+    def emit(op, attributes, node_params, inputs, name, where):
+        for pname, tensor in node_params.items():
+            _check_float_param(f"{name}.{pname}", tensor, where)
+            params[f"{name}.{pname}"] = tensor
+        nodes.append({"name": name, "op": op, "inputs": inputs, **attributes})
+
+    def constant(v, rank, where):
+        """A parameter used as an operand: a constant node, repeated for every sample."""
+        tensor = attributes_used[v]
+        shape = _per_sample(tensor, rank, where)
+        key = (v, tuple(shape))
+        if key not in constants:
+            target = v.target if v.op == "get_attr" else v.args[0].target
+            name = names.take(target, is_module_path=False)
+            emit("constant", {"shape": shape}, {"value": tensor.detach().reshape(shape)}, [first_input], name, where)
+            constants[key] = name
+        return constants[key]
+
+    def inputs_of(values, where, rank=None):
         out = []
         for v in values:
-            if not isinstance(v, torch.fx.Node):
-                raise ExportError(f"{where}: operand {v!r} is a constant; the format's ops take tensors only")
-            if v not in produced:
+            if isinstance(v, torch.fx.Node) and v in attributes_used and rank is not None:
+                out.append(constant(v, rank, where))
+                continue
+            if not isinstance(v, torch.fx.Node) or v in statics:
+                raise ExportError(f"{where}: operand {statics.get(v, v)!r} is a constant; the format's ops take "
+                                  "tensors only")
+            if v not in produced or isinstance(produced[v], tuple):
                 raise ExportError(f"{where}: operand {v.name!r} is not a tensor this exporter produced")
-            out.append(v)
+            out.append(produced[v])
         return out
+
+    def emit_chain(steps, sources, base, is_module_path, where):
+        outputs = []
+        for k, step in enumerate(steps):
+            refs = step.get("inputs", [k - 1] if k else [-1])
+            inputs = [sources[-1 - r] if r < 0 else outputs[r] for r in refs]
+            if "name" in step:
+                name = names.take(step["name"], is_module_path=step["name"] in names.reserved)
+            elif k == len(steps) - 1 and not any("name" in s for s in steps):
+                name = names.take(base, is_module_path=is_module_path)
+            else:
+                name = names.take(f"{base}.{step['op']}", is_module_path=False)
+            emit(step["op"], step["attributes"], step.get("params", {}), inputs, name, where)
+            outputs.append(name)
+        return outputs[-1]
 
     for node in gm.graph.nodes:
         if node.op == "placeholder":
@@ -539,23 +839,55 @@ def _graph_nodes(gm, model, names, first_input):
                                   "one output tensor")
             output = result
             continue
-        if node.op == "get_attr":
-            raise ExportError(f"attribute {node.target!r} is used as a tensor outside a module (a constant or a "
-                              "parameter passed to a function); the format has no constants")
+        if node.op == "get_attr":  # a parameter used as a tensor: a constant node where it is used
+            tensor = _attribute(model, node.target)
+            if not isinstance(tensor, torch.Tensor):
+                raise ExportError(f"attribute {node.target!r} is not a tensor")
+            attributes_used[node] = tensor
+            continue
+        if (node.op == "call_method" and node.target == "expand" and node.args and node.args[0] in attributes_used
+                and attributes_used[node.args[0]].shape[0] == 1
+                and [statics.get(a, a) for a in node.args[1:2]] == [BATCH]
+                and all(a == -1 for a in node.args[2:])):  # ViT's class_token.expand(n, -1, -1)
+            attributes_used[node] = attributes_used[node.args[0]]
+            continue
+        is_static, value = _static(node, statics, produced)
+        if is_static:
+            statics[node] = value
+            continue
+        if (node.op == "call_function" and node.target is operator.getitem and node.args[0] in produced
+                and isinstance(produced[node.args[0]], tuple)):  # (output, weights) of an attention
+            picked = produced[node.args[0]][node.args[1]]
+            if picked is None:
+                statics[node] = None  # the weights, not computed (need_weights=False)
+            else:
+                produced[node] = picked
+            continue
+        if node.op in ("call_method", "call_function") and node.target in ("chunk", torch.chunk):
+            produced[node] = _chunks(node, inputs_of([node.args[0]], f"chunk (node {node.name!r})")[0], emit, names)
+            continue
         if node.op == "call_module":
             module = modules[node.target]
             where = f"module {node.target!r} ({type(module).__name__})"
-            convert = _MODULES.get(type(module))  # exact type: a subclass may compute something else
+            if type(module) is nn.MultiheadAttention:
+                _check_attention_call(node, where)
+                sources = inputs_of([node.kwargs.get("query", node.args[0] if node.args else None)], where)
+                _, steps, _ = _from_attention(module, _shape(node.kwargs.get("query", node.args[0] if node.args else None)),
+                                              where, node.target)
+                name = emit_chain(steps, sources, node.target, True, where)
+                produced[node] = (name, None)
+                continue
+            convert = _MODULES.get(type(module)) or _CHAIN_MODULES.get(type(module))  # exact type: a subclass may compute something else
             if convert is None:
                 raise ExportError(f"{where}: unsupported module")
-            sources = inputs_of(node.args, where)
-            if node.kwargs or len(sources) != 1:
+            if node.kwargs or len(node.args) != 1:
                 raise ExportError(f"{where}: expected one tensor argument")
-            op, attributes, module_params = convert(module, _shape(sources[0]), where)
-            name = names.take(node.target, is_module_path=True)
-        elif node.op == "call_method" and node.target == "size":
-            sizes[node] = _size(node, produced)
-            continue
+            sources = inputs_of(node.args, where)
+            if type(module) in _CHAIN_MODULES:
+                op, attributes, module_params = convert(module, _shape(node.args[0]), where, node.target)
+            else:
+                op, attributes, module_params = convert(module, _shape(node.args[0]), where)
+            base, is_module_path = node.target, True
         elif node.op in ("call_function", "call_method"):
             table = _FUNCTIONS if node.op == "call_function" else _METHODS
             if node.target not in table:
@@ -569,28 +901,42 @@ def _graph_nodes(gm, model, names, first_input):
             for arg in tensor_args:
                 value = arguments[arg]
                 values.extend(value if isinstance(value, (list, tuple)) else [value])
-            sources = inputs_of(values, where)
-            arguments.update(_out_shape=_shape(node), _sizes=sizes)
-            op, attributes = convert(arguments, _shape(sources[0]), where)
+            rank = len(_shape(node) or [])
+            scalar = _scalar_operand(qualified, values, statics, produced, attributes_used)
+            if scalar is not None:  # a tensor and a number: affine
+                tensor_first, number = scalar
+                if arguments.get("alpha", 1) != 1 or arguments.get("rounding_mode") is not None:
+                    raise ExportError(f"{where}: alpha or rounding_mode with a number cannot be expressed")
+                sources = inputs_of([values[0] if tensor_first else values[1]], where)
+                op, attributes = _scalar_affine(_ARITHMETIC[qualified.split(".")[-1]], tensor_first, number, where)
+            else:
+                sources = inputs_of(values, where, rank)
+                if node.target is operator.getitem:
+                    arguments["index"] = _static_index(arguments["index"], statics)
+                arguments.update(_out_shape=_shape(node), _sizes=statics)
+                first = next(v for v in values if isinstance(v, torch.fx.Node))
+                op, attributes = convert(arguments, _shape(first), where)
             module_params = {}
-            name = names.take(node.name, is_module_path=False)
+            base, is_module_path = node.name, False
         else:
             raise ExportError(f"unsupported fx node {node.op} {node.target!r}")
 
+        if op == _CHAIN:
+            produced[node] = emit_chain(attributes, sources, base, is_module_path, where)
+            continue
         if op in ("add", "sub", "mul", "div"):
-            shapes = [_shape(s) for s in sources]
-            if any(len(s) != len(shapes[0]) for s in shapes):
+            shapes = [_shape(s) for s in node.all_input_nodes if s not in statics]
+            if any(len(s) != len(shapes[0]) for s in shapes if s is not None) and not any(
+                    s in attributes_used for s in node.all_input_nodes):
                 raise ExportError(f"{where}: operands of shapes {shapes} differ in rank; the format broadcasts "
                                   "between tensors of one rank only (the batch dimensions stay aligned)")
         if op == "concat" and len(sources) < 2:
             op, attributes = "identity", {}  # cat of one tensor is that tensor
-        for pname, tensor in module_params.items():
-            _check_float_param(f"{node.target}.{pname}", tensor, where)
-            params[f"{name}.{pname}"] = tensor
-        nodes.append({"name": name, "op": op, "inputs": [produced[s] for s in sources], **attributes})
+        name = names.take(base, is_module_path=is_module_path)
+        emit(op, attributes, module_params, sources, name, where)
         produced[node] = name
 
-    if output not in produced:
+    if output not in produced or isinstance(produced[output], tuple):
         raise ExportError("forward returns no tensor computed from its input")
     out_name = produced[output]
     if out_name == first_input:  # the model returns its input (or the normalized input): one node needed
@@ -598,6 +944,74 @@ def _graph_nodes(gm, model, names, first_input):
         nodes.append({"name": name, "op": "identity", "inputs": [out_name]})
         out_name = name
     return nodes, params, out_name, output
+
+
+_ARITHMETIC = {"add": "add", "iadd": "add", "sub": "sub", "isub": "sub", "mul": "mul", "imul": "mul",
+               "truediv": "div", "itruediv": "div", "div": "div", "true_divide": "div"}
+
+
+def _scalar_operand(qualified, values, statics, produced, attributes_used):
+    """(tensor first, the number) when a binary arithmetic call has one tensor and one number."""
+    if qualified.split(".")[-1] not in _ARITHMETIC or len(values) != 2:
+        return None
+    is_tensor = [isinstance(v, torch.fx.Node) and (v in produced or v in attributes_used) for v in values]
+    if is_tensor[0] == is_tensor[1]:
+        return None
+    number = values[1] if is_tensor[0] else values[0]
+    number = statics.get(number, number) if isinstance(number, torch.fx.Node) else number
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        return None
+    return is_tensor[0], number
+
+
+def _chunks(node, source, emit, names):
+    """x.chunk(k, dim) (ShuffleNet's split in two): one slice node per piece, as a tuple."""
+    where = f"chunk (node {node.name!r})"
+    arguments = dict(zip(["input", "chunks", "dim"], node.args))
+    arguments.update(node.kwargs)
+    shape = _shape(node.args[0])
+    axis = _axis(arguments.get("dim", 0), len(shape), "dim", where)
+    size, chunks = int(shape[axis]), arguments["chunks"]
+    if not isinstance(chunks, int) or chunks < 1:
+        raise ExportError(f"{where}: chunks {chunks!r} must be a positive integer")
+    step = -(-size // chunks)  # PyTorch's: pieces of ceil(size / chunks), the last one smaller
+    pieces = []
+    for start in range(0, size, step):
+        name = names.take(f"{node.name}.slice", is_module_path=False)
+        emit("slice", {"axis": axis, "start": start, "end": min(start + step, size)}, {}, [source], name, where)
+        pieces.append(name)
+    return tuple(pieces)
+
+
+def _static_index(index, statics):
+    """An index with static values (sizes) put in."""
+    if isinstance(index, tuple):
+        return tuple(_static_index(i, statics) for i in index)
+    if isinstance(index, slice):
+        return slice(*(_static_index(v, statics) for v in (index.start, index.stop, index.step)))
+    return statics.get(index, index) if isinstance(index, torch.fx.Node) else index
+
+
+def _attribute(model, target):
+    """The tensor at a get_attr target (a dotted path)."""
+    value = model
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _check_attention_call(node, where):
+    """An attention called as self-attention, without masks, in PyTorch's argument names."""
+    names = ["query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights"]
+    arguments = dict(zip(names, node.args))
+    arguments.update(node.kwargs)
+    query = arguments.get("query")
+    if arguments.get("key") is not query or arguments.get("value") is not query:
+        raise ExportError(f"{where}: only self-attention (query, key and value one tensor) can be expressed")
+    if arguments.get("key_padding_mask") is not None or arguments.get("attn_mask") is not None:
+        raise ExportError(f"{where}: masks cannot be expressed")
+    if arguments.get("need_weights", True):
+        raise ExportError(f"{where}: need_weights=True returns the weights too; only need_weights=False")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -659,6 +1073,14 @@ def _evaluate(graph, tensors, x):
             y = a[0].permute(node["dims"])
         elif op == "reshape":
             y = a[0].reshape([a[0].shape[0]] + node["shape"])
+        elif op == "affine":
+            y = a[0] * node["scale"] + node["offset"]
+        elif op == "slice":
+            y = a[0].narrow(node["axis"], node["start"], node["end"] - node["start"])
+        elif op == "constant":
+            y = p("value").expand([a[0].shape[0]] + node["shape"])
+        elif op == "matmul":
+            y = torch.matmul(a[0], a[1])
         else:  # softmax, log_softmax
             y = getattr(torch, op)(a[0], node["axis"])
         values[node["name"]] = y
@@ -729,10 +1151,13 @@ def _export(model, example_input_shape, path, labels, input_range, normalize, f6
             raise ExportError(f"input range [{lo}, {hi}] must have lo < hi")
     if normalize is not None:
         mean, std = _normalize_numbers(normalize, shape)
+    refused = _REFUSED_MODELS.get(type(model).__name__)
+    if refused is not None:
+        raise ExportError(f"model {type(model).__name__}: {refused}")
     model.eval()
 
     try:
-        gm = torch.fx.symbolic_trace(model)
+        gm = torch.fx.GraphModule(model, _Tracer().trace(model))
     except Exception as e:  # control flow on tensors, unsupported Python, ...
         raise ExportError(_trace_failure(model, e)) from e
     placeholders = [n.target for n in gm.graph.nodes if n.op == "placeholder"]
@@ -889,7 +1314,9 @@ def torchvision_model(name, num_classes=1000, kwargs=None):
         raise ExportError(f"torchvision.models has no model {name!r}")
     arguments = {"weights": None, "num_classes": num_classes, **(kwargs or {})}
     try:
-        return constructor(**arguments)
+        with warnings.catch_warnings():  # torchvision's own deprecation notes (maxvit_t's meshgrid)
+            warnings.simplefilter("ignore", UserWarning)
+            return constructor(**arguments)
     except (TypeError, ValueError) as e:  # an unknown or invalid argument
         raise ExportError(f"torchvision.models.{name}({', '.join(arguments)}): {str(e).splitlines()[0]}") from e
 

@@ -26,6 +26,7 @@ struct OpBase {
   static constexpr bool positively_homogeneous = false;  // one input, f(c x) = c f(x) for every c > 0
   static constexpr bool scales_with_parameters = false;  // weight and bias times c give y times c
   static constexpr Distribution distribution = Distribution::none;  // softmax: probabilities, ...
+  static constexpr bool shape_only_first = false;        // reads input 0's batch size, not its values (constant)
   static FileForm file_form() { return {}; }             // not a model-file op
   static void set_defaults(Attrs&) {}                    // a file's defaults where they differ from Attrs'
   static void finish(Attrs&, const AttributeNames&) {}   // checks across attributes; throws Error
@@ -65,7 +66,8 @@ const OpFns<T>& op_fns() {
                               &Op::template tangent<T>,
                               Op::linearity,
                               Op::linearity == Linearity::piecewise_linear ? &Op::template switches<T> : nullptr,
-                              rescale_of<Op, T>()};
+                              rescale_of<Op, T>(),
+                              Op::shape_only_first};
   return table;
 }
 

@@ -128,10 +128,13 @@ struct Div : OpBase {
   }
 };
 
-// y = scale x + offset with constants (attrs.scale, attrs.offset): neg, scale and shift are this op.
+// y = scale x + offset with constants (attrs.scale, attrs.offset): neg, scale and shift are this op;
+// in a model file, a tensor times or plus a number (x * 0.5 + 0.1, q / sqrt(d)).
 struct Affine : OpBase {
   static constexpr const char* name = "affine";
   static constexpr Linearity linearity = Linearity::linear;
+  static FileForm file_form() { return file_op({{"scale", &Attrs::scale}, {"offset", &Attrs::offset}}); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) { return record<Affine>({node.input()}, node.attrs()); }
   template <class T> static Shape shape(const OpContext<T>& c) { return same_shape(c); }
   template <class T> static void forward(OpContext<T>& c) {
     const T a = T(c.attrs().scale), b = T(c.attrs().offset);

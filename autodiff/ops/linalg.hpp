@@ -13,39 +13,86 @@ std::size_t rows_of(const Tensor<T>& x) {
   return x.size() / x.shape().back();
 }
 
-// y[..., N] = a[..., K] b[K, N]
+// y[..., N] = a[..., K] b[K, N]; or, batched, y[B..., M, N] = a[B..., M, K] b[B..., K, N] (inputs of
+// one rank, at least 3, whose leading dimensions B agree), as torch.matmul. A model file's matmul
+// is the batched form (the batch is one of the leading dimensions): attention's q k^T and p v.
 struct MatMul : OpBase {
   static constexpr const char* name = "matmul";
   static constexpr Linearity linearity = Linearity::multilinear;
+  static FileForm file_form() { return file_op({}, {}, 2, 2); }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    if (node.input_shape(0).size() < 3 || node.input_shape(1).size() != node.input_shape(0).size())
+      node.fail("matmul multiplies batches of matrices: inputs of one rank, at least 3 with the batch, got " +
+                to_string(node.input_shape(0)) + " and " + to_string(node.input_shape(1)));
+    return record<MatMul>(node.inputs());
+  }
   template <class T> static Shape shape(const OpContext<T>& c) {
     const Shape& a = c.x(0).shape();
     const Shape& b = c.x(1).shape();
-    if (a.size() < 1 || b.size() != 2 || a.back() != b[0])
-      c.fail("cannot multiply shapes " + to_string(a) + " and " + to_string(b) + " (expected [..., K] and [K, N])");
+    if (b.size() == 2 && a.size() >= 1 && a.back() == b[0]) {
+      Shape y = a;
+      y.back() = b[1];
+      return y;
+    }
+    bool fits = a.size() >= 3 && b.size() == a.size() && a.back() == b[b.size() - 2];
+    for (std::size_t d = 0; fits && d + 2 < a.size(); ++d) fits = a[d] == b[d];
+    if (!fits)
+      c.fail("cannot multiply shapes " + to_string(a) + " and " + to_string(b) +
+             " (expected [..., K] and [K, N], or [B..., M, K] and [B..., K, N])");
     Shape y = a;
-    y.back() = b[1];
+    y.back() = b.back();
     return y;
   }
   template <class T> static void forward(OpContext<T>& c) {
-    const std::size_t M = rows_of(c.x(0)), K = c.x(1).shape()[0], N = c.x(1).shape()[1];
-    kernels::gemm<T>(false, false, M, N, K, T(1), c.x(0).data(), K, c.x(1).data(), N, T(0), c.y().data(), N);
+    const Sizes s = sizes(c);
+    // [batches] of a[M, K] b[K, N]
+    for (std::size_t i = 0; i < s.batches; ++i)
+      kernels::gemm<T>(false, false, s.M, s.N, s.K, T(1), c.x(0).data() + i * s.a, s.K, c.x(1).data() + i * s.b, s.N,
+                       T(0), c.y().data() + i * s.y, s.N);
   }
   template <class T> static void backward(OpContext<T>& c) {
-    const std::size_t M = rows_of(c.x(0)), K = c.x(1).shape()[0], N = c.x(1).shape()[1];
-    if (Tensor<T>* g = c.gx(0))  // ga[M, K] += gy[M, N] b[K, N]^T
-      kernels::gemm<T>(false, true, M, K, N, T(1), c.gy().data(), N, c.x(1).data(), N, T(1), g->data(), K);
-    if (Tensor<T>* g = c.gx(1))  // gb[K, N] += a[M, K]^T gy[M, N]
-      kernels::gemm<T>(true, false, K, N, M, T(1), c.x(0).data(), K, c.gy().data(), N, T(1), g->data(), N);
+    const Sizes s = sizes(c);
+    // [batches]: ga[M, K] += gy[M, N] b[K, N]^T, gb[K, N] += a[M, K]^T gy[M, N]
+    for (std::size_t i = 0; i < s.batches; ++i) {
+      const T* gy = c.gy().data() + i * s.y;
+      if (Tensor<T>* g = c.gx(0))
+        kernels::gemm<T>(false, true, s.M, s.K, s.N, T(1), gy, s.N, c.x(1).data() + i * s.b, s.N, T(1),
+                         g->data() + i * s.a, s.K);
+      if (Tensor<T>* g = c.gx(1))
+        kernels::gemm<T>(true, false, s.K, s.N, s.M, T(1), c.x(0).data() + i * s.a, s.K, gy, s.N, T(1),
+                         g->data() + i * s.b, s.N);
+    }
   }
   template <class T> static void tangent(OpContext<T>& c) {  // ty = ta b + a tb
-    const std::size_t M = rows_of(c.x(0)), K = c.x(1).shape()[0], N = c.x(1).shape()[1];
-    T beta = T(0);
-    if (const Tensor<T>* t = c.tx(0)) {
-      kernels::gemm<T>(false, false, M, N, K, T(1), t->data(), K, c.x(1).data(), N, beta, c.ty().data(), N);
-      beta = T(1);
+    const Sizes s = sizes(c);
+    // [batches]
+    for (std::size_t i = 0; i < s.batches; ++i) {
+      T* ty = c.ty().data() + i * s.y;
+      T beta = T(0);
+      if (const Tensor<T>* t = c.tx(0)) {
+        kernels::gemm<T>(false, false, s.M, s.N, s.K, T(1), t->data() + i * s.a, s.K, c.x(1).data() + i * s.b, s.N,
+                         beta, ty, s.N);
+        beta = T(1);
+      }
+      if (const Tensor<T>* t = c.tx(1))
+        kernels::gemm<T>(false, false, s.M, s.N, s.K, T(1), c.x(0).data() + i * s.a, s.K, t->data() + i * s.b, s.N,
+                         beta, ty, s.N);
     }
-    if (const Tensor<T>* t = c.tx(1))
-      kernels::gemm<T>(false, false, M, N, K, T(1), c.x(0).data(), K, t->data(), N, beta, c.ty().data(), N);
+  }
+
+ private:
+  // The product as `batches` GEMMs of [M, K] by [K, N], and each operand's step between them
+  // (b's step is 0 when one [K, N] serves every row of a).
+  struct Sizes {
+    std::size_t batches, M, K, N, a, b, y;
+  };
+  template <class T> static Sizes sizes(const OpContext<T>& c) {
+    const Shape& a = c.x(0).shape();
+    const Shape& b = c.x(1).shape();
+    const std::size_t K = b[b.size() - 2], N = b.back();
+    if (b.size() == 2 && a.back() == K) return {1, rows_of(c.x(0)), K, N, 0, 0, 0};
+    const std::size_t M = a[a.size() - 2];
+    return {M * K == 0 ? 0 : c.x(0).size() / (M * K), M, K, N, M * K, K * N, M * N};
   }
 };
 

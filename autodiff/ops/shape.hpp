@@ -232,7 +232,123 @@ struct Concat : OpBase {
   }
 };
 
-using ShapeOps = OpList<Reshape, Permute, Flatten, Concat>;
+// y = x[..., start:end, ...] along attrs.axis (a sample's axis; step 1), as PyTorch's x[:, a:b]:
+// the axis is kept, with end - start entries. x[:, i] is this slice followed by a reshape.
+struct Slice : OpBase {
+  static constexpr const char* name = "slice";
+  static constexpr Linearity linearity = Linearity::linear;
+  static constexpr bool positively_homogeneous = true;
+  static FileForm file_form() {
+    return file_op({{"axis", &Attrs::axis, Allowed::sample_axis, true},
+                    {"start", &Attrs::start, Allowed::non_negative, true},
+                    {"end", &Attrs::end, Allowed::positive, true}});
+  }
+  static void finish(Attrs& a, const AttributeNames&) {
+    if (!(a.start < a.end))
+      throw Error("start " + std::to_string(a.start) + " must be below end " + std::to_string(a.end));
+  }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    Attrs attrs = node.attrs();
+    attrs.axis = node.axis(attrs.axis, "axis");
+    return record<Slice>({node.input()}, attrs);
+  }
+  template <class T> static Shape shape(const OpContext<T>& c) {
+    const std::size_t axis = static_cast<std::size_t>(c.attrs().axis);
+    Shape y = c.x(0).shape();
+    if (axis == 0 || axis >= y.size()) c.fail("axis " + std::to_string(axis) + " is not a sample's axis of " + to_string(y));
+    const std::int64_t start = c.attrs().start, end = c.attrs().end;
+    if (start < 0 || end <= start || static_cast<std::size_t>(end) > y[axis])
+      c.fail("[start, end) = [" + std::to_string(start) + ", " + std::to_string(end) + ") does not fit the " +
+             std::to_string(y[axis]) + " entries along axis " + std::to_string(axis) + " of " + to_string(y));
+    y[axis] = static_cast<std::size_t>(end - start);
+    return y;
+  }
+  template <class T> static void forward(OpContext<T>& c) {
+    const T* x = c.x(0).data();
+    T* y = c.y().data();
+    each_block(c, [&](std::size_t in, std::size_t out, std::size_t len) { std::copy(x + in, x + in + len, y + out); });
+  }
+  template <class T> static void backward(OpContext<T>& c) {
+    const T* gy = c.gy().data();
+    T* gx = c.gx(0)->data();
+    each_block(c, [&](std::size_t in, std::size_t out, std::size_t len) {
+      for (std::size_t j = 0; j < len; ++j) gx[in + j] += gy[out + j];
+    });
+  }
+  template <class T> static void tangent(OpContext<T>& c) {
+    const T* tx = c.tx(0)->data();
+    T* ty = c.ty().data();
+    each_block(c, [&](std::size_t in, std::size_t out, std::size_t len) { std::copy(tx + in, tx + in + len, ty + out); });
+  }
+
+ private:
+  // Calls f(offset in x, offset in y, length) for each contiguous block kept: one per outer index.
+  template <class T, class F> static void each_block(const OpContext<T>& c, F f) {
+    const kernels::AxisSplit xs = kernels::split_at(c.x(0).shape(), static_cast<std::size_t>(c.attrs().axis));
+    const std::size_t start = static_cast<std::size_t>(c.attrs().start);
+    const std::size_t len = static_cast<std::size_t>(c.attrs().end - c.attrs().start) * xs.inner;
+    // [outer]
+    for (std::size_t o = 0; o < xs.outer; ++o) f((o * xs.n + start) * xs.inner, o * len, len);
+  }
+};
+
+// y[n] = value for every sample n: a learned constant (a class token, a position embedding, a
+// layer scale), as a parameter `value` of the per-sample shape attrs.dims (the file's `shape`).
+// Input 0 gives only the batch size; y does not depend on its values (its gradient is zero).
+struct Constant : OpBase {
+  static constexpr const char* name = "constant";
+  static constexpr Linearity linearity = Linearity::linear;  // constant in input 0
+  static constexpr bool shape_only_first = true;             // no path to input 0: it never varies
+  static FileForm file_form() {
+    return file_op({{"shape", &Attrs::dims, Allowed::positive, true}}, {{"value", true}});
+  }
+  static void finish(Attrs& a, const AttributeNames&) {
+    if (a.dims.size() > 5) throw Error("shape has " + std::to_string(a.dims.size()) + " entries; at most 5 (a sample's)");
+    for (long v : a.dims)
+      if (v < 1) throw Error("shape " + dims_text(a.dims) + " holds " + std::to_string(v) + "; entries are at least 1");
+  }
+  static void check_parameters(const FileParameters& p) {
+    const std::vector<std::size_t> expected(p.attrs->dims.begin(), p.attrs->dims.end());
+    if (p.shape("value") != expected)
+      throw Error("parameter " + p.quoted("value") + " has shape " + dims_string(p.shape("value")) + "; expected " +
+                  dims_string(expected) + " (the node's shape)");
+  }
+  template <class T> static Var<T> from_graph(GraphNode<T>& node) {
+    const Shape value(node.attrs().dims.begin(), node.attrs().dims.end());
+    return record<Constant>({node.input(), node.parameter("value", value)});
+  }
+  template <class T> static Shape shape(const OpContext<T>& c) {
+    if (c.x(0).shape().empty()) c.fail("input 0 is a scalar; it must have a batch dimension");
+    Shape y{c.x(0).shape()[0]};
+    for (std::size_t d : c.x(1).shape()) y.push_back(d);
+    return y;
+  }
+  // y [N, value]
+  template <class T> static void forward(OpContext<T>& c) {
+    const std::size_t len = c.x(1).size();
+    for (std::size_t n = 0; n < c.y().shape()[0]; ++n) std::copy(c.x(1).begin(), c.x(1).end(), c.y().data() + n * len);
+  }
+  template <class T> static void backward(OpContext<T>& c) {  // gvalue += sum over samples of gy
+    Tensor<T>* g = c.gx(1);
+    if (!g) return;
+    const std::size_t len = g->size();
+    const T* gy = c.gy().data();
+    // [N, value]
+    for (std::size_t n = 0; n < c.y().shape()[0]; ++n)
+      for (std::size_t j = 0; j < len; ++j) g->data()[j] += gy[n * len + j];
+  }
+  template <class T> static void tangent(OpContext<T>& c) {  // ty[n] = tvalue
+    T* ty = c.ty().data();
+    const Tensor<T>* t = c.tx(1);
+    const std::size_t len = c.x(1).size();
+    for (std::size_t n = 0; n < c.y().shape()[0]; ++n) {
+      if (t) std::copy(t->begin(), t->end(), ty + n * len);
+      else std::fill(ty + n * len, ty + (n + 1) * len, T(0));
+    }
+  }
+};
+
+using ShapeOps = OpList<Reshape, Permute, Flatten, Concat, Slice, Constant>;
 
 }  // namespace ax::ops
 
@@ -266,6 +382,19 @@ template <class T> Var<T> concat(const std::vector<Var<T>>& xs, int axis) {
   Attrs attrs;
   attrs.axis = ops::resolve_axis(xs[0], axis, "concat");
   return ops::record<ops::Concat>(xs, attrs);
+}
+
+// x[..., start:end, ...] along a sample's axis (the axis kept), as x[:, start:end] in PyTorch.
+template <class T> Var<T> slice_along(Var<T> x, int axis, std::int64_t start, std::int64_t end) {
+  Attrs attrs;
+  attrs.axis = ops::resolve_axis(x, axis, "slice");
+  attrs.start = start, attrs.end = end;
+  return ops::record<ops::Slice>({x}, attrs);
+}
+
+// value repeated for every sample of x (only x's batch size is read): [N, value's shape].
+template <class T> Var<T> learned_constant(Var<T> x, Var<T> value) {
+  return ops::record<ops::Constant>({x, value});
 }
 
 }  // namespace ax

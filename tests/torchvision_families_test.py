@@ -1,0 +1,294 @@
+"""Every torchvision 0.14 classification family, exported and checked against PyTorch.
+
+For a small-input instance of each family (random weights; BatchNorm's running statistics, the
+affine parameters of every normalization, ConvNeXt's layer scale, ViT's class token and head set
+at random away from their initial values; eval mode) the test exports the model with
+tools/export_torch.py (F32), then checks `axiomatic explain`:
+
+  - --method gradient --precision f64: F(x) and dF/dx of the predicted class against PyTorch's
+    autograd in float64 (the float32 weights widen exactly), relative error below 1e-10 (the
+    gradient's largest error relative to its largest entry);
+  - --method ig --rule gausslegendre --steps 16 --precision f32, from a random baseline image:
+    against the same sum computed by PyTorch in float64, relative error below 1e-4 (the largest
+    error relative to the largest attribution).
+
+The BatchNorm statistics are random, not measured on data: with statistics measured on inputs,
+pre-activations center on ReLU's kink, some unit along the path lies within float32 rounding of
+it, and float32 settles it differently from float64, which moves that point's gradient (PyTorch's
+own float32 IG of the ResNeXt instance is then 5e-4 off its float64 IG); the float32 bound holds
+for paths that stay clear of kinks by more than rounding. The inputs are small (32x32 where the
+network allows; AlexNet 64x64, Inception-V3 75x75). Where the torchvision constructor's model is
+large, the test builds a narrower or shallower instance of the same class (ResNet with grouped or
+wide bottlenecks, one block a stage; ConvNeXt and VisionTransformer with few layers; VGG and
+AlexNet with the classifier's hidden layers narrowed), which runs the same code paths. The swin_* and maxvit_t families are refused by the
+exporter with one line naming them, before any file is written.
+
+    /usr/bin/python3 tests/torchvision_families_test.py [--cli build/cli/axiomatic] [--only NAME ...]
+
+Prints a table (family, input, errors, seconds). Exit status 0 when every check passes, 1 when one
+fails, 77 (skipped) when torch, torchvision or numpy cannot be imported.
+"""
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+SKIP = 77
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPORTER = os.path.join(ROOT, "tools", "export_torch.py")
+GRADIENT_TOLERANCE = 1e-10  # float64
+IG_TOLERANCE = 1e-4         # float32
+IG_STEPS = 16
+
+failures = []
+
+
+def check(condition, message):
+    print(("ok    " if condition else "FAIL  ") + message, flush=True)
+    if not condition:
+        failures.append(message)
+
+
+# ------------------------------------------------------------------------------------------------
+# The families: name -> (input shape, builder). Builders run after torch.manual_seed.
+
+
+def families(torch, torchvision):
+    nn = torch.nn
+    models = torchvision.models
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+    from torchvision.models.resnet import Bottleneck, ResNet
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    def narrow_classifier(model, features, hidden=64):
+        """VGG's and AlexNet's classifier (Dropout, Linear, ReLU, ...) with `hidden` units
+        instead of 4096: the same layers, 1/60 of the weights."""
+        layers = list(model.classifier)
+        linears = [i for i, layer in enumerate(layers) if isinstance(layer, nn.Linear)]
+        for i in linears:
+            layers[i] = nn.Linear(features if i == linears[0] else hidden, 10 if i == linears[-1] else hidden)
+        model.classifier = nn.Sequential(*layers)
+        return model
+
+    return {
+        "resnet18": ((3, 32, 32), lambda: models.resnet18(num_classes=10)),
+        # resnext50_32x4d's and wide_resnet50_2's blocks, one per stage
+        "resnext50_32x4d": ((3, 32, 32), lambda: ResNet(Bottleneck, [1, 1, 1, 1], num_classes=10, groups=32,
+                                                        width_per_group=4)),
+        "wide_resnet50_2": ((3, 32, 32), lambda: ResNet(Bottleneck, [1, 1, 1, 1], num_classes=10,
+                                                        width_per_group=128)),
+        "vgg11_bn": ((3, 32, 32), lambda: narrow_classifier(models.vgg11_bn(num_classes=10), 512 * 7 * 7)),
+        "alexnet": ((3, 64, 64), lambda: narrow_classifier(models.alexnet(num_classes=10), 256 * 6 * 6)),
+        "squeezenet1_1": ((3, 32, 32), lambda: models.squeezenet1_1(num_classes=10)),
+        "densenet121": ((3, 32, 32), lambda: models.densenet121(num_classes=10)),
+        # transform_input: x[:, c] * s + t per channel, concatenated (slice, reshape, affine, concat)
+        "googlenet": ((3, 32, 32), lambda: models.googlenet(num_classes=10, aux_logits=False, transform_input=True,
+                                                            init_weights=False)),
+        "inception_v3": ((3, 75, 75), lambda: models.inception_v3(num_classes=10, aux_logits=True,
+                                                                  transform_input=True, init_weights=False)),
+        "mobilenet_v2": ((3, 32, 32), lambda: models.mobilenet_v2(num_classes=10)),
+        "mobilenet_v3_small": ((3, 32, 32), lambda: models.mobilenet_v3_small(num_classes=10)),
+        "mobilenet_v3_large": ((3, 32, 32), lambda: models.mobilenet_v3_large(num_classes=10)),
+        "efficientnet_b0": ((3, 32, 32), lambda: models.efficientnet_b0(num_classes=10)),
+        "efficientnet_v2_s": ((3, 32, 32), lambda: models.efficientnet_v2_s(num_classes=10)),
+        "regnet_y_400mf": ((3, 32, 32), lambda: models.regnet_y_400mf(num_classes=10)),
+        "regnet_x_400mf": ((3, 32, 32), lambda: models.regnet_x_400mf(num_classes=10)),
+        "shufflenet_v2_x0_5": ((3, 32, 32), lambda: models.shufflenet_v2_x0_5(num_classes=10)),
+        "mnasnet0_5": ((3, 32, 32), lambda: models.mnasnet0_5(num_classes=10)),
+        # convnext_tiny's blocks (LayerNorm2d, depthwise 7x7, layer scale, stochastic depth), narrower
+        "convnext_tiny": ((3, 32, 32), lambda: ConvNeXt(
+            [CNBlockConfig(24, 48, 1), CNBlockConfig(48, 96, 1), CNBlockConfig(96, 192, 2), CNBlockConfig(192, None, 1)],
+            stochastic_depth_prob=0.1, num_classes=10)),
+        # vit_b_16's class, two encoder layers, 4 heads, 16 patches of 8x8 and the class token
+        "vit_b_16": ((3, 32, 32), lambda: VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4,
+                                                            hidden_dim=64, mlp_dim=128, num_classes=10)),
+    }
+
+
+def randomize(torch, model, generator):
+    """BatchNorm's running statistics and every normalization's affine parameters, ConvNeXt's
+    layer scale, ViT's class token and any zero-initialized linear layer (ViT's head) set away
+    from their initial values."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(0.2 * torch.randn(c, generator=generator))
+                m.running_var.copy_(0.5 + torch.rand(c, generator=generator))
+                m.num_batches_tracked.fill_(7)
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
+                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=generator))
+                m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=generator))
+            elif isinstance(m, torch.nn.Linear) and not m.weight.any():
+                m.weight.copy_(torch.randn(m.weight.shape, generator=generator) / m.in_features ** 0.5)
+        for name, p in model.named_parameters():
+            if name.endswith("layer_scale"):
+                p.copy_(0.5 + torch.rand(p.shape, generator=generator))
+            elif name == "class_token":
+                p.copy_(0.5 * torch.randn(p.shape, generator=generator))
+    model.eval()
+
+
+def exact_reference(torch, model):
+    """A float64 copy whose Hardsigmoids are hardtanh(x + 3, 0, 6) / 6: PyTorch's own hardsigmoid
+    backward multiplies by the float32 constant 1/6 even in float64 (a relative error of 3e-8)."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class ExactHardsigmoid(nn.Module):
+        def forward(self, x):
+            return F.hardtanh(x + 3, 0.0, 6.0) / 6
+
+    reference = copy.deepcopy(model).double().eval()
+    for parent in list(reference.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Hardsigmoid):
+                setattr(parent, name, ExactHardsigmoid())
+    return reference
+
+
+# ------------------------------------------------------------------------------------------------
+# One family
+
+
+def explain(cli, path, x_path, target, out_path, options):
+    command = [cli, "explain", "--model", path, "--input", x_path, "--target", str(target), "--json",
+               "--out", out_path] + options
+    run = subprocess.run(command, capture_output=True, text=True)
+    if run.returncode != 0:
+        return None, run.stderr.strip()
+    return json.loads(run.stdout), ""
+
+
+def relative(found, expected, np):
+    return float(np.abs(found - expected).max() / max(np.abs(expected).max(), 1e-300))
+
+
+def check_family(name, shape, build, torch, np, export_torch, cli, work, seed):
+    torch.manual_seed(seed)
+    model = build()
+    randomize(torch, model, torch.Generator().manual_seed(seed + 1))
+    path = os.path.join(work, f"{name}.safetensors")
+    graph = export_torch.export(model, shape, path)
+
+    x = torch.rand([1] + list(shape), generator=torch.Generator().manual_seed(seed + 2), dtype=torch.float64)
+    x_path = os.path.join(work, f"{name}_x.npy")
+    np.save(x_path, x[0].numpy())
+    reference = exact_reference(torch, model)
+
+    # F(x) and dF/dx in float64
+    xr = x.clone().requires_grad_(True)
+    out = reference(xr).flatten(1)[0]
+    target = int(out.argmax())
+    (grad,) = torch.autograd.grad(out[target], xr)
+    expected_f, expected_grad = out[target].item(), grad[0].numpy()
+    result, error = explain(cli, path, x_path, target, os.path.join(work, f"{name}_grad.npy"),
+                            ["--method", "gradient", "--precision", "f64"])
+    check(result is not None, f"{name}: explain --method gradient runs {error}")
+    if result is None:
+        return None
+    f_error = abs(result["f_input"] - expected_f) / max(abs(expected_f), 1e-300)
+    grad_error = relative(np.load(os.path.join(work, f"{name}_grad.npy")), expected_grad, np)
+
+    # IG, Gauss-Legendre 16 on [0, 1], from a random baseline b: (x - b) sum_k w_k dF/dx(b + alpha_k (x - b)).
+    # Not from zero: near a constant image, max-pool windows hold near ties that float32 rounding
+    # settles differently from float64 (PyTorch's own float32 IG of GoogLeNet is then 1e-4 off).
+    b = torch.rand([1] + list(shape), generator=torch.Generator().manual_seed(seed + 3), dtype=torch.float64)
+    b_path = os.path.join(work, f"{name}_b.npy")
+    np.save(b_path, b[0].numpy())
+    nodes, weights = np.polynomial.legendre.leggauss(IG_STEPS)
+    alphas = torch.tensor((nodes + 1) / 2, dtype=torch.float64).view(-1, *([1] * len(shape)))
+    points = (b + alphas * (x - b)).requires_grad_(True)
+    (grads,) = torch.autograd.grad(reference(points).flatten(1)[:, target].sum(), points)
+    expected_ig = ((x - b)[0] * (torch.tensor(weights / 2).view(-1, *([1] * len(shape))) * grads).sum(0)).numpy()
+    ig_path = os.path.join(work, f"{name}_ig.npy")
+    result, error = explain(cli, path, x_path, target, ig_path, ["--method", "ig", "--rule", "gausslegendre",
+                                                                  "--steps", str(IG_STEPS), "--baseline",
+                                                                  f"file:{b_path}", "--precision", "f32"])
+    check(result is not None, f"{name}: explain --method ig runs {error}")
+    if result is None:
+        return None
+    ig_error = relative(np.load(ig_path).astype(np.float64), expected_ig, np)
+
+    check(f_error < GRADIENT_TOLERANCE, f"{name}: F(x) relative error {f_error:.1e}")
+    check(grad_error < GRADIENT_TOLERANCE, f"{name}: dF/dx relative error {grad_error:.1e}")
+    check(ig_error < IG_TOLERANCE, f"{name}: IG (gausslegendre 16, f32) relative error {ig_error:.1e}")
+    ops = sorted({node["op"] for node in graph["nodes"]})
+    return f_error, grad_error, ig_error, len(graph["nodes"]), ops
+
+
+def refusals(torchvision, export_torch, work):
+    """swin_* and maxvit_t: one line naming the family, and no file written."""
+    for name in ("swin_t", "swin_v2_t", "maxvit_t"):
+        if not hasattr(torchvision.models, name):
+            continue
+        path = os.path.join(work, f"{name}.safetensors")
+        run = subprocess.run([sys.executable, EXPORTER, "--torchvision", name, "--out", path],
+                             capture_output=True, text=True)
+        lines = run.stderr.strip().splitlines()
+        check(run.returncode == 1 and len(lines) == 1 and name.split("_")[0] in lines[0].lower()
+              and not os.path.exists(path), f"refused: {name} (exit {run.returncode}): {run.stderr.strip()}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cli", default=os.path.join(ROOT, "build", "cli", "axiomatic"), help="the axiomatic command")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="these families only")
+    parser.add_argument("--work", help="folder for the files written (default: a temporary one, removed)")
+    args = parser.parse_args()
+    try:
+        import numpy as np
+        import torch
+        import torchvision
+    except ImportError as e:
+        print(f"skipped: {e}")
+        return SKIP
+    if not os.access(args.cli, os.X_OK):
+        print(f"FAIL  the axiomatic command {args.cli} is not there")
+        return 1
+    sys.path.insert(0, os.path.dirname(EXPORTER))
+    sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+    import export_torch
+
+    torch.set_num_threads(1)  # the machine is shared
+    table = families(torch, torchvision)
+    unknown = [n for n in args.only or [] if n not in table]
+    if unknown:
+        print(f"unknown families: {', '.join(unknown)}; known: {', '.join(table)}")
+        return 2
+    rows = []
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="torchvision_families_") as scratch:
+        work = args.work or scratch
+        os.makedirs(work, exist_ok=True)
+        for k, (name, (shape, build)) in enumerate(table.items()):
+            if args.only and name not in args.only:
+                continue
+            began = time.perf_counter()
+            try:
+                row = check_family(name, shape, build, torch, np, export_torch, args.cli, work, seed=100 + 10 * k)
+            except Exception as e:  # an export that fails is a failed check, and the others still run
+                check(False, f"{name}: {type(e).__name__}: {e}")
+                row = None
+            if row is not None:
+                rows.append((name, shape, row, time.perf_counter() - began))
+            for leftover in os.listdir(work):  # files of a few hundred MB otherwise pile up
+                if leftover.startswith(name):
+                    os.remove(os.path.join(work, leftover))
+        if not args.only:
+            refusals(torchvision, export_torch, work)
+
+    print(f"\n{'family':20s} {'input':9s} {'nodes':>5s} {'F(x) f64':>9s} {'dF/dx f64':>9s} {'IG f32':>9s} {'s':>5s}")
+    for name, shape, (f_error, grad_error, ig_error, count, _), seconds in rows:
+        print(f"{name:20s} {'x'.join(map(str, shape)):9s} {count:5d} {f_error:9.1e} {grad_error:9.1e} "
+              f"{ig_error:9.1e} {seconds:5.1f}")
+    print(f"{len(failures)} failed, {time.perf_counter() - start:.1f} s")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
