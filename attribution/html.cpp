@@ -109,9 +109,13 @@ std::string path_figures(const json& r, std::size_t i, const ImageFigures& f) {
   const std::string at = "/images/" + std::to_string(i);
   std::string s = "<div class=\"row\">" + f.path_svg + f.convergence_svg + "</div>\n";
   s += "<p class=\"note\">Left: F along the straight path from the baseline, F(g(&alpha;)) - F(x'), against the running "
-       "sum of the attributions up to &alpha;: they end at the same height when the attributions are complete. "
-       "The reference IG crosses " + shown(r, at + "/pieces", "%.0f") +
-       " linear pieces (ticks along the axis: its breakpoints); Gauss-Legendre 50 samples the same curve at 50 "
+       "sum of the attributions up to &alpha;: they end at the same height when the attributions are complete. " +
+       (r["images"][i].value("rule", "") == "exact"
+            ? "The reference IG, exact, crosses " + shown(r, at + "/pieces", "%.0f") +
+                  " linear pieces (ticks along the axis: its breakpoints); "
+            : "The reference IG is " + shown(r, at + "/rule") + " with " + shown(r, at + "/steps", "%.0f") +
+                  " steps (the network is not piecewise linear, or another rule was asked for); ") +
+       "Gauss-Legendre 50 samples the same curve at 50 "
        "points. Right: for each quadrature rule, the relative completeness gap and the relative L2 distance to the "
        "reference IG against the number of steps; the reference's own gap (" +
        shown(r, at + "/convergence/reference_relative_delta", "%.2g") +

@@ -239,6 +239,7 @@ template <class T>
 struct Job {
   const ReportRequest& r;
   const nn::ModelSpec& model;
+  const EngineOptions& engine;  // one deadline for the whole report
   Engine<T>& f;
   const Prepared<T>& p;
   const DataSet<T>& data;
@@ -262,7 +263,6 @@ struct Job {
   std::string png(const Image& image) const { return png_bytes(image.rgb, image.width, image.height, 3); }
 };
 
-template <class T>
 IgOptions gauss_legendre(std::size_t steps, bool diagnostics = false) {
   IgOptions o;
   o.rule = Rule::gausslegendre;
@@ -312,8 +312,8 @@ std::vector<GridEntry<T>> baseline_grid(const Job<T>& job, double blur_sigma) {
     e.first = Tensor<T>(job.p.x.shape());
     std::copy(baselines.data(), baselines.data() + job.p.x.size(), e.first.data());
     e.ig = job.run("baseline " + name, "IG from " + name, true, [&] {
-      return baselines.shape()[0] == 1 ? integrated_gradients(job.f, job.p.x, e.first, gauss_legendre<T>(grid_steps))
-                                       : integrated_gradients_multi(job.f, job.p.x, baselines, gauss_legendre<T>(grid_steps));
+      return baselines.shape()[0] == 1 ? integrated_gradients(job.f, job.p.x, e.first, gauss_legendre(grid_steps))
+                                       : integrated_gradients_multi(job.f, job.p.x, baselines, gauss_legendre(grid_steps));
     });
     grid.push_back(std::move(e));
   }
@@ -524,71 +524,90 @@ double row_clip(const std::vector<const Attribution<T>*>& row) {
   return magnitude_percentile(all, clip_percentile);
 }
 
+// IG from the report's baseline with the report's rule: the reference the other methods and the
+// quadrature rules are measured against.
 template <class T>
-nlohmann::json explain_image(const Job<T>& job, const Scheme& scheme, const std::string& image_path,
-                             const std::string& name, std::vector<std::pair<std::string, std::string>>& files,
-                             html::ImageFigures& figures) {
+Attribution<T> reference_ig(const Job<T>& job) {
   const ReportRequest& r = job.r;
-  const Prepared<T>& p = job.p;
-  Engine<T> outputs(job.model, TargetSpec{}, engine_options(r.memory, r.model, r.timeout));
-  const int predicted = job.f.resolve_class(p.x);
-
   job.progress(rule_name(r.rule));
-  std::size_t before = job.f.evaluations();
-  Attribution<T> reference = [&] {
-    IgOptions ig;
-    ig.rule = r.rule;
-    ig.steps = r.steps;
-    ig.diagnostics = true;
-    if (r.rule != Rule::exact) ig.tolerance = 1e-3;
-    try {
-      return integrated_gradients(job.f, p.x, p.baseline, ig);
-    } catch (const NotPiecewiseLinear&) {
-      if (r.rule != Rule::exact) throw;
-      ig.rule = Rule::gausslegendre;  // not piecewise linear: converge a quadrature instead
-      ig.tolerance = 1e-3;            // (more pieces than the cap is an error, never a fallback)
-      return integrated_gradients(job.f, p.x, p.baseline, ig);
-    }
-  }();
-  const std::size_t reference_evaluations = job.f.evaluations() - before;
-  job.progress("ig_gausslegendre50");
-  before = job.f.evaluations();
-  const Attribution<T> gl50 = integrated_gradients(job.f, p.x, p.baseline, gauss_legendre<T>(50, true));
-  const std::size_t gl50_evaluations = job.f.evaluations() - before;
+  IgOptions ig;
+  ig.rule = r.rule;
+  ig.steps = r.steps;
+  ig.diagnostics = true;
+  if (r.rule != Rule::exact) ig.tolerance = 1e-3;
+  try {
+    return integrated_gradients(job.f, job.p.x, job.p.baseline, ig);
+  } catch (const NotPiecewiseLinear&) {
+    if (r.rule != Rule::exact) throw;
+    ig.rule = Rule::gausslegendre;  // not piecewise linear: converge a quadrature instead
+    ig.tolerance = 1e-3;            // (more pieces than the cap is an error, never a fallback)
+    return integrated_gradients(job.f, job.p.x, job.p.baseline, ig);
+  }
+}
 
-  const std::size_t side = std::max(p.x.shape()[1], p.x.shape()[2]);
-  const std::vector<GridEntry<T>> grid = baseline_grid(job, double(side) / 10);
-  const std::vector<Shown<T>> shown = gallery(job, reference, reference_evaluations, gl50, gl50_evaluations, grid[2]);
-  nlohmann::json conv = convergence(job, reference, figures.convergence_svg);
-  figures.path_svg = path_figure(reference, gl50);
-
-  // pictures: the gallery and the grid, each on one colour scale
+// The page's pictures of one image: the gallery and the grid, each row on one colour scale
+// (returned: the gallery's clip and the grid's), and the top-fraction mask.
+template <class T>
+std::pair<double, double> draw_pictures(const Job<T>& job, const std::vector<Shown<T>>& shown,
+                                        const std::vector<GridEntry<T>>& grid, const Attribution<T>& reference,
+                                        html::ImageFigures& figures) {
   std::vector<const Attribution<T>*> gallery_row, grid_row;
   for (const Shown<T>& s : shown)
     if (s.available) gallery_row.push_back(&s.a);
   for (const GridEntry<T>& e : grid)
     if (e.ig.available) grid_row.push_back(&e.ig.a);
   const double gallery_clip = row_clip(gallery_row), grid_clip = row_clip(grid_row);
-  figures.input_png = job.png(picture(p.x, job.lo, job.hi, job.scale));
+  figures.input_png = job.png(picture(job.p.x, job.lo, job.hi, job.scale));
   for (const Shown<T>& s : shown)
     figures.method_png.push_back(s.available ? job.png(heatmap_clipped(s.a.values, gallery_clip, job.scale)) : "");
   for (const GridEntry<T>& e : grid) {
     figures.baseline_png.push_back(e.ig.available ? job.png(picture(e.first, job.lo, job.hi, job.scale)) : "");
     figures.baseline_attribution_png.push_back(e.ig.available ? job.png(heatmap_clipped(e.ig.a.values, grid_clip, job.scale)) : "");
   }
-  figures.masked_png = job.png(top_fraction(p.x, reference.values, mask_fraction, job.lo, job.hi, job.scale));
+  figures.masked_png = job.png(top_fraction(job.p.x, reference.values, mask_fraction, job.lo, job.hi, job.scale));
+  return {gallery_clip, grid_clip};
+}
 
-  // the three PNGs of earlier reports, beside the page
-  const std::filesystem::path out(r.out);
+// The three PNGs of earlier reports, beside the page, about 224 pixels across.
+template <class T>
+void files_beside(const Job<T>& job, const std::string& name, const Attribution<T>& reference,
+                  std::vector<std::pair<std::string, std::string>>& files) {
+  const std::filesystem::path out(job.r.out);
   const auto file = [&](const std::string& suffix, const Image& image) {
     files.emplace_back((out / (name + suffix)).string(), job.png(image));
   };
-  const std::size_t big = std::max<std::size_t>(1, 224 / side);  // those files are about 224 pixels across
-  file("_overlay.png", overlay(p.x, reference.values, job.lo, job.hi, big));
+  const std::size_t big = std::max<std::size_t>(1, 224 / std::max(job.p.x.shape()[1], job.p.x.shape()[2]));
+  file("_overlay.png", overlay(job.p.x, reference.values, job.lo, job.hi, big));
   file("_heatmap.png", heatmap(reference.values, big));
   std::vector<double> path_f(reference.path_f.size());
   for (std::size_t k = 0; k < reference.path_f.size(); ++k) path_f[k] = reference.path_f[k] - reference.f_baseline;
   file("_path.png", line_picture(reference.path_alpha, {path_f, reference.path_cumulative}, {{{40, 40, 40}}, {{220, 40, 30}}}));
+}
+
+template <class T>
+nlohmann::json explain_image(const Job<T>& job, const Scheme& scheme, const std::string& image_path,
+                             const std::string& name, std::vector<std::pair<std::string, std::string>>& files,
+                             html::ImageFigures& figures) {
+  const Prepared<T>& p = job.p;
+  Engine<T> outputs(job.model, TargetSpec{}, job.engine);
+  const int predicted = job.f.resolve_class(p.x);
+
+  std::size_t before = job.f.evaluations();
+  const Attribution<T> reference = reference_ig(job);
+  const std::size_t reference_evaluations = job.f.evaluations() - before;
+  job.progress("ig_gausslegendre50");
+  before = job.f.evaluations();
+  const Attribution<T> gl50 = integrated_gradients(job.f, p.x, p.baseline, gauss_legendre(50, true));
+  const std::size_t gl50_evaluations = job.f.evaluations() - before;
+
+  const std::size_t side = std::max(p.x.shape()[1], p.x.shape()[2]);
+  const std::vector<GridEntry<T>> grid = baseline_grid(job, double(side) / 10);
+  const GridEntry<T>& blur = *std::find_if(grid.begin(), grid.end(), [](const GridEntry<T>& e) { return e.name == "blur"; });
+  const std::vector<Shown<T>> shown = gallery(job, reference, reference_evaluations, gl50, gl50_evaluations, blur);
+  const nlohmann::json conv = convergence(job, reference, figures.convergence_svg);
+  figures.path_svg = path_figure(reference, gl50);
+  const auto [gallery_clip, grid_clip] = draw_pictures(job, shown, grid, reference, figures);
+  files_beside(job, name, reference, files);
 
   nlohmann::json j = report(reference, job.model.graph);
   j["image"] = image_path;
@@ -618,9 +637,10 @@ nlohmann::json explain_image(const Job<T>& job, const Scheme& scheme, const std:
   }
   j["baseline_clip"] = grid_clip;
   j["convergence"] = conv;
-  j["mask_method"] = shown[4].title;
+  j["mask_method"] = shown[4].title;  // the reference IG
   return j;
 }
+
 std::string markdown(const ReportRequest& r, const nn::ModelSpec& model, const nlohmann::json& images, const std::string& note) {
   std::string md = "# axiomatic report\n\n";
   md += "Model `" + r.model + "`, baseline `" + r.baseline + "`, precision " + (r.float64 ? "f64" : "f32") +
@@ -684,7 +704,7 @@ nlohmann::json explain_all(const ReportRequest& r, const nn::ModelSpec& model, n
     TargetSpec target;
     target.node = scheme.logits;
     Engine<T> f(model, target, engine);
-    const Job<T> job{r, model, f, prepared[i], data, i, r.images.size(), lo, hi, scale};
+    const Job<T> job{r, model, engine, f, prepared[i], data, i, r.images.size(), lo, hi, scale};
     figures.emplace_back();
     images.push_back(explain_image(job, scheme, r.images[i], names[i], files, figures.back()));
   }
