@@ -2,6 +2,7 @@
 // subcommand. Exit status 0 on success, 2 on bad usage, 1 on any other failure (`check`: an
 // axiom failed), with one line on stderr saying what was wrong.
 #include "options.hpp"
+#include "progress.hpp"
 
 #include "nn/graph.hpp"
 #include "nn/model_file.hpp"
@@ -86,6 +87,27 @@ int run_report(const ax::cli::Request& request) {
   return 0;
 }
 
+// Progress on stderr; the areas and the files on stdout once everything is written.
+int run_evaluate(const ax::cli::Request& request) {
+  ax::attr::EvaluateRequest r = request.evaluate;
+  ax::cli::Progress progress = ax::cli::Progress::on_stderr("evaluate");
+  r.on_progress = [&](std::size_t done, std::size_t total, const std::string& what) { progress(done, total, what); };
+  const auto start = std::chrono::steady_clock::now();
+  const nlohmann::json e = ax::attr::write_evaluation(r, request.evaluate_out);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("deletion areas (probability, normalised by the intact images'; lower drops faster):\n");
+  const nlohmann::json& curves = e.at("deletion").at("curves");
+  std::vector<std::string> names = e.at("methods").get<std::vector<std::string>>();
+  names.push_back("random");
+  for (const std::string& name : names)
+    std::printf("  %-16s mean fill %.3f, blur fill %.3f\n", name.c_str(),
+                curves.at(name).at("mean").at("area_probability_normalised").get<double>(),
+                curves.at(name).at("blur").at("area_probability_normalised").get<double>());
+  std::printf("evaluated %zu images in %.1f s; wrote %s/evaluation.json, deletion.csv, randomization.csv and the SVG plots\n",
+              e.at("images").get<std::size_t>(), seconds, printable(request.evaluate_out).c_str());
+  return 0;
+}
+
 // info never runs the network (nn::describe records a batch of 0), so its time is reading the
 // file; the limit is checked once that is done.
 int run_info(const ax::cli::Request& request) {
@@ -103,6 +125,7 @@ int run(const ax::cli::Request& request) {
     case ax::cli::Command::explain: return run_explain(request);
     case ax::cli::Command::check: return run_check(request);
     case ax::cli::Command::report: return run_report(request);
+    case ax::cli::Command::evaluate: return run_evaluate(request);
     case ax::cli::Command::info: return run_info(request);
     case ax::cli::Command::help: std::cout << request.help; return 0;
   }

@@ -109,6 +109,54 @@ void add_report(CLI::App& app, attr::ReportRequest& r, Choices& c, Numbers& n) {
   add_common(app, c, n);
 }
 
+// evaluate's own numbers, taken as text like the others.
+struct EvaluateNumbers {
+  std::string fashion_mnist_test, samples, deletion_steps, blur_sigma, randomization_images, seed;
+};
+
+void add_evaluate(CLI::App& app, Request& request, Choices& c, Numbers& n, EvaluateNumbers& e) {
+  attr::EvaluateRequest& r = request.evaluate;
+  add_model(app, r.model);
+  app.add_option("--images", r.images, "images (PNG or .npy), or folders of PNGs")->check(CLI::ExistingPath);
+  app.add_option("--fashion-mnist-test", e.fashion_mnist_test, "the first N images of Fashion-MNIST's test set instead of --images");
+  app.add_option("--out", request.evaluate_out, "folder for evaluation.json, deletion.csv, randomization.csv and the SVG plots")->required();
+  app.add_option("--methods", r.methods, "comma-separated, from gradient, inputxgradient, smoothgrad, ig, exact_ig, eg, deeplift "
+                 "(default: all but exact_ig; eg only with a data set)")
+      ->delimiter(',')
+      ->check(CLI::IsMember(attr::evaluation_methods()));
+  app.add_option("--baseline", r.baseline, "a deterministic baseline SPEC (default zero)");
+  app.add_option("--eg-data", r.eg_data, "eg's data set, .npy [D, input shape] (default with --fashion-mnist-test: 1000 training images)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--samples", e.samples, "smoothgrad's and eg's draws per image (default 32)");
+  app.add_option("--deletion-steps", e.deletion_steps, "steps of k from 0 to 100% (default 20, at most 1000)");
+  app.add_option("--blur-sigma", e.blur_sigma, "the blurred fill's Gaussian in pixels (default 2)");
+  app.add_option("--randomization-images", e.randomization_images, "images of the randomization check (the first; default 10)");
+  app.add_option("--seed", e.seed, "seeds the random order, smoothgrad, eg and the re-initialised weights");
+  add_common(app, c, n);
+}
+
+void apply_evaluate(const Choices& c, const Numbers& n, const EvaluateNumbers& e, attr::EvaluateRequest& r) {
+  if (!c.precision.empty()) r.float64 = c.precision == "f64";
+  r.memory = parse_bytes(n.memory, "--memory");
+  if (!n.timeout.empty()) r.timeout = parse_real(n.timeout, "--timeout", 1e-3, max_timeout);
+  if (!e.fashion_mnist_test.empty()) r.fashion_mnist_test = parse_count(e.fashion_mnist_test, "--fashion-mnist-test", 1, 10000);
+  if (!e.samples.empty()) r.samples = parse_count(e.samples, "--samples", 1, attr::max_samples);
+  if (!e.deletion_steps.empty()) r.deletion_steps = parse_count(e.deletion_steps, "--deletion-steps", 1, 1000);
+  if (!e.blur_sigma.empty()) r.blur_sigma = parse_real(e.blur_sigma, "--blur-sigma", 0, attr::max_blur_sigma);
+  if (!e.randomization_images.empty())
+    r.randomization_images = parse_count(e.randomization_images, "--randomization-images", 1, 10000);
+  if (!e.seed.empty()) r.seed = parse_count(e.seed, "--seed", 0, std::numeric_limits<std::uint64_t>::max());
+  if (r.images.empty() == (r.fashion_mnist_test == 0))
+    throw UsageError("evaluate: give either --images or --fashion-mnist-test N");
+  for (std::size_t i = 0; i < r.methods.size(); ++i)
+    if (std::find(r.methods.begin(), r.methods.begin() + static_cast<std::ptrdiff_t>(i), r.methods[i]) != r.methods.begin() + static_cast<std::ptrdiff_t>(i))
+      throw UsageError("--methods: '" + r.methods[i] + "' is named twice");
+  const bool eg = std::find(r.methods.begin(), r.methods.end(), "eg") != r.methods.end();
+  if (eg && r.eg_data.empty() && r.fashion_mnist_test == 0)
+    throw UsageError("--methods eg draws baselines from a data set: give --eg-data PATH (or use --fashion-mnist-test)");
+  if (!r.eg_data.empty() && !r.methods.empty() && !eg) throw UsageError("--eg-data applies to the method eg");
+}
+
 void add_info(CLI::App& app, std::string& model, Numbers& n) {
   add_model(app, model);
   app.add_option("--timeout", n.timeout, "stop with an error after this many seconds");
@@ -296,6 +344,12 @@ Request parse_options(int argc, const char* const* argv) {
   CLI::App* report = app.add_subcommand("report", "explain a model's predictions for images: pictures and a report");
   add_report(*report, request.report, report_choices, report_numbers);
 
+  Choices evaluate_choices{"", "logit", "f32"};
+  Numbers evaluate_numbers;
+  EvaluateNumbers evaluate_extra;
+  CLI::App* evaluate = app.add_subcommand("evaluate", "evaluate methods over images: deletion curves and model randomization");
+  add_evaluate(*evaluate, request, evaluate_choices, evaluate_numbers, evaluate_extra);
+
   Numbers info_numbers;
   CLI::App* info = app.add_subcommand("info", "a model's nodes, shapes, parameter count and labels");
   add_info(*info, request.info_model, info_numbers);
@@ -305,7 +359,7 @@ Request parse_options(int argc, const char* const* argv) {
   } catch (const CLI::CallForHelp&) {
     request.command = Command::help;
     request.help = app.help();
-    for (const CLI::App* sub : {explain, check, report, info})
+    for (const CLI::App* sub : {explain, check, report, evaluate, info})
       if (sub->parsed()) request.help = sub->help();
     return request;
   } catch (const CLI::CallForAllHelp&) {
@@ -327,6 +381,10 @@ Request parse_options(int argc, const char* const* argv) {
       apply_check(check_choices, check_numbers, check_request);
       check_deterministic_baseline(check_request.baseline);
       request.explain = check_request;
+    } else if (*evaluate) {
+      request.command = Command::evaluate;
+      apply_evaluate(evaluate_choices, evaluate_numbers, evaluate_extra, request.evaluate);
+      check_deterministic_baseline(request.evaluate.baseline);
     } else if (*report) {
       request.command = Command::report;
       apply_common(report_choices, report_numbers, request.report);

@@ -4,6 +4,7 @@
 // file and runs nothing, so it can be fed any argv (a fuzz target does).
 #pragma once
 
+#include "attribution/evaluate.hpp"
 #include "attribution/explain.hpp"
 #include "attribution/report.hpp"
 
@@ -11,12 +12,14 @@
 
 namespace ax::cli {
 
-enum class Command { explain, check, report, info, help };
+enum class Command { explain, check, report, evaluate, info, help };
 
 struct Request {
   Command command = Command::help;
   attr::ExplainRequest explain;  // explain and check
   attr::ReportRequest report;
+  attr::EvaluateRequest evaluate;  // evaluate (its on_progress is the command's to set)
+  std::string evaluate_out;        // evaluate: the folder written
   std::string info_model;        // info
   double info_timeout = 0;       // info: seconds, 0 for none
   bool json = false;             // explain, check: one JSON object on stdout

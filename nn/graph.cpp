@@ -202,9 +202,11 @@ std::string describe(const ModelSpec& spec, const std::string& source) {
   for (const auto& [name, var] : net.parameters()) parameters += tape.value(var).size();
   out += "parameters " + std::to_string(parameters) + " in " + std::to_string(net.parameters().size()) + " tensors\n";
   out += "output " + printable(g.output) + " " + per_sample(net.output()) + "\n";
-  if (!g.labels.empty()) {
-    out += "labels";
-    for (std::size_t k = 0; k < g.labels.size(); ++k) out += (k ? ", " : " ") + std::to_string(k) + " " + printable(g.labels[k]);
+  if (!g.labels.empty()) {  // the first few and a count: ImageNet's thousand would fill the screen
+    const std::size_t shown = std::min<std::size_t>(g.labels.size(), 5);
+    out += "labels " + std::to_string(g.labels.size()) + ":";
+    for (std::size_t k = 0; k < shown; ++k) out += (k ? ", " : " ") + std::to_string(k) + " " + printable(g.labels[k]);
+    if (shown < g.labels.size()) out += ", ... (" + std::to_string(g.labels.size() - shown) + " more)";
     out += "\n";
   }
   return out;

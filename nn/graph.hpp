@@ -46,8 +46,9 @@ class Network {
 };
 
 // A model's summary, as `axiomatic info` prints it: input, each node with its op and output
-// shape (for one sample), parameter count, output and labels. Shapes come from recording a
-// batch of 0: the network is never run. Names and labels are printable().
+// shape (for one sample), parameter count, output and labels (their count and the first five).
+// Shapes come from recording a batch of 0: the network is never run. Names and labels are
+// printable().
 std::string describe(const ModelSpec& spec, const std::string& source);
 
 // A name or label as it is safe to print on a terminal: newlines, tabs and other control

@@ -77,6 +77,11 @@ TEST_CASE("axiomatic info and check") {
   CHECK(info.status == 0);
   CHECK(info.out.find("relu") != std::string::npos);
   CHECK(info.out.find("parameters 4") != std::string::npos);
+  // labels: their count and the first five, on one line
+  const Run shipped = run("info --model " + std::string(AXIOMATIC_SOURCE) + "/examples/models/fashion_mnist.safetensors");
+  CHECK(shipped.status == 0);
+  CHECK(shipped.out.find("\nlabels 10: 0 T-shirt/top, 1 Trouser, 2 Pullover, 3 Dress, 4 Coat, ... (5 more)\n") != std::string::npos);
+  CHECK(shipped.out.find("Sandal") == std::string::npos);
   const std::string input = temp("x.npy");
   attr::write_npy(input, from_values<double>({1}, {2.0}));
   const Run check = run("check --model " + toy + " --input " + input + " --json");
@@ -176,4 +181,54 @@ TEST_CASE("axiomatic report: its own options checked before any work, one line, 
     CHECK(r.err.find(c.says) != std::string::npos);
     CHECK_FALSE(std::filesystem::exists(out));
   }
+}
+
+TEST_CASE("axiomatic evaluate: bad usage refused before any work, a failure writes nothing, a run writes every file") {
+  const std::string out = temp("evaluation");
+  std::filesystem::remove_all(out);
+  const std::string model = std::string(AXIOMATIC_SOURCE) + "/examples/models/fashion_mnist.safetensors";
+  const std::string images = std::string(AXIOMATIC_SOURCE) + "/examples/images";
+  const std::string base = "evaluate --model " + model + " --out " + out;
+  const std::string small = temp("small.npy");
+  attr::write_npy(small, from_values<double>({1}, {0.5}));
+  struct Case {
+    std::string args;
+    int status;
+    std::string says;
+  };
+  for (const Case& c : {
+           Case{base, 2, "either --images or --fashion-mnist-test"},
+           Case{base + " --images " + images + " --fashion-mnist-test 3", 2, "either --images or --fashion-mnist-test"},
+           Case{base + " --fashion-mnist-test 0", 2, "--fashion-mnist-test"},
+           Case{base + " --fashion-mnist-test 10001", 2, "--fashion-mnist-test"},
+           Case{base + " --images " + images + " --methods gradient,sideways", 2, "--methods"},
+           Case{base + " --images " + images + " --methods ig,ig", 2, "'ig' is named twice"},
+           Case{base + " --images " + images + " --methods eg", 2, "--eg-data"},
+           Case{base + " --images " + images + " --deletion-steps 0", 2, "--deletion-steps"},
+           Case{base + " --images " + images + " --blur-sigma -1", 2, "--blur-sigma"},
+           Case{base + " --images " + images + " --seed -3", 2, "--seed"},
+           Case{base + " --images " + images + " --baseline uniform", 2, "random"},
+           Case{base + " --images " + small, 1, "has shape [1], the model expects [1, 28, 28]"},
+       }) {
+    CAPTURE(c.args);
+    const Run r = run(c.args);
+    CHECK(r.status == c.status);
+    CHECK(lines(r.err) == 1);
+    CHECK(r.err.find(c.says) != std::string::npos);
+    CHECK(!std::filesystem::exists(out));
+  }
+
+  const Run r = run(base + " --images " + images + "/test0000_ankle_boot.png " + images +
+                    "/test0008_sandal.png --methods gradient,deeplift --deletion-steps 4 --randomization-images 1");
+  REQUIRE(r.status == 0);
+  for (const char* file : {"evaluation.json", "deletion.csv", "randomization.csv", "deletion_mean.svg", "deletion_blur.svg",
+                           "randomization_abs.svg", "randomization_signed.svg"})
+    CHECK(std::filesystem::exists(out + "/" + file));
+  const nlohmann::json j = nlohmann::json::parse(slurp(out + "/evaluation.json"));
+  CHECK(j["images"] == 2);
+  CHECK(j["methods"] == nlohmann::json({"gradient", "deeplift"}));
+  CHECK(lines(slurp(out + "/randomization.csv")) == 1 + 2 * 5);  // methods x depths 0..4
+  CHECK(r.out.find("evaluated 2 images") != std::string::npos);
+  // stderr is not a terminal here: plain progress lines, the last one "14 of 14"
+  CHECK(r.err.find("evaluate: 14 of 14 (randomization: depth 4, image 1, deeplift)") != std::string::npos);
 }

@@ -38,10 +38,12 @@ modules and functions, constants and scalar operands, broadcasting between diffe
 axes that name the batch dimension, more than one input or output, non-float parameters. In-place
 variants (nn.ReLU(inplace=True), x += y) are exported as their out-of-place ops; a final check
 runs the exported graph in PyTorch (float64) against the model, which catches the case where an
-in-place update changes a tensor that is read again later.
+in-place update changes a tensor that is read again later. A forward torch.fx cannot trace (an
+`if` on a tensor's value, ...) is refused naming the function, file and line where tracing stopped,
+the module whose forward was running, and what to do. Nothing is written when a model is refused.
 
-The model is put in eval mode first (BatchNorm uses its running statistics, Dropout is the
-identity). Parameters are written as F32 (F64 with f64=True); the rest of the state_dict, unused
+The model is traced and checked in eval mode (BatchNorm uses its running statistics, Dropout is
+the identity); export() then puts every submodule back in the mode it found it. Parameters are written as F32 (F64 with f64=True); the rest of the state_dict, unused
 by the graph (BatchNorm's num_batches_tracked as I64), is written too, so the file also loads back
 into the PyTorch model with load_state_dict.
 
@@ -67,6 +69,7 @@ As a command (run with the Python that has torch, e.g. /usr/bin/python3 on Debia
     --torchvision NAME    a torchvision model by its constructor's name (resnet18, vgg11, ...),
                           randomly initialized (no download); input 3x224x224
     --num-classes N       torchvision: the number of classes (default 1000)
+    --kwargs JSON         torchvision: more constructor arguments, e.g. '{"aux_logits": false}'
     --state-dict FILE     load weights saved with torch.save(model.state_dict(), FILE)
     --seed S              seed of the random initialization (default 0)
     --input-shape C H W   the input's shape without the batch
@@ -84,6 +87,7 @@ Exit status 0 on success, 1 with one line on stderr when the model cannot be exp
 import argparse
 import json
 import operator
+import os
 import struct
 import sys
 
@@ -702,9 +706,20 @@ def export(model, example_input_shape, path, labels=None, input_range=None, norm
     check: run the exported graph in PyTorch (float64) on a random input and compare it with
         the model's output; a mismatch is an ExportError.
 
-    Puts the model in eval mode. Returns the graph written (a dict). Raises ExportError, with
-    one line naming the module or function and the reason, for what the format cannot express.
+    Traces and checks the model in eval mode, then puts every submodule back in the mode it was
+    in (train or eval). Returns the graph written (a dict). Raises ExportError, with one line
+    naming the module or function and the reason, for what the format cannot express; nothing
+    is written then.
     """
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        return _export(model, example_input_shape, path, labels, input_range, normalize, f64, check)
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _export(model, example_input_shape, path, labels, input_range, normalize, f64, check):
     shape = [int(d) for d in example_input_shape]
     if not shape or any(d < 1 for d in shape):
         raise ExportError(f"input shape {shape} must list at least one dimension, each at least 1")
@@ -719,7 +734,7 @@ def export(model, example_input_shape, path, labels=None, input_range=None, norm
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as e:  # control flow on tensors, unsupported Python, ...
-        raise ExportError(f"torch.fx cannot trace the model: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+        raise ExportError(_trace_failure(model, e)) from e
     placeholders = [n.target for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise ExportError(f"forward takes {len(placeholders)} inputs ({', '.join(placeholders)}); "
@@ -798,6 +813,30 @@ def export(model, example_input_shape, path, labels=None, input_range=None, norm
     return graph
 
 
+def _trace_failure(model, error):
+    """One line for a model torch.fx cannot trace: the module whose forward was running, the
+    function and line of the model's own code where tracing stopped, the reason, what to do."""
+    torch_dir = os.path.dirname(torch.__file__)
+    paths = {id(m): name for name, m in model.named_modules()}
+    module, place = None, None
+    tb = error.__traceback__
+    while tb is not None:  # outermost frame first: the innermost one found wins
+        frame = tb.tb_frame
+        if not frame.f_code.co_filename.startswith(torch_dir) and frame.f_code.co_filename != __file__:
+            place = f"{frame.f_code.co_name}() at {os.path.basename(frame.f_code.co_filename)}:{tb.tb_lineno}"
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, nn.Module) and id(owner) in paths:
+                path = paths[id(owner)]
+                module = f"module {path!r} ({type(owner).__name__})" if path else f"the top module ({type(owner).__name__})"
+        tb = tb.tb_next
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    stopped = ", ".join(w for w in (f"in {place}" if place else "", f"inside {module}" if module else "") if w)
+    advice = ("write the forward without Python control flow on tensor values (if/while/bool() on a tensor; "
+              "torch.where computes both branches)" if "control flow" in reason
+              else "write the forward with tensor operations torch.fx can record")
+    return f"torch.fx cannot trace the model{': tracing stopped ' + stopped if stopped else ''}: {reason}; {advice}"
+
+
 def _normalize_numbers(normalize, shape):
     if len(shape) < 2:
         raise ExportError(f"normalize needs channels on dimension 1 of a sample; the input shape is {shape}")
@@ -841,13 +880,28 @@ def lenet28():
                          nn.Flatten(), nn.Linear(32 * 5 * 5, 128), nn.ReLU(), nn.Linear(128, 10))
 
 
-def torchvision_model(name, num_classes=1000):
-    """A randomly initialized torchvision model by its constructor's name (no download)."""
+def torchvision_model(name, num_classes=1000, kwargs=None):
+    """A randomly initialized torchvision model by its constructor's name (no download);
+    kwargs: more constructor arguments, e.g. {"aux_logits": False}."""
     import torchvision
     constructor = getattr(torchvision.models, name, None)
     if not callable(constructor) or name.startswith("_"):
         raise ExportError(f"torchvision.models has no model {name!r}")
-    return constructor(weights=None, num_classes=num_classes)
+    arguments = {"weights": None, "num_classes": num_classes, **(kwargs or {})}
+    try:
+        return constructor(**arguments)
+    except (TypeError, ValueError) as e:  # an unknown or invalid argument
+        raise ExportError(f"torchvision.models.{name}({', '.join(arguments)}): {str(e).splitlines()[0]}") from e
+
+
+def _json_object(parser, text):
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        parser.error(f"--kwargs: not JSON: {e}")
+    if not isinstance(value, dict):
+        parser.error(f"--kwargs: expected a JSON object of constructor arguments, found {text!r}")
+    return value
 
 
 def _main(argv=None):
@@ -856,6 +910,7 @@ def _main(argv=None):
     which.add_argument("--lenet", action="store_true", help="the LeNet-28 (1x28x28, range [0, 1])")
     which.add_argument("--torchvision", metavar="NAME", help="a torchvision model, e.g. resnet18 (3x224x224)")
     parser.add_argument("--num-classes", type=int, default=1000, help="torchvision: classes (default 1000)")
+    parser.add_argument("--kwargs", metavar="JSON", help='torchvision: constructor arguments, e.g. \'{"aux_logits": false}\'')
     parser.add_argument("--state-dict", metavar="FILE", help="weights saved with torch.save(model.state_dict())")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialization (default 0)")
     parser.add_argument("--input-shape", type=int, nargs="+", metavar="D", help="input shape without the batch")
@@ -873,12 +928,15 @@ def _main(argv=None):
         parser.error("--mean and --std go together")
     if args.imagenet and args.mean is not None:
         parser.error("--imagenet sets --mean and --std")
+    kwargs = _json_object(parser, args.kwargs) if args.kwargs is not None else None
+    if kwargs is not None and not args.torchvision:
+        parser.error("--kwargs goes with --torchvision")
     try:
         torch.manual_seed(args.seed)
         if args.lenet:
             model, shape, input_range = lenet28(), [1, 28, 28], (0.0, 1.0)
         else:
-            model, shape, input_range = torchvision_model(args.torchvision, args.num_classes), [3, 224, 224], None
+            model, shape, input_range = torchvision_model(args.torchvision, args.num_classes, kwargs), [3, 224, 224], None
         if args.state_dict:
             model.load_state_dict(torch.load(args.state_dict, map_location="cpu"))
         normalize = (args.mean, args.std) if args.mean is not None else None
