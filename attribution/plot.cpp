@@ -8,8 +8,13 @@
 namespace ax::attr::plot {
 namespace {
 
-const char* const palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+const char* const palette_colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                                "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"};
+
+std::string colour_of(const std::vector<Series>& series, std::size_t i) {
+  if (!series[i].colour.empty()) return escape_xml(series[i].colour);
+  return palette_colours[i % (sizeof palette_colours / sizeof *palette_colours)];
+}
 
 std::string number(double v) {
   char text[32];
@@ -133,7 +138,7 @@ std::string legend(const Axes& axes, const std::vector<Series>& series, double t
                     number(h) + "\" fill=\"#fff\" fill-opacity=\"0.85\" stroke=\"#ccc\"/>";
   for (std::size_t row = 0; row < named.size(); ++row) {
     const Series& s = series[named[row]];
-    const std::string colour = palette[named[row] % (sizeof palette / sizeof *palette)];
+    const std::string colour = colour_of(series, named[row]);
     const double cy = y + 10 + 14.0 * double(row);
     svg += "<path d=\"M" + number(x + 5) + " " + number(cy) + " H" + number(x + 23) + "\" stroke=\"" + colour +
            "\" stroke-width=\"2\"" + (s.dashed ? " stroke-dasharray=\"4 3\"" : "") + "/>";
@@ -220,7 +225,7 @@ std::string line_plot_svg(const Axes& axes, const std::vector<Series>& series, i
   svg += marks(axes.x_marks, sx, top, bottom);
   std::vector<std::pair<double, double>> dots;
   for (std::size_t i = 0; i < series.size(); ++i) {
-    const std::string colour = palette[i % (sizeof palette / sizeof *palette)];
+    const std::string colour = colour_of(series, i);
     dots.clear();
     const std::string d = path_data(series[i], sx, sy, dots);
     if (!d.empty())

@@ -15,6 +15,7 @@ struct Series {
   std::vector<double> x, y;  // drawn up to the shorter of the two
   bool dashed = false;
   bool markers = false;  // a dot at each point
+  std::string colour = {};  // a CSS colour; empty: the palette's, by the series' place in the list
 };
 
 enum class Corner { top_right, top_left, bottom_right, bottom_left };

@@ -5,15 +5,23 @@
 #include "../nn/graph.hpp"
 #include "../nn/model_file.hpp"
 #include "baseline.hpp"
+#include "../nn/data.hpp"
 #include "explain.hpp"
+#include "html.hpp"
 #include "io.hpp"
 #include "methods.hpp"
+#include "plot.hpp"
+#include "random.hpp"
 #include "visualize.hpp"
 
 #include <algorithm>
+#include <cctype>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <set>
 
 namespace ax::attr {
@@ -78,84 +86,558 @@ std::vector<std::string> picture_names(const std::vector<std::string>& images) {
   return names;
 }
 
-// An image read and checked, with its baseline, before anything is explained.
+// The page's settings, chosen so the main job (ten 28 x 28 images) stays well under 90 s.
+constexpr double clip_percentile = 99;       // colour scales: |a| at this percentile of a row
+constexpr std::size_t smoothgrad_samples = 32;
+constexpr double smoothgrad_sigma = 0.15;    // relative to the input range
+constexpr std::size_t eg_samples = 64;
+constexpr std::size_t data_rows = 32;        // rows drawn from the data set, once per report
+constexpr std::size_t grid_steps = 50;       // Gauss-Legendre: the baseline grid (and the gallery's blur)
+constexpr std::size_t grid_samples = 4;      // random baselines averaged per grid entry
+constexpr double gaussian_sigma = 0.25;      // the gaussian baseline's noise, in input units
+constexpr double mask_fraction = 0.1;
+constexpr std::size_t picture_side = 112;    // pictures about this many pixels across
+
+// Letters and digits of a text, lower-cased, up to its first '/' ("T-shirt/top" -> "tshirt").
+std::string letters(const std::string& text, bool digits) {
+  std::string out;
+  for (char c : text) {
+    if (c == '/') break;
+    if (std::isalpha(static_cast<unsigned char>(c)) || (digits && std::isdigit(static_cast<unsigned char>(c))))
+      out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+// The label a file's name gives (report.hpp): the longest label whose letters end the name's.
+std::string label_from_name(const std::string& path, const std::vector<std::string>& labels) {
+  const std::string name = letters(stem(path), false);
+  std::string best;
+  for (const std::string& label : labels) {
+    const std::string l = letters(label, false);
+    if (!l.empty() && l.size() <= name.size() && name.compare(name.size() - l.size(), l.size(), l) == 0 &&
+        l.size() > letters(best, false).size())
+      best = label;
+  }
+  return best;
+}
+
+struct TrueLabel {
+  std::string label, from;  // empty label: not known
+};
+
+std::vector<TrueLabel> true_labels(const ReportRequest& r, const std::vector<std::string>& model_labels) {
+  std::vector<TrueLabel> out(r.images.size());
+  if (r.labels.empty()) {
+    for (std::size_t i = 0; i < r.images.size(); ++i) out[i] = {label_from_name(r.images[i], model_labels), "from the file name"};
+    return out;
+  }
+  std::ifstream in(r.labels, std::ios::binary);
+  if (!in) throw Error(r.labels + ": cannot read the labels file");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line) && lines.size() <= r.images.size();) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(line);
+  }
+  if (lines.size() != r.images.size())
+    throw Error(r.labels + ": has " + std::string(lines.size() > r.images.size() ? "more than " : "") +
+                std::to_string(lines.size()) + " lines, expected one label per image (" + std::to_string(r.images.size()) + ")");
+  for (std::size_t i = 0; i < lines.size(); ++i) out[i] = {nn::printable(lines[i]), "from " + r.labels};
+  return out;
+}
+
+// An image read and checked, with its baseline and true label, before anything is explained.
 template <class T>
 struct Prepared {
   Tensor<T> x, baseline;
+  TrueLabel truth;
 };
 
 template <class T>
 std::vector<Prepared<T>> prepare(const ReportRequest& r, const nn::ModelSpec& model, const Shape& input_shape) {
+  if (input_shape.size() != 3)
+    throw Error(r.model + ": the report needs an image input [C, H, W], the model takes " + to_string(input_shape));
   const BaselineSpec spec = parse_baseline(r.baseline);
+  const std::vector<TrueLabel> truth = true_labels(r, model.graph.labels);
   std::vector<Prepared<T>> prepared;
-  for (const std::string& image : r.images) {
+  for (std::size_t i = 0; i < r.images.size(); ++i) {
     Prepared<T> p;
-    p.x = read_array<T>(image, input_shape);
-    check_finite(p.x, image);
+    p.x = read_array<T>(r.images[i], input_shape);
+    check_finite(p.x, r.images[i]);
     p.baseline = make_baseline(spec, p.x, model.graph.input.range);
+    p.truth = truth[i];
     prepared.push_back(std::move(p));
   }
   return prepared;
 }
 
+// The rows expected gradients and the data baseline draw from: a seeded sample of data_rows.
 template <class T>
-Attribution<T> explain_logit(const ReportRequest& r, Engine<T>& f, const Prepared<T>& p) {
+struct DataSet {
+  Tensor<T> rows;     // [D, input shape] when present
+  std::string about;  // where the rows came from, or why there are none
+  bool present() const { return rows.dimension() > 0; }
+};
+
+template <class T>
+Tensor<T> sample_rows(const T* all, std::size_t count, std::size_t wanted, const Shape& input_shape, Random& random) {
+  const std::size_t size = numel(input_shape), n = std::min(count, wanted);
+  std::vector<std::size_t> index(count);
+  for (std::size_t i = 0; i < count; ++i) index[i] = i;
+  Shape shape{n};
+  shape.insert(shape.end(), input_shape.begin(), input_shape.end());
+  Tensor<T> rows(shape);
+  // partial Fisher-Yates: the first n of a random permutation
+  for (std::size_t k = 0; k < n; ++k) {
+    std::swap(index[k], index[k + random.below(count - k)]);
+    std::copy(all + index[k] * size, all + (index[k] + 1) * size, rows.data() + k * size);
+  }
+  return rows;
+}
+
+template <class T>
+DataSet<T> load_data(const ReportRequest& r, const Shape& input_shape) {
+  DataSet<T> d;
+  Random random(r.seed ^ 0x64617461u);  // "data": its own stream, so the methods' draws do not shift it
+  if (r.data == "none") {
+    d.about = "No data set (--data none): expected gradients and the data baseline are not shown.";
+  } else if (!r.data.empty()) {
+    const Tensor<T> all = read_npy<T>(r.data);
+    Shape expected{all.dimension() ? all.shape()[0] : 0};
+    expected.insert(expected.end(), input_shape.begin(), input_shape.end());
+    if (all.shape() != expected || expected[0] == 0)
+      throw Error(r.data + ": has shape " + to_string(all.shape()) + ", expected [D] + " + to_string(input_shape) + ", D > 0");
+    check_finite(all, r.data);
+    d.rows = sample_rows(all.data(), expected[0], data_rows, input_shape, random);
+    d.about = std::to_string(d.rows.shape()[0]) + " rows of " + r.data + " drawn with seed " + std::to_string(r.seed) + ".";
+  } else if (input_shape == Shape{1, 28, 28} &&
+             std::filesystem::exists(std::filesystem::path(nn::fashion_mnist_dir) / "train-images-idx3-ubyte.gz")) {
+    const nn::ImageSet set = nn::fashion_mnist_train();
+    std::vector<T> all(set.images.data(), set.images.data() + set.images.size());
+    d.rows = sample_rows(all.data(), set.size(), data_rows, input_shape, random);
+    d.about = std::to_string(d.rows.shape()[0]) + " images of Debian's Fashion-MNIST training set (" +
+              std::string(nn::fashion_mnist_dir) + ") drawn with seed " + std::to_string(r.seed) + ".";
+  } else {
+    d.about = "No data set at hand (give --data FILE.npy, or install dataset-fashion-mnist for a [1, 28, 28] model): "
+              "expected gradients and the data baseline are not shown.";
+  }
+  return d;
+}
+
+// One method's result as the page shows it.
+template <class T>
+struct Shown {
+  std::string id, title, note;
+  Attribution<T> a;
+  std::size_t evaluations = 0;
+  bool complete = false;  // the method claims completeness: its gap is shown
+  bool available = true;
+};
+
+// Everything one image needs: its engine, its input and the progress callback.
+template <class T>
+struct Job {
+  const ReportRequest& r;
+  const nn::ModelSpec& model;
+  const EngineOptions& engine;  // one deadline for the whole report
+  Engine<T>& f;
+  const Prepared<T>& p;
+  const DataSet<T>& data;
+  std::size_t image, images;
+  double lo, hi;
+  std::size_t scale;
+
+  void progress(const std::string& what) const {
+    if (r.on_progress) r.on_progress(image, images, what);
+  }
+  template <class Run>
+  Shown<T> run(const std::string& id, const std::string& title, bool complete, Run method) const {
+    progress(id);
+    const std::size_t before = f.evaluations();
+    Shown<T> s;
+    s.id = id, s.title = title, s.complete = complete;
+    s.a = method();
+    s.evaluations = f.evaluations() - before;
+    return s;
+  }
+  std::string png(const Image& image) const { return png_bytes(image.rgb, image.width, image.height, 3); }
+};
+
+IgOptions gauss_legendre(std::size_t steps, bool diagnostics = false) {
+  IgOptions o;
+  o.rule = Rule::gausslegendre;
+  o.steps = steps;
+  o.diagnostics = diagnostics;
+  return o;
+}
+
+// The baseline grid: IG from each baseline (Gauss-Legendre grid_steps; the random ones averaged
+// over grid_samples draws), the first baseline drawn kept for its picture.
+template <class T>
+struct GridEntry {
+  std::string name, spec, note;
+  Tensor<T> first;     // the baseline shown
+  std::size_t samples = 0;  // baselines averaged
+  Shown<T> ig;         // not available: the note says why
+};
+
+template <class T>
+std::vector<GridEntry<T>> baseline_grid(const Job<T>& job, double blur_sigma) {
+  const std::vector<std::pair<std::string, std::string>> kinds = {
+      {"black", "zero"},       {"white", "white"},   {"blur", "blur:" + fixed(blur_sigma, "%g")},
+      {"uniform", "uniform"},  {"gaussian", "gaussian:" + fixed(gaussian_sigma, "%g")},
+      {"max-distance", "maxdist"}, {"data", "data"}};
+  Random random(job.r.seed ^ (0x62617365u + job.image));  // "base", per image
+  const Range& range = job.model.graph.input.range;
+  std::vector<GridEntry<T>> grid;
+  for (const auto& [name, spec] : kinds) {
+    GridEntry<T> e;
+    e.name = name, e.spec = spec;
+    Tensor<T> baselines;
+    if (name == "data") {
+      if (!job.data.present()) e.note = "no data set at hand";
+      else baselines = sample_rows(job.data.rows.data(), job.data.rows.shape()[0], grid_samples, job.p.x.shape(), random);
+    } else if (!range && (name == "white" || name == "uniform" || name == "max-distance")) {
+      e.note = "needs the model's input range";
+    } else {
+      const BaselineSpec parsed = parse_baseline(spec);
+      baselines = make_baselines(parsed, job.p.x, range, parsed.random() ? grid_samples : 1, random);
+    }
+    if (baselines.dimension() == 0) {  // none made: the note says why
+      e.ig.available = false;
+      grid.push_back(std::move(e));
+      continue;
+    }
+    e.samples = baselines.shape()[0];
+    e.first = Tensor<T>(job.p.x.shape());
+    std::copy(baselines.data(), baselines.data() + job.p.x.size(), e.first.data());
+    e.ig = job.run("baseline " + name, "IG from " + name, true, [&] {
+      return baselines.shape()[0] == 1 ? integrated_gradients(job.f, job.p.x, e.first, gauss_legendre(grid_steps))
+                                       : integrated_gradients_multi(job.f, job.p.x, baselines, gauss_legendre(grid_steps));
+    });
+    grid.push_back(std::move(e));
+  }
+  return grid;
+}
+
+// The method gallery, in the page's order.
+template <class T>
+std::vector<Shown<T>> gallery(const Job<T>& job, const Attribution<T>& reference, std::size_t reference_evaluations,
+                              const Attribution<T>& gl50, std::size_t gl50_evaluations, const GridEntry<T>& blur) {
+  const Tensor<T>& x = job.p.x;
+  const Tensor<T>& b = job.p.baseline;
+  std::vector<Shown<T>> shown;
+  shown.push_back(job.run("gradient", "gradient", false, [&] { return gradient(job.f, x, b); }));
+  shown.push_back(job.run("inputxgradient", "gradient x input", false, [&] { return input_x_gradient(job.f, x, b); }));
+  shown.push_back(job.run("smoothgrad", "SmoothGrad", false, [&] {
+    return smoothgrad(job.f, x, b, SmoothKind::smoothgrad, smoothgrad_sigma, true, smoothgrad_samples, job.r.seed);
+  }));
+  shown.back().note = std::to_string(smoothgrad_samples) + " samples, sigma " + fixed(smoothgrad_sigma, "%g") + " of the range";
+  Shown<T> gl;
+  gl.id = "ig_gausslegendre50", gl.title = "IG, Gauss-Legendre 50", gl.a = gl50, gl.evaluations = gl50_evaluations, gl.complete = true;
+  shown.push_back(gl);
+  Shown<T> ref;
+  ref.id = "ig_reference", ref.a = reference, ref.evaluations = reference_evaluations, ref.complete = true;
+  ref.title = reference.rule == "exact" ? "IG, exact" : "IG, " + reference.rule + " " + std::to_string(reference.steps);
+  if (reference.rule == "exact") ref.note = std::to_string(reference.pieces) + " linear pieces";
+  shown.push_back(ref);
+  Shown<T> blurred = blur.ig;
+  blurred.id = "ig_blur", blurred.title = "IG from a blur";
+  blurred.note = "baseline " + blur.spec + ", Gauss-Legendre " + std::to_string(grid_steps);
+  shown.push_back(blurred);
+  if (job.data.present()) {
+    shown.push_back(job.run("eg", "expected gradients", true,
+                            [&] { return expected_gradients(job.f, x, job.data.rows, eg_samples, job.r.seed); }));
+    shown.back().note = std::to_string(eg_samples) + " samples, SE of the sum " + fixed(shown.back().a.standard_error, "%.2g");
+  } else {
+    Shown<T> none;
+    none.id = "eg", none.title = "expected gradients", none.available = false, none.note = "no data set at hand";
+    job.progress("eg");
+    shown.push_back(none);
+  }
+  try {
+    shown.push_back(job.run("deeplift", "DeepLIFT (rescale)", true, [&] { return deeplift(job.f, x, b); }));
+  } catch (const TimeLimitExceeded&) {
+    throw;
+  } catch (const NonFinite&) {
+    throw;
+  } catch (const Error& e) {  // an op with no rescale rule: the page says which
+    Shown<T> none;
+    none.id = "deeplift", none.title = "DeepLIFT (rescale)", none.available = false, none.note = e.what();
+    shown.push_back(none);
+  }
+  return shown;
+}
+
+// The path plot: F(g(alpha)) - F(x') against the running sum of the attributions, for the
+// reference IG (at its breakpoints, which are marked) and Gauss-Legendre 50 (at its nodes).
+template <class T>
+std::string path_figure(const Attribution<T>& reference, const Attribution<T>& gl50) {
+  plot::Series f_path{"F(g(\xce\xb1)) - F(x')", {0.0}, {0.0}};
+  plot::Series exact_sum{"running sum, reference IG", {0.0}, {0.0}, true};
+  plot::Series gl_sum{"running sum, Gauss-Legendre 50", {0.0}, {0.0}, false, true};
+  plot::Axes axes;
+  axes.title = "F along the path and the attributions' running sum";
+  axes.x_label = "\xce\xb1 (0: baseline, 1: input)";
+  axes.y_label = "change of the logit";
+  axes.legend = plot::Corner::top_left;
+  const bool pieces = reference.rule == "exact";
+  // exact: path_alpha holds each piece's midpoint, so its breakpoints are b_{k+1} = 2 m_k - b_k
+  double b = 0;
+  for (std::size_t k = 0; k < reference.path_alpha.size(); ++k) {
+    f_path.x.push_back(reference.path_alpha[k]);
+    f_path.y.push_back(reference.path_f[k] - reference.f_baseline);
+    const double end = pieces ? std::clamp(2 * reference.path_alpha[k] - b, b, 1.0) : reference.path_alpha[k];
+    exact_sum.x.push_back(end);
+    exact_sum.y.push_back(reference.path_cumulative[k]);
+    if (pieces && k + 1 < reference.path_alpha.size()) axes.x_marks.push_back(end);
+    b = end;
+  }
+  f_path.x.push_back(1.0);
+  f_path.y.push_back(reference.f_input - reference.f_baseline);
+  for (std::size_t k = 0; k < gl50.path_alpha.size(); ++k) {
+    gl_sum.x.push_back(gl50.path_alpha[k]);
+    gl_sum.y.push_back(gl50.path_cumulative[k]);
+  }
+  return plot::line_plot_svg(axes, {f_path, exact_sum, gl_sum}, 460, 320);
+}
+
+// dF/dx at points of the path, each evaluated once: the convergence plot's Riemann and trapezoid
+// rules with power-of-two steps share most of their nodes (k/n lies on the grid of every 2^j n).
+template <class T>
+struct PathGradients {
+  const Tensor<T>& x;
+  const Tensor<T>& baseline;
+  std::map<double, std::size_t> row;  // alpha -> its row in `grads`
+  std::vector<T> grads;               // [points so far, input size]
+
+  // (x - x') * sum_k w_k dF/dx(g(a_k)) for the rule's nodes, evaluating only the new ones.
+  Tensor<T> attributions(Engine<T>& f, const Quadrature& q) {
+    std::vector<double> missing;
+    for (double a : q.alphas)
+      if (!row.count(a)) missing.push_back(a);
+    const std::size_t size = x.size();
+    if (!missing.empty()) {
+      Shape shape{missing.size()};
+      shape.insert(shape.end(), x.shape().begin(), x.shape().end());
+      Tensor<T> points(shape), g;
+      // [points, input size]: g(a) = x' + a (x - x')
+      for (std::size_t k = 0; k < missing.size(); ++k)
+        for (std::size_t i = 0; i < size; ++i)
+          points.data()[k * size + i] = T(double(baseline.data()[i]) + missing[k] * double(x.data()[i] - baseline.data()[i]));
+      std::vector<double> values;
+      f.evaluate(points, values, &g);
+      for (std::size_t k = 0; k < missing.size(); ++k) row[missing[k]] = grads.size() / size + k;
+      grads.insert(grads.end(), g.data(), g.data() + g.size());
+    }
+    std::vector<double> sum(size, 0.0);
+    for (std::size_t k = 0; k < q.alphas.size(); ++k) {
+      const T* g = grads.data() + row[q.alphas[k]] * size;
+      for (std::size_t i = 0; i < size; ++i) sum[i] += q.weights[k] * double(g[i]);
+    }
+    Tensor<T> a(x.shape());
+    for (std::size_t i = 0; i < size; ++i) a.data()[i] = T(double(x.data()[i] - baseline.data()[i]) * sum[i]);
+    return a;
+  }
+};
+
+// The convergence of the quadrature rules: relative completeness gap and relative L2 distance to
+// the reference IG against the number of steps, the reference's own gap as the floor. The
+// trapezoid rule gets one point more than the others (n + 1 points, n intervals), so that its
+// nodes nest with theirs.
+template <class T>
+nlohmann::json convergence(const Job<T>& job, const Attribution<T>& reference, std::string& svg) {
+  const std::vector<Rule> rules = {Rule::riemann_left, Rule::riemann_right, Rule::riemann_middle,
+                                   Rule::riemann_trapezoid, Rule::gausslegendre};
+  job.progress("convergence");
+  nlohmann::json j;
+  j["reference_relative_delta"] = reference.relative_delta;
+  std::vector<plot::Series> series;
+  const char* const colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd"};
+  const auto clock = std::chrono::steady_clock::now();
+  const std::size_t before = job.f.evaluations();
+  PathGradients<T> path{job.p.x, job.p.baseline, {}, {}};
+  const double change = reference.f_input - reference.f_baseline;
+  for (std::size_t i = 0; i < rules.size(); ++i) {
+    plot::Series gap{rule_name(rules[i]), {}, {}, false, true, colours[i]};
+    plot::Series l2{"", {}, {}, true, false, colours[i]};
+    for (std::size_t n : job.r.convergence_steps) {
+      const std::size_t points = rules[i] == Rule::riemann_trapezoid ? n + 1 : n;
+      const Tensor<T> a = path.attributions(job.f, quadrature(rules[i], points));
+      double sum = 0;
+      for (T v : a) sum += double(v);
+      gap.x.push_back(double(points)), gap.y.push_back(std::abs(sum - change) / (change != 0 ? std::abs(change) : 1.0));
+      l2.x.push_back(double(points)), l2.y.push_back(relative_l2(a, reference.values));
+    }
+    j["rules"].push_back({{"rule", gap.name}, {"steps", gap.x}, {"relative_delta", gap.y}, {"relative_l2", l2.y}});
+    series.push_back(gap), series.push_back(l2);
+  }
+  j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - clock).count();
+  j["evaluations"] = job.f.evaluations() - before;
+  const double lo = double(job.r.convergence_steps.front()), hi = double(job.r.convergence_steps.back() + 1);
+  series.push_back({"reference IG's gap (floor)", {lo, hi}, {reference.relative_delta, reference.relative_delta}, true,
+                    false, "#000"});
+  series.push_back({"dashed: L2 to reference", {}, {}, true, false, "#777"});
+  plot::Axes axes;
+  axes.title = "Quadrature rules against the reference IG";
+  axes.x_label = "steps (gradient evaluations)";
+  axes.y_label = "relative gap (solid), L2 distance (dashed)";
+  axes.log_x = axes.log_y = true;
+  axes.legend = plot::Corner::bottom_left;  // the curves fall from the top left; the floor lies below
+  svg = plot::line_plot_svg(axes, series, 460, 320);
+  return j;
+}
+
+nlohmann::json method_json(const std::string& id, const std::string& title, const std::string& note) {
+  nlohmann::json j{{"id", id}, {"title", title}};
+  if (!note.empty()) j["note"] = note;
+  return j;
+}
+
+template <class T>
+nlohmann::json shown_json(const Shown<T>& s) {
+  nlohmann::json j = method_json(s.id, s.title, s.note);
+  j["available"] = s.available;
+  if (!s.available) return j;
+  j["method"] = s.a.method;
+  if (!s.a.rule.empty()) j["rule"] = s.a.rule;
+  j["steps"] = s.a.steps;
+  j["seconds"] = s.a.seconds;
+  j["evaluations"] = s.evaluations;
+  j["sum"] = s.a.sum;
+  if (s.complete) {
+    j["f_baseline"] = s.a.f_baseline;
+    j["relative_delta"] = s.a.relative_delta;
+  }
+  if (s.a.standard_error > 0) j["standard_error"] = s.a.standard_error;
+  return j;
+}
+
+// One colour scale for a row of attributions: the clip_percentile-th |a| over all of them.
+template <class T>
+double row_clip(const std::vector<const Attribution<T>*>& row) {
+  std::vector<double> all;
+  for (const Attribution<T>* a : row) {
+    const std::vector<double> v = pixel_sums(a->values);
+    all.insert(all.end(), v.begin(), v.end());
+  }
+  return magnitude_percentile(all, clip_percentile);
+}
+
+// IG from the report's baseline with the report's rule: the reference the other methods and the
+// quadrature rules are measured against.
+template <class T>
+Attribution<T> reference_ig(const Job<T>& job) {
+  const ReportRequest& r = job.r;
+  job.progress(rule_name(r.rule));
   IgOptions ig;
   ig.rule = r.rule;
   ig.steps = r.steps;
   ig.diagnostics = true;
   if (r.rule != Rule::exact) ig.tolerance = 1e-3;
   try {
-    return integrated_gradients(f, p.x, p.baseline, ig);
+    return integrated_gradients(job.f, job.p.x, job.p.baseline, ig);
   } catch (const NotPiecewiseLinear&) {
     if (r.rule != Rule::exact) throw;
     ig.rule = Rule::gausslegendre;  // not piecewise linear: converge a quadrature instead
     ig.tolerance = 1e-3;            // (more pieces than the cap is an error, never a fallback)
-    return integrated_gradients(f, p.x, p.baseline, ig);
+    return integrated_gradients(job.f, job.p.x, job.p.baseline, ig);
   }
 }
 
+// The page's pictures of one image: the gallery and the grid, each row on one colour scale
+// (returned: the gallery's clip and the grid's), and the top-fraction mask.
 template <class T>
-nlohmann::json explain_image(const ReportRequest& r, const nn::ModelSpec& model, const EngineOptions& engine,
-                             const Scheme& scheme, const std::string& image_path, const std::string& name,
-                             const Prepared<T>& p, std::vector<std::pair<std::string, std::string>>& files,
-                             const std::filesystem::path& out) {
-  TargetSpec target;
-  target.node = scheme.logits;
-  Engine<T> f(model, target, engine);
-  Engine<T> outputs(model, TargetSpec{}, engine);
-  const int predicted = f.resolve_class(p.x);
-  const Attribution<T> a = explain_logit(r, f, p);
-  IgOptions captum;
-  captum.rule = Rule::gausslegendre;
-  captum.steps = 50;
-  const Attribution<T> gl50 = integrated_gradients(f, p.x, p.baseline, captum);
+std::pair<double, double> draw_pictures(const Job<T>& job, const std::vector<Shown<T>>& shown,
+                                        const std::vector<GridEntry<T>>& grid, const Attribution<T>& reference,
+                                        html::ImageFigures& figures) {
+  std::vector<const Attribution<T>*> gallery_row, grid_row;
+  for (const Shown<T>& s : shown)
+    if (s.available) gallery_row.push_back(&s.a);
+  for (const GridEntry<T>& e : grid)
+    if (e.ig.available) grid_row.push_back(&e.ig.a);
+  const double gallery_clip = row_clip(gallery_row), grid_clip = row_clip(grid_row);
+  figures.input_png = job.png(picture(job.p.x, job.lo, job.hi, job.scale));
+  for (const Shown<T>& s : shown)
+    figures.method_png.push_back(s.available ? job.png(heatmap_clipped(s.a.values, gallery_clip, job.scale)) : "");
+  for (const GridEntry<T>& e : grid) {
+    figures.baseline_png.push_back(e.ig.available ? job.png(picture(e.first, job.lo, job.hi, job.scale)) : "");
+    figures.baseline_attribution_png.push_back(e.ig.available ? job.png(heatmap_clipped(e.ig.a.values, grid_clip, job.scale)) : "");
+  }
+  figures.masked_png = job.png(top_fraction(job.p.x, reference.values, mask_fraction, job.lo, job.hi, job.scale));
+  return {gallery_clip, grid_clip};
+}
 
-  const double lo = model.graph.input.range ? model.graph.input.range->first : 0.0;
-  const double hi = model.graph.input.range ? model.graph.input.range->second : 1.0;
-  // pictures about 224 pixels across, whatever the input's size
-  const Tensor<T>& x = p.x;
-  const std::size_t side = std::max(x.shape()[x.dimension() - 1], x.shape()[x.dimension() - 2]);
-  const std::size_t scale = std::max<std::size_t>(1, 224 / side);
-  const auto picture = [&](const std::string& suffix, const Image& image) {
-    files.emplace_back((out / (name + suffix)).string(), png_bytes(image.rgb, image.width, image.height, 3));
+// The three PNGs of earlier reports, beside the page, about 224 pixels across.
+template <class T>
+void files_beside(const Job<T>& job, const std::string& name, const Attribution<T>& reference,
+                  std::vector<std::pair<std::string, std::string>>& files) {
+  const std::filesystem::path out(job.r.out);
+  const auto file = [&](const std::string& suffix, const Image& image) {
+    files.emplace_back((out / (name + suffix)).string(), job.png(image));
   };
-  picture("_overlay.png", overlay(x, a.values, lo, hi, scale));
-  picture("_heatmap.png", heatmap(a.values, scale));
-  std::vector<double> path_f(a.path_f.size());
-  for (std::size_t k = 0; k < a.path_f.size(); ++k) path_f[k] = a.path_f[k] - a.f_baseline;
-  picture("_path.png", plot(a.path_alpha, {path_f, a.path_cumulative}, {{{40, 40, 40}}, {{220, 40, 30}}}));
+  const std::size_t big = std::max<std::size_t>(1, 224 / std::max(job.p.x.shape()[1], job.p.x.shape()[2]));
+  file("_overlay.png", overlay(job.p.x, reference.values, job.lo, job.hi, big));
+  file("_heatmap.png", heatmap(reference.values, big));
+  std::vector<double> path_f(reference.path_f.size());
+  for (std::size_t k = 0; k < reference.path_f.size(); ++k) path_f[k] = reference.path_f[k] - reference.f_baseline;
+  file("_path.png", line_picture(reference.path_alpha, {path_f, reference.path_cumulative}, {{{40, 40, 40}}, {{220, 40, 30}}}));
+}
 
-  nlohmann::json j = report(a, model.graph);
+template <class T>
+nlohmann::json explain_image(const Job<T>& job, const Scheme& scheme, const std::string& image_path,
+                             const std::string& name, std::vector<std::pair<std::string, std::string>>& files,
+                             html::ImageFigures& figures) {
+  const Prepared<T>& p = job.p;
+  Engine<T> outputs(job.model, TargetSpec{}, job.engine);
+  const int predicted = job.f.resolve_class(p.x);
+
+  std::size_t before = job.f.evaluations();
+  const Attribution<T> reference = reference_ig(job);
+  const std::size_t reference_evaluations = job.f.evaluations() - before;
+  job.progress("ig_gausslegendre50");
+  before = job.f.evaluations();
+  const Attribution<T> gl50 = integrated_gradients(job.f, p.x, p.baseline, gauss_legendre(50, true));
+  const std::size_t gl50_evaluations = job.f.evaluations() - before;
+
+  const std::size_t side = std::max(p.x.shape()[1], p.x.shape()[2]);
+  const std::vector<GridEntry<T>> grid = baseline_grid(job, double(side) / 10);
+  const GridEntry<T>& blur = *std::find_if(grid.begin(), grid.end(), [](const GridEntry<T>& e) { return e.name == "blur"; });
+  const std::vector<Shown<T>> shown = gallery(job, reference, reference_evaluations, gl50, gl50_evaluations, blur);
+  const nlohmann::json conv = convergence(job, reference, figures.convergence_svg);
+  figures.path_svg = path_figure(reference, gl50);
+  const auto [gallery_clip, grid_clip] = draw_pictures(job, shown, grid, reference, figures);
+  files_beside(job, name, reference, files);
+
+  nlohmann::json j = report(reference, job.model.graph);
   j["image"] = image_path;
   j["name"] = name;
   j["predicted"] = predicted;
   j["label"] = j.value("label", std::string());
-  j["pieces"] = a.pieces;
+  if (!p.truth.label.empty()) {
+    j["true_label"] = p.truth.label;
+    j["true_label_from"] = p.truth.from;
+    if (!job.model.graph.labels.empty()) j["correct"] = letters(p.truth.label, true) == letters(j["label"].get<std::string>(), true);
+  }
+  j["pieces"] = reference.pieces;
+  j["evaluations"] = reference_evaluations;
   j["probability"] = probability(outputs.scores(p.x), predicted, scheme.output);
   if (scheme.output != Distribution::none) j["explained_node"] = scheme.logits;
   j["gausslegendre50_relative_delta"] = gl50.relative_delta;
-  j["gausslegendre50_relative_l2_from_this"] = relative_l2(gl50.values, a.values);
+  j["gausslegendre50_relative_l2_from_this"] = relative_l2(gl50.values, reference.values);
+  for (const Shown<T>& s : shown) j["methods"].push_back(shown_json(s));
+  j["gallery_clip"] = gallery_clip;
+  for (const GridEntry<T>& e : grid) {
+    nlohmann::json g = shown_json(e.ig);
+    g["name"] = e.name;
+    g["spec"] = e.spec;
+    if (!e.note.empty()) g["note"] = e.note;
+    if (e.ig.available) g["samples"] = e.samples;
+    j["baselines"].push_back(g);
+  }
+  j["baseline_clip"] = grid_clip;
+  j["convergence"] = conv;
+  j["mask_method"] = shown[4].title;  // the reference IG
   return j;
 }
 
@@ -202,36 +684,83 @@ std::string scheme_note(const nn::GraphSpec& graph, const Scheme& scheme) {
 }
 
 template <class T>
-nlohmann::json explain_all(const ReportRequest& r, const nn::ModelSpec& model,
-                           std::vector<std::pair<std::string, std::string>>& files) {
+nlohmann::json explain_all(const ReportRequest& r, const nn::ModelSpec& model, nlohmann::json& settings,
+                           std::vector<std::pair<std::string, std::string>>& files, std::vector<html::ImageFigures>& figures) {
   const EngineOptions engine = engine_options(r.memory, r.model, r.timeout);
   const Scheme scheme = scheme_of(model.graph);
   const Shape input_shape = Engine<T>(model, TargetSpec{}, engine).input_shape();
-  const std::vector<Prepared<T>> prepared = prepare<T>(r, model, input_shape);  // every image checked first
+  // every image, the labels and the data set read and checked first
+  const std::vector<Prepared<T>> prepared = prepare<T>(r, model, input_shape);
+  const DataSet<T> data = load_data<T>(r, input_shape);
+  settings["data"] = data.about;
+  if (!data.present()) settings["data_note"] = data.about;
   const std::vector<std::string> names = picture_names(r.images);
+  const double lo = model.graph.input.range ? model.graph.input.range->first : 0.0;
+  const double hi = model.graph.input.range ? model.graph.input.range->second : 1.0;
+  const std::size_t side = std::max(input_shape[1], input_shape[2]);
+  const std::size_t scale = std::max<std::size_t>(1, picture_side / side);
   nlohmann::json images = nlohmann::json::array();
-  for (std::size_t i = 0; i < r.images.size(); ++i)
-    images.push_back(explain_image(r, model, engine, scheme, r.images[i], names[i], prepared[i], files, r.out));
+  for (std::size_t i = 0; i < r.images.size(); ++i) {
+    TargetSpec target;
+    target.node = scheme.logits;
+    Engine<T> f(model, target, engine);
+    const Job<T> job{r, model, engine, f, prepared[i], data, i, r.images.size(), lo, hi, scale};
+    figures.emplace_back();
+    images.push_back(explain_image(job, scheme, r.images[i], names[i], files, figures.back()));
+  }
   return images;
+}
+
+nlohmann::json settings_json(const ReportRequest& r) {
+  return {{"seed", r.seed},
+          {"percentile", clip_percentile},
+          {"smoothgrad_samples", smoothgrad_samples},
+          {"smoothgrad_sigma", smoothgrad_sigma},
+          {"eg_samples", eg_samples},
+          {"data_rows", data_rows},
+          {"grid_steps", grid_steps},
+          {"grid_samples", grid_samples},
+          {"gaussian_sigma", gaussian_sigma},
+          {"blur_sigma", "a tenth of the image's side, in pixels"},
+          {"mask_percent", 100 * mask_fraction},
+          {"convergence_steps", r.convergence_steps}};
+}
+
+// Options the library's own callers could get wrong (the command line refuses them earlier).
+void check_request(const ReportRequest& r) {
+  if (r.images.empty()) throw Error("report: no images given");
+  if (r.convergence_steps.empty()) throw Error("report: no convergence steps");
+  for (std::size_t n : r.convergence_steps)
+    if (n < 2 || n > max_steps_cap)
+      throw Error("report: convergence steps must be 2 to " + std::to_string(max_steps_cap) + ", got " + std::to_string(n));
+  if (!std::is_sorted(r.convergence_steps.begin(), r.convergence_steps.end()))
+    throw Error("report: convergence steps must increase");
 }
 
 }  // namespace
 
 nlohmann::json write_report(const ReportRequest& r) {
+  const auto clock = std::chrono::steady_clock::now();
+  check_request(r);
   const nn::ModelSpec model = nn::load_model(r.model);
-  if (r.images.empty()) throw Error("report: no images given");
   const std::filesystem::path out(r.out);
   std::vector<std::pair<std::string, std::string>> files;
-  const nlohmann::json images = r.float64 ? explain_all<double>(r, model, files) : explain_all<float>(r, model, files);
+  std::vector<html::ImageFigures> figures;
+  nlohmann::json settings = settings_json(r);
+  const nlohmann::json images =
+      r.float64 ? explain_all<double>(r, model, settings, files, figures) : explain_all<float>(r, model, settings, files, figures);
   nlohmann::json report;
   report["model"] = r.model;
   report["baseline"] = r.baseline;
   report["precision"] = r.float64 ? "f64" : "f32";
   const std::string note = scheme_note(model.graph, scheme_of(model.graph));
   if (!note.empty()) report["note"] = note;
+  report["settings"] = settings;
   report["images"] = images;
+  report["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - clock).count();
   files.emplace_back((out / "report.json").string(), report.dump(2) + "\n");
   files.emplace_back((out / "report.md").string(), markdown(r, model, images, note));
+  files.emplace_back((out / "index.html").string(), html::page(report, figures));
   // everything is made before the first file is written: a failure writes nothing
   std::error_code made;
   std::filesystem::create_directories(out, made);

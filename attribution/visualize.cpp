@@ -78,7 +78,7 @@ Image overlay(const Tensor<T>& input, const Tensor<T>& attributions, double lo, 
   });
 }
 
-Image plot(const std::vector<double>& x, const std::vector<std::vector<double>>& series,
+Image line_picture(const std::vector<double>& x, const std::vector<std::vector<double>>& series,
            const std::vector<std::array<std::uint8_t, 3>>& colours, std::size_t width, std::size_t height) {
   Image image;
   image.width = width;
@@ -117,9 +117,72 @@ Image plot(const std::vector<double>& x, const std::vector<std::vector<double>>&
 
 void write_image(const std::string& path, const Image& image) { write_png(path, image.rgb, image.width, image.height, 3); }
 
+template <class T>
+std::vector<double> pixel_sums(const Tensor<T>& attributions) {
+  std::size_t h = 0, w = 0;
+  return per_pixel(attributions, h, w);
+}
+
+double magnitude_percentile(const std::vector<double>& values, double percentile) {
+  return values.empty() ? 1.0 : magnitude_at(values, percentile);
+}
+
+template <class T>
+Image heatmap_clipped(const Tensor<T>& attributions, double clip, std::size_t scale) {
+  std::size_t h = 0, w = 0;
+  const std::vector<double> a = per_pixel(attributions, h, w);
+  const double top = clip > 0 && std::isfinite(clip) ? clip : 1.0;
+  return blocks(h, w, scale, [&](std::size_t i) { return diverging(a[i] / top); });
+}
+
+template <class T>
+Image picture(const Tensor<T>& input, double lo, double hi, std::size_t scale) {
+  std::size_t h = 0, w = 0;
+  const std::vector<double> gray = per_pixel(input, h, w);
+  const std::size_t channels = input.size() / (h * w);
+  const auto unit = [&](double v) { return hi > lo ? (v - lo) / (hi - lo) : v; };
+  return blocks(h, w, scale, [&](std::size_t i) {
+    if (channels == 3)
+      return std::array<double, 3>{unit(double(input.data()[i])), unit(double(input.data()[h * w + i])),
+                                   unit(double(input.data()[2 * h * w + i]))};
+    const double g = unit(gray[i] / double(channels));
+    return std::array<double, 3>{g, g, g};
+  });
+}
+
+template <class T>
+Image top_fraction(const Tensor<T>& input, const Tensor<T>& attributions, double fraction, double lo, double hi,
+                   std::size_t scale) {
+  const std::vector<double> a = pixel_sums(attributions);
+  std::vector<std::size_t> order(a.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t i, std::size_t j) { return a[i] > a[j]; });
+  const std::size_t kept = std::min(a.size(), static_cast<std::size_t>(std::ceil(fraction * double(a.size()))));
+  std::vector<bool> keep(a.size(), false);
+  for (std::size_t k = 0; k < kept; ++k) keep[order[k]] = true;
+  const Image shown = picture(input, lo, hi, scale);
+  Image out = shown;
+  const std::size_t w = out.width / scale;
+  for (std::size_t y = 0; y < out.height; ++y)
+    for (std::size_t x = 0; x < out.width; ++x)
+      if (!keep[(y / scale) * w + x / scale]) {
+        std::uint8_t* p = &out.rgb[(y * out.width + x) * 3];
+        p[0] = 200, p[1] = 208, p[2] = 222;  // removed: a flat gray-blue no image pixel is likely to be
+      }
+  return out;
+}
+
 template Image heatmap(const Tensor<float>&, std::size_t, double);
 template Image heatmap(const Tensor<double>&, std::size_t, double);
 template Image overlay(const Tensor<float>&, const Tensor<float>&, double, double, std::size_t, double);
 template Image overlay(const Tensor<double>&, const Tensor<double>&, double, double, std::size_t, double);
+template std::vector<double> pixel_sums(const Tensor<float>&);
+template std::vector<double> pixel_sums(const Tensor<double>&);
+template Image heatmap_clipped(const Tensor<float>&, double, std::size_t);
+template Image heatmap_clipped(const Tensor<double>&, double, std::size_t);
+template Image picture(const Tensor<float>&, double, double, std::size_t);
+template Image picture(const Tensor<double>&, double, double, std::size_t);
+template Image top_fraction(const Tensor<float>&, const Tensor<float>&, double, double, double, std::size_t);
+template Image top_fraction(const Tensor<double>&, const Tensor<double>&, double, double, double, std::size_t);
 
 }  // namespace ax::attr

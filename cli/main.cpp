@@ -91,7 +91,9 @@ int run_report(const ax::cli::Request& request) {
                 j.at("gausslegendre50_relative_delta").get<double>(),
                 100 * j.at("gausslegendre50_relative_l2_from_this").get<double>(), j.at("seconds").get<double>());
   if (result.contains("note")) std::printf("%s\n", text(result, "note").c_str());
-  std::printf("wrote %s/report.md, report.json and the pictures\n", printable(request.report.out).c_str());
+  const std::string out = printable(request.report.out);
+  std::printf("wrote %s/index.html (open it in a browser), and report.json, report.md and the pictures beside it\n",
+              out.c_str());
   return 0;
 }
 

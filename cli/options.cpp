@@ -100,10 +100,15 @@ void add_check(CLI::App& app, attr::ExplainRequest& r, Choices& c, Numbers& n, b
 void add_report(CLI::App& app, attr::ReportRequest& r, Choices& c, Numbers& n) {
   add_model(app, r.model);
   app.add_option("--images", r.images, "images (PNG or .npy)")->required()->check(CLI::ExistingFile);
-  app.add_option("--out", r.out, "folder for report.md, report.json and the pictures")->required();
+  app.add_option("--out", r.out, "folder for index.html, report.json, report.md and the pictures")->required();
   add_rule(app, c, "IG's rule (exact falls back to gausslegendre on networks that are not piecewise linear)");
   app.add_option("--steps", n.steps, "steps of a quadrature rule (at most 32768)");
   app.add_option("--baseline", r.baseline, "a deterministic baseline SPEC");
+  app.add_option("--labels", r.labels, "the images' true labels, one line per image (default: from the file names)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--data", r.data, "data set (.npy [D, input shape]) for expected gradients and the data baseline, "
+                                   "or none (default: Debian's Fashion-MNIST training set for [1, 28, 28] inputs)");
+  app.add_option("--seed", n.seed, "seeds every random draw (0 to 2^64 - 1)");
   add_common(app, c, n);
 }
 
@@ -252,6 +257,17 @@ void check_deterministic_baseline(const std::string& spec) {
     throw UsageError("--baseline '" + spec + "' is random; this command takes one deterministic baseline");
 }
 
+// report's own options: the seed, and the data set ("none" or an existing .npy).
+void check_report(attr::ReportRequest& r, const Numbers& n) {
+  if (!n.seed.empty()) r.seed = parse_count(n.seed, "--seed", 0, std::numeric_limits<std::uint64_t>::max());
+  if (r.data.empty() || r.data == "none") return;
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(r.data, error))
+    throw UsageError("--data: '" + r.data + "' is not a file (give a .npy [D, input shape], or none)");
+  if (std::filesystem::path(r.data).extension() != ".npy")
+    throw UsageError("--data: '" + r.data + "' is not a .npy file (give a .npy [D, input shape], or none)");
+}
+
 // The options given on the command line of one subcommand, by their long names.
 std::vector<std::string> given_options(const CLI::App& app) {
   std::vector<std::string> given;
@@ -377,6 +393,7 @@ Request parse_options(int argc, const char* const* argv) {
       request.command = Command::report;
       apply_common(report_choices, report_numbers, request.report);
       check_deterministic_baseline(request.report.baseline);
+      check_report(request.report, report_numbers);
     } else {
       request.command = Command::info;
       if (!info_numbers.timeout.empty()) request.info_timeout = parse_real(info_numbers.timeout, "--timeout", 1e-3, max_timeout);

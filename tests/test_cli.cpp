@@ -141,8 +141,9 @@ TEST_CASE("axiomatic report on the shipped model: exact IG, pictures and the rep
   const std::string image = std::string(AXIOMATIC_SOURCE) + "/examples/images/test0008_sandal.png";
   const Run r = run("report --model " + model + " --images " + image + " --out " + out);
   REQUIRE(r.status == 0);
-  for (const char* file : {"report.md", "report.json", "test0008_sandal_overlay.png", "test0008_sandal_heatmap.png",
-                           "test0008_sandal_path.png"})
+  CHECK(r.out.find("wrote " + out + "/index.html") != std::string::npos);  // the page's path, to open
+  for (const char* file : {"index.html", "report.md", "report.json", "test0008_sandal_overlay.png",
+                           "test0008_sandal_heatmap.png", "test0008_sandal_path.png"})
     CHECK(std::filesystem::exists(out + "/" + file));
   const nlohmann::json j = nlohmann::json::parse(slurp(out + "/report.json"))["images"][0];
   CHECK(j["label"] == "Sandal");  // the shipped model gets this test image right
@@ -151,6 +152,35 @@ TEST_CASE("axiomatic report on the shipped model: exact IG, pictures and the rep
   CHECK(j["relative_delta"].get<double>() < 1e-5);  // float32, exact pieces
   CHECK(j["gausslegendre50_relative_delta"].get<double>() > j["relative_delta"].get<double>());
   CHECK(attr::read_png(out + "/test0008_sandal_overlay.png").shape() == Shape{3, 224, 224});
+  CHECK(j["true_label"] == "Sandal");  // from the file name
+  CHECK(j["correct"] == true);
+}
+
+TEST_CASE("axiomatic report: its own options checked before any work, one line, exit 2, nothing written") {
+  const std::string out = temp("report_refused");
+  std::filesystem::remove_all(out);
+  const std::string model = std::string(AXIOMATIC_SOURCE) + "/examples/toys/tiny_cnn.json";
+  const std::string image = temp("toy.npy"), text = temp("not_npy.txt");
+  attr::write_npy(image, full<double>(Shape{1, 4, 4}, 0.5));
+  std::ofstream(text) << "x\n";
+  const std::string base = "report --model " + model + " --images " + image + " --out " + out;
+  struct Case {
+    std::string args, says;
+  };
+  for (const Case& c : std::vector<Case>{
+           {" --seed -1", "--seed: '-1' is not a whole number"},
+           {" --seed 18446744073709551616", "--seed: '18446744073709551616' is not a whole number"},
+           {" --data " + temp("missing.npy"), "--data: '" + temp("missing.npy") + "' is not a file"},
+           {" --data " + text, "--data: '" + text + "' is not a .npy file"},
+           {" --labels " + temp("missing.txt"), "--labels: File does not exist"},
+           {" --baseline uniform", "is random; this command takes one deterministic baseline"}}) {
+    CAPTURE(c.args);
+    const Run r = run(base + c.args);
+    CHECK(r.status == 2);
+    CHECK(lines(r.err) == 1);
+    CHECK(r.err.find(c.says) != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(out));
+  }
 }
 
 TEST_CASE("axiomatic evaluate: bad usage refused before any work, a failure writes nothing, a run writes every file") {
