@@ -184,13 +184,13 @@ std::string base64(const std::string& bytes) {
   return out;
 }
 
-std::string page(const nlohmann::json& report, const std::vector<ImageFigures>& figures) {
+std::string page(const nlohmann::json& report, const std::vector<ImageFigures>& figures, const std::string& evaluation) {
   std::string html = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>axiomatic report</title>\n"
                      "<style>" + std::string(style) + "</style>\n</head>\n<body>\n";
   html += header(report);
   for (std::size_t i = 0; i < figures.size() && i < report["images"].size(); ++i)
     html += image_section(report, i, figures[i]);
-  return html + "</body>\n</html>\n";
+  return html + evaluation + "</body>\n</html>\n";
 }
 
 }  // namespace ax::attr::html

@@ -22,7 +22,9 @@ struct ImageFigures {
 };
 
 // The page. `report` is report.json's content; figures[i] belongs to report["images"][i].
-std::string page(const nlohmann::json& report, const std::vector<ImageFigures>& figures);
+// `evaluation` is an HTML fragment placed after the images (evaluate.hpp's evaluation_html), or "".
+std::string page(const nlohmann::json& report, const std::vector<ImageFigures>& figures,
+                 const std::string& evaluation = "");
 
 // RFC 4648 base64 with padding.
 std::string base64(const std::string& bytes);

@@ -5,6 +5,7 @@
 #include "../nn/graph.hpp"
 #include "../nn/model_file.hpp"
 #include "baseline.hpp"
+#include "evaluate.hpp"
 #include "../nn/data.hpp"
 #include "explain.hpp"
 #include "html.hpp"
@@ -737,12 +738,41 @@ void check_request(const ReportRequest& r) {
     throw Error("report: convergence steps must increase");
 }
 
+// The evaluation section's request: the report's model, seed, precision and budget; its images
+// the first r.evaluate of Fashion-MNIST's test set.
+EvaluateRequest evaluation_request(const ReportRequest& r) {
+  EvaluateRequest e;
+  e.model = r.model;
+  e.fashion_mnist_test = r.evaluate;
+  if (!r.fashion_mnist_dir.empty()) e.fashion_mnist_dir = r.fashion_mnist_dir;
+  e.seed = r.seed;
+  e.float64 = r.float64;
+  e.memory = r.memory;
+  e.on_progress = r.on_evaluation_progress;
+  return e;
+}
+
+// Checked before any image is explained: the model takes Fashion-MNIST's images, and the test set
+// is there and holds enough of them.
+void check_evaluation_set(const ReportRequest& r, const nn::ModelSpec& model) {
+  if (r.evaluate == 0) return;
+  if (model.graph.input.shape != std::vector<std::size_t>{1, 28, 28})
+    throw Error("report: --evaluate runs on Fashion-MNIST's [1, 28, 28] images; the model's input is " +
+                to_string(Shape(model.graph.input.shape.begin(), model.graph.input.shape.end())));
+  const std::string dir = evaluation_request(r).fashion_mnist_dir;
+  const std::size_t held = nn::fashion_mnist_test(dir).size();
+  if (r.evaluate > held)
+    throw Error("report: --evaluate " + std::to_string(r.evaluate) + " images asked, the Fashion-MNIST test set in " + dir +
+                " holds " + std::to_string(held));
+}
+
 }  // namespace
 
 nlohmann::json write_report(const ReportRequest& r) {
   const auto clock = std::chrono::steady_clock::now();
   check_request(r);
   const nn::ModelSpec model = nn::load_model(r.model);
+  check_evaluation_set(r, model);
   const std::filesystem::path out(r.out);
   std::vector<std::pair<std::string, std::string>> files;
   std::vector<html::ImageFigures> figures;
@@ -757,13 +787,26 @@ nlohmann::json write_report(const ReportRequest& r) {
   if (!note.empty()) report["note"] = note;
   report["settings"] = settings;
   report["images"] = images;
+  std::string evaluation_section;
+  if (r.evaluate > 0) {
+    EvaluateRequest e = evaluation_request(r);
+    if (r.timeout > 0) {  // what is left of the report's time
+      e.timeout = r.timeout - std::chrono::duration<double>(std::chrono::steady_clock::now() - clock).count();
+      if (e.timeout <= 0) throw TimeLimitExceeded(r.model + ": the time limit ran out before the answer was complete");
+    }
+    const nlohmann::json evaluation = evaluate(e);
+    for (const auto& [name, content] : evaluation_files(evaluation))
+      files.emplace_back((out / "evaluation" / name).string(), content);
+    evaluation_section = evaluation_html(evaluation);
+    report["evaluation"] = evaluation;
+  }
   report["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - clock).count();
   files.emplace_back((out / "report.json").string(), report.dump(2) + "\n");
   files.emplace_back((out / "report.md").string(), markdown(r, model, images, note));
-  files.emplace_back((out / "index.html").string(), html::page(report, figures));
+  files.emplace_back((out / "index.html").string(), html::page(report, figures, evaluation_section));
   // everything is made before the first file is written: a failure writes nothing
   std::error_code made;
-  std::filesystem::create_directories(out, made);
+  std::filesystem::create_directories(r.evaluate > 0 ? out / "evaluation" : out, made);
   if (made) throw Error(r.out + ": cannot make the folder (" + made.message() + ")");
   write_files(files);
   return report;

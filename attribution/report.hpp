@@ -40,8 +40,15 @@ struct ReportRequest {
   std::string data;
   std::uint64_t seed = 0;           // every random draw (SmoothGrad, expected gradients, baselines)
   std::vector<std::size_t> convergence_steps = {4, 16, 64, 256, 1024};
+  // > 0: an evaluation section (evaluate.hpp: deletion curves and model randomization) over the
+  // first this many images of Fashion-MNIST's test set, written to <out>/evaluation/ and shown on
+  // the page. The set is checked before any image is explained.
+  std::size_t evaluate = 0;
+  std::string fashion_mnist_dir;    // "": nn::fashion_mnist_dir
   // Called before each method (and each figure) of each image: image from 0.
   std::function<void(std::size_t image, std::size_t images, const std::string& method)> on_progress;
+  // Called after each step of the evaluation: (done, total, what).
+  std::function<void(std::size_t done, std::size_t total, const std::string& what)> on_evaluation_progress;
 };
 
 // Writes <out>/index.html, <out>/report.json, <out>/report.md and three PNGs per image, all or

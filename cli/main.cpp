@@ -82,8 +82,16 @@ int run_check(const ax::cli::Request& request) {
   return 1;
 }
 
+// Progress on stderr (each method of each image, then the evaluation); the summary on stdout.
 int run_report(const ax::cli::Request& request) {
-  const nlohmann::json result = ax::attr::write_report(request.report);
+  ax::attr::ReportRequest r = request.report;
+  ax::cli::Progress progress = ax::cli::Progress::on_stderr("report");
+  r.on_progress = [&](std::size_t image, std::size_t images, const std::string& method) {
+    progress(image, images, "image " + std::to_string(image + 1) + ", " + method);
+  };
+  ax::cli::Progress evaluation = ax::cli::Progress::on_stderr("evaluation");
+  r.on_evaluation_progress = [&](std::size_t done, std::size_t total, const std::string& what) { evaluation(done, total, what); };
+  const nlohmann::json result = ax::attr::write_report(r);
   for (const nlohmann::json& j : result.at("images"))
     std::printf("%-28s %-12s p=%.3f  %s, %zu pieces, relative delta %.2e (GL-50: %.2e, %.2f%% off)  %.2f s\n",
                 text(j, "name").c_str(), text(j, "label").c_str(), j.at("probability").get<double>(), text(j, "rule").c_str(),

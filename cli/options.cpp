@@ -29,6 +29,7 @@ bool is_smooth(const std::string& method) {
 struct Numbers {
   std::string target, minus, steps, tolerance, max_steps, samples, sigma, seed, max_pieces, timeout, threads;
   std::string memory = "1G";
+  std::string evaluate;  // report's --evaluate N
 };
 
 // What explain, check and report share: rule, output, precision, memory, timeout.
@@ -109,6 +110,7 @@ void add_report(CLI::App& app, attr::ReportRequest& r, Choices& c, Numbers& n) {
   app.add_option("--data", r.data, "data set (.npy [D, input shape]) for expected gradients and the data baseline, "
                                    "or none (default: Debian's Fashion-MNIST training set for [1, 28, 28] inputs)");
   app.add_option("--seed", n.seed, "seeds every random draw (0 to 2^64 - 1)");
+  app.add_option("--evaluate", n.evaluate, "add an evaluation section over the first N images of Fashion-MNIST's test set (1 to 10000)");
   add_common(app, c, n);
 }
 
@@ -260,6 +262,7 @@ void check_deterministic_baseline(const std::string& spec) {
 // report's own options: the seed, and the data set ("none" or an existing .npy).
 void check_report(attr::ReportRequest& r, const Numbers& n) {
   if (!n.seed.empty()) r.seed = parse_count(n.seed, "--seed", 0, std::numeric_limits<std::uint64_t>::max());
+  if (!n.evaluate.empty()) r.evaluate = parse_count(n.evaluate, "--evaluate", 1, 10000);
   if (r.data.empty() || r.data == "none") return;
   std::error_code error;
   if (!std::filesystem::is_regular_file(r.data, error))

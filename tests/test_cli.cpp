@@ -173,6 +173,9 @@ TEST_CASE("axiomatic report: its own options checked before any work, one line, 
            {" --data " + temp("missing.npy"), "--data: '" + temp("missing.npy") + "' is not a file"},
            {" --data " + text, "--data: '" + text + "' is not a .npy file"},
            {" --labels " + temp("missing.txt"), "--labels: File does not exist"},
+           {" --evaluate 0", "--evaluate"},
+           {" --evaluate 10001", "--evaluate"},
+           {" --evaluate x", "--evaluate: 'x' is not a whole number"},
            {" --baseline uniform", "is random; this command takes one deterministic baseline"}}) {
     CAPTURE(c.args);
     const Run r = run(base + c.args);

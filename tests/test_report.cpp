@@ -1,9 +1,11 @@
 // The report (attribution/report.hpp) and its page (html.hpp) on the toy CNN: the page shows the
 // numbers of report.json, is self-contained, the run is deterministic and reports its progress,
-// and a bad labels file or data set writes nothing.
+// and a bad labels file or data set writes nothing; --evaluate adds the evaluation section.
 #include "attribution/html.hpp"
 #include "attribution/io.hpp"
 #include "attribution/report.hpp"
+#include "nn/model_file.hpp"
+#include "nn/zoo.hpp"
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -251,6 +253,52 @@ TEST_CASE("report: labels from a file, or none; bad labels and data sets write n
   wrong_data.data = temp("wrong.npy");
   CHECK_THROWS_WITH_AS(attr::write_report(wrong_data),
                        (temp("wrong.npy") + ": has shape [3, 1, 4, 5], expected [D] + [1, 4, 4], D > 0").c_str(), Error);
+  CHECK_FALSE(std::filesystem::exists(nothing));
+}
+
+TEST_CASE("report --evaluate: the evaluation's files, its section on the page, checked before any work") {
+  // a narrow LeNet on Fashion-MNIST's [1, 28, 28] images, so exact IG and the evaluation are quick
+  const std::string model = temp("lenet.safetensors");
+  nn::write_model(model, nn::lenet28(3, 2));
+  Tensor<double> image(Shape{1, 28, 28});
+  for (std::size_t i = 0; i < image.size(); ++i) image.data()[i] = double((i * 37) % 29) / 29;
+  attr::write_npy(temp("fm.npy"), image);
+  const std::string out = temp("evaluated");
+  std::filesystem::remove_all(out);
+  attr::ReportRequest r;
+  r.model = model;
+  r.images = {temp("fm.npy")};
+  r.out = out;
+  r.data = "none";
+  r.convergence_steps = {4, 16};
+  r.evaluate = 2;
+  std::size_t evaluation_calls = 0;
+  r.on_evaluation_progress = [&](std::size_t done, std::size_t, const std::string&) { CHECK(done == ++evaluation_calls); };
+  const nlohmann::json j = attr::write_report(r);
+  CHECK(evaluation_calls > 0);
+  REQUIRE(j.contains("evaluation"));
+  CHECK(j["evaluation"]["images"] == 2);
+  for (const char* file : {"evaluation.json", "deletion.csv", "randomization.csv", "deletion_mean.svg", "deletion_blur.svg"})
+    CHECK(std::filesystem::file_size(out + "/evaluation/" + file) > 0);
+  CHECK(nlohmann::json::parse(slurp(out + "/evaluation/evaluation.json")) == j["evaluation"]);
+  const std::string page = slurp(out + "/index.html");
+  CHECK(page.find("<h2>Evaluation</h2>") != std::string::npos);
+  CHECK(page.find("<h2>Evaluation</h2>") > page.rfind("<img"));  // after the images
+
+  // a model that does not take Fashion-MNIST's images: refused before any image is explained
+  const std::string nothing = temp("not_evaluated");
+  attr::ReportRequest toy_evaluated = toy_request(nothing);
+  toy_evaluated.evaluate = 2;
+  std::size_t explained = 0;
+  toy_evaluated.on_progress = [&](std::size_t, std::size_t, const std::string&) { ++explained; };
+  CHECK_THROWS_WITH_AS(attr::write_report(toy_evaluated),
+                       "report: --evaluate runs on Fashion-MNIST's [1, 28, 28] images; the model's input is [1, 4, 4]", Error);
+  CHECK(explained == 0);
+  CHECK_FALSE(std::filesystem::exists(nothing));
+  // more images than the test set holds
+  r.evaluate = 10001;
+  r.out = nothing;
+  CHECK_THROWS_AS(attr::write_report(r), Error);
   CHECK_FALSE(std::filesystem::exists(nothing));
 }
 
