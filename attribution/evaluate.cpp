@@ -602,7 +602,7 @@ std::vector<std::string> learned_tensors(const nn::ModelSpec& model, const std::
   std::vector<std::string> names;
   for (const char* param : {"weight", "bias"}) {
     const auto t = model.tensors.find(node + "." + param);
-    if (t != model.tensors.end() && !t->second.values.empty()) names.push_back(t->first);
+    if (t != model.tensors.end() && nn::has_values(t->second)) names.push_back(t->first);
   }
   return names;
 }
@@ -625,7 +625,7 @@ nn::ModelSpec randomize_top_layers(const nn::ModelSpec& model, std::size_t depth
   for (std::size_t d = 0; d < depth; ++d) {
     Random random(seed + 0x9E3779B97F4A7C15ull * (d + 1));  // the layer's own stream
     for (const std::string& name : learned_tensors(model, layers[layers.size() - 1 - d])) {
-      std::vector<double>& v = randomized.tensors.at(name).values;
+      std::vector<double>& v = nn::own_values(randomized.tensors.at(name));  // a loaded file's bytes widened once
       double mean = 0, square = 0;
       for (double e : v) mean += e;
       mean /= double(v.size());
