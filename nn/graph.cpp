@@ -3,7 +3,9 @@
 #include "../autodiff/ops/registry.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <limits>
 
 namespace ax::nn {
 namespace {
@@ -19,6 +21,16 @@ Tensor<T> to_tensor(const TensorData& data) {
   Tensor<T> t(to_shape(data.shape));
   std::transform(data.values.begin(), data.values.end(), t.begin(), [](double v) { return static_cast<T>(v); });
   return t;
+}
+
+// The index of the first finite value beyond T's largest, or values.size(): converting it would
+// be undefined behaviour (not Inf). Inf and NaN convert as they are and are caught later, by node.
+template <class T>
+std::size_t first_out_of_range(const std::vector<double>& values) {
+  const double largest = static_cast<double>(std::numeric_limits<T>::max());
+  for (std::size_t i = 0; i < values.size(); ++i)
+    if (std::isfinite(values[i]) && std::fabs(values[i]) > largest) return i;
+  return values.size();
 }
 
 // A file's node as its op's from_graph sees it while it records the node; `fail` throws with the
@@ -56,6 +68,13 @@ class NodeRecorder final : public ops::GraphNode<T> {
       fail("parameter '" + name + "' has shape " + to_string(shape) + ", expected " + want + "]");
     }
     if (found->second.values.size() != numel(shape)) fail("parameter '" + name + "' is not floating point");
+    const std::vector<double>& values = found->second.values;
+    const std::size_t bad = first_out_of_range<T>(values);
+    if (bad < values.size()) {
+      char value[32];
+      std::snprintf(value, sizeof value, "%g", values[bad]);
+      fail("parameter '" + name + "': value out of float range (" + value + " at index " + std::to_string(bad) + ")");
+    }
     const Var<T> v = tape_.parameter(to_tensor<T>(found->second), options_.parameters_require_grad, name);
     parameters_.emplace_back(name, v);
     return v;
