@@ -297,6 +297,10 @@ TEST_CASE("non-finite values end with an error naming the node where they first 
   CHECK_THROWS_WITH_AS(attr::Engine<float>(last_huge, attr::TargetSpec{}), doctest::Contains("(-3.5e+38 at index 3)"), Error);
   last_huge.tensors["fc.weight"].values.back() = -3.4e38;  // within float's range
   CHECK_NOTHROW(attr::Engine<float>(last_huge, attr::TargetSpec{}));
+  // the same in a float64 .npy read as float32
+  const std::string far = npy("far", from_values<double>({3}, {0.5, -1e300, 1.0}));
+  CHECK_THROWS_WITH_AS(attr::read_npy<float>(far), doctest::Contains((far + ": value out of float range (-1e+300 at index 1)").c_str()), Error);
+  CHECK(attr::read_npy<double>(far).data()[1] == -1e300);
   // Inf in the file converts as it is: named where it first appears, the parameter
   nn::ModelSpec inf_weight = last_huge;
   inf_weight.tensors["fc.weight"].values.back() = std::numeric_limits<double>::infinity();
@@ -464,6 +468,8 @@ TEST_CASE("every case of the hostile table: one line, exit 2 for usage and 1 oth
            Case{"explain --model " + toy("tiny_std_cli", tiny_std) + " --input " + image12 + " --target 0", 1,
                 "first appears in the forward pass at node 'norm' (normalize)"},
            Case{"explain --model " + empty_output + " --input " + x, 1, "node 'fc' has no values to explain"},
+           Case{"explain --model " + relu_toy + " --input " + npy("x_far", from_values<double>({1}, {1e300})), 1,
+                "value out of float range (1e+300 at index 0)"},
        }) {
     CAPTURE(c.args);
     std::filesystem::remove(out);
