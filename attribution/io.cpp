@@ -4,6 +4,7 @@
 #include <stb/stb_image_write.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -94,6 +95,12 @@ Tensor<T> read_npy(const std::string& path) {
     } else {
       double v;
       std::memcpy(&v, bytes.data() + data_start + 8 * i, 8);
+      // a finite value beyond T's largest has no conversion (undefined, not Inf)
+      if (std::isfinite(v) && std::fabs(v) > static_cast<double>(std::numeric_limits<T>::max())) {
+        char value[32];
+        std::snprintf(value, sizeof value, "%g", v);
+        throw Error(path + ": value out of float range (" + value + " at index " + std::to_string(i) + ")");
+      }
       t.data()[i] = static_cast<T>(v);
     }
   }

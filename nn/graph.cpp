@@ -3,8 +3,10 @@
 #include "../autodiff/ops/registry.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
 
 #include <sys/mman.h>
 
@@ -45,6 +47,30 @@ Tensor<T> to_tensor(const TensorData& data, bool read) {
   return t;
 }
 
+// The index of the first finite value beyond T's largest, or values.size(): converting it would
+// be undefined behaviour (not Inf). Inf and NaN convert as they are and are caught later, by node.
+template <class T>
+std::size_t first_out_of_range(const std::vector<double>& values) {
+  const double largest = static_cast<double>(std::numeric_limits<T>::max());
+  for (std::size_t i = 0; i < values.size(); ++i)
+    if (std::isfinite(values[i]) && std::fabs(values[i]) > largest) return i;
+  return values.size();
+}
+
+// A float run of a parameter kept as doubles (values set in code, or a file's F64 bytes, widened
+// here for the check only) refuses a value beyond float's range: what is wrong, or "".
+template <class T>
+std::string range_fault(const TensorData& data, const std::string& name) {
+  if (!std::is_same_v<T, float> || (data.values.empty() && data.dtype != "F64")) return "";
+  const std::vector<double> widened = data.values.empty() ? widened_values(data) : std::vector<double>{};
+  const std::vector<double>& values = data.values.empty() ? widened : data.values;
+  const std::size_t bad = first_out_of_range<T>(values);
+  if (bad == values.size()) return "";
+  char value[32];
+  std::snprintf(value, sizeof value, "%g", values[bad]);
+  return "parameter '" + name + "': value out of float range (" + value + " at index " + std::to_string(bad) + ")";
+}
+
 // A file's node as its op's from_graph sees it while it records the node; `fail` throws with the
 // node named.
 template <class T>
@@ -80,6 +106,10 @@ class NodeRecorder final : public ops::GraphNode<T> {
       fail("parameter '" + name + "' has shape " + to_string(shape) + ", expected " + want + "]");
     }
     if (!has_values(found->second)) fail("parameter '" + name + "' is not floating point");
+    if (options_.read_parameters) {
+      const std::string fault = range_fault<T>(found->second, name);
+      if (!fault.empty()) fail(fault);
+    }
     const Var<T> v = tape_.parameter(to_tensor<T>(found->second, options_.read_parameters),
                                      options_.parameters_require_grad, name);
     parameters_.emplace_back(name, v);

@@ -287,10 +287,25 @@ TEST_CASE("a deadline stops exact IG on the shipped model partway, as an error")
 }
 
 TEST_CASE("non-finite values end with an error naming the node where they first appear") {
-  // a weight of 1e300 is Inf in float32: named as the parameter, not a NaN label or a null sum
+  // a weight of 1e300 does not fit float32 (converting it is undefined): refused as the model is
+  // recorded, naming the parameter, not a NaN label or a null sum
   const nn::ModelSpec huge = nn::load_model(toy("huge_weight", linear_toy(2, 2, 1e300)));
-  attr::Engine<float> f(huge, attr::TargetSpec{});
-  const Tensor<float> x = from_values<float>({2}, {0.5f, 0.25f}), base = zeros<float>({2});
+  CHECK_THROWS_WITH_AS(attr::Engine<float>(huge, attr::TargetSpec{}),
+                       doctest::Contains("node 'fc': parameter 'fc.weight': value out of float range (1e+300 at index 0)"), Error);
+  nn::ModelSpec last_huge = nn::load_model(toy("last_huge", linear_toy(2, 2, 0.5)));
+  last_huge.tensors["fc.weight"].values.back() = -3.5e38;
+  CHECK_THROWS_WITH_AS(attr::Engine<float>(last_huge, attr::TargetSpec{}), doctest::Contains("(-3.5e+38 at index 3)"), Error);
+  last_huge.tensors["fc.weight"].values.back() = -3.4e38;  // within float's range
+  CHECK_NOTHROW(attr::Engine<float>(last_huge, attr::TargetSpec{}));
+  // the same in a float64 .npy read as float32
+  const std::string far = npy("far", from_values<double>({3}, {0.5, -1e300, 1.0}));
+  CHECK_THROWS_WITH_AS(attr::read_npy<float>(far), doctest::Contains((far + ": value out of float range (-1e+300 at index 1)").c_str()), Error);
+  CHECK(attr::read_npy<double>(far).data()[1] == -1e300);
+  // Inf in the file converts as it is: named where it first appears, the parameter
+  nn::ModelSpec inf_weight = last_huge;
+  inf_weight.tensors["fc.weight"].values.back() = std::numeric_limits<double>::infinity();
+  attr::Engine<float> f(inf_weight, attr::TargetSpec{});
+  const Tensor<float> x = from_values<float>({2}, {0.5f, 0.25f});
   CHECK_THROWS_WITH_AS(f.resolve_class(x), doctest::Contains("parameter 'fc.weight'"), attr::NonFinite);
   // in float64 the same model is finite
   attr::Engine<double> d(huge, attr::TargetSpec{});
@@ -398,6 +413,21 @@ TEST_CASE("every case of the hostile table: one line, exit 2 for usage and 1 oth
   const std::string giant = toy("giant_input", giant_input);
   const std::string other_shape = toy("other_shape", linear_toy(2, 1, 1.0));
   const std::string explain = "explain --model " + relu_toy + " --input " + x;
+  // a 20000 x 20000 PNG of 30 bytes: refused from its header, never decoded
+  const std::string big_png = temp("big_cli.png");
+  std::ofstream(big_png, std::ios::binary) << png_file(20000, 20000, 0, "", {});
+  // normalize by a std of 1e-45: Inf in float32 at that node
+  nlohmann::json tiny_std = linear_toy(2, 2, 0.5);
+  tiny_std["inputs"][0]["shape"] = {1, 1, 2};
+  tiny_std["nodes"] = {{{"name", "norm"}, {"op", "normalize"}, {"inputs", {"x"}}, {"mean", {0.0}}, {"std", {1e-45}}},
+                       {{"name", "flat"}, {"op", "flatten"}, {"inputs", {"norm"}}},
+                       {{"name", "fc"}, {"op", "linear"}, {"inputs", {"flat"}}}};
+  const std::string image12 = npy("image12", from_values<double>({1, 1, 2}, {0.5, 0.25}));
+  // an output node of 0 values (a linear layer of 0 outputs), as a model file
+  nn::ModelSpec no_values = nn::load_model(toy("no_values_source", linear_toy(1, 1, 0.5)));
+  no_values.tensors["fc.weight"] = nn::TensorData{"F32", {0, 1}, {}};
+  const std::string empty_output = temp("empty_output.safetensors");
+  nn::write_model(empty_output, no_values);
   struct Case {
     std::string args;
     int status;
@@ -420,7 +450,7 @@ TEST_CASE("every case of the hostile table: one line, exit 2 for usage and 1 oth
            Case{explain + " --memory 17179869184G", 2, "--memory: '17179869184G'"},
            Case{explain + " --tolerance nan", 2, "--tolerance: 'nan'"},
            Case{"explain --model " + toy("huge_weight", linear_toy(1, 2, 1e300)) + " --input " + x, 1,
-                "parameter 'fc.weight'"},
+                "parameter 'fc.weight': value out of float range"},
            Case{explain + " --path-csv /dev/full", 1, "/dev/full: cannot write"},
            Case{explain + " --method gradient --path-csv " + csv + " --out " + out, 2, "--path-csv applies to --method ig"},
            Case{explain + " --layer relu --rule exact", 2, "no exact rule"},
@@ -434,6 +464,12 @@ TEST_CASE("every case of the hostile table: one line, exit 2 for usage and 1 oth
                 "check: completeness (error"},
            Case{"check --model " + relu_toy + " --input " + x + " --baseline uniform", 2, "is random"},
            Case{"info --model " + relu_toy + " --timeout nan", 2, "--timeout: 'nan'"},
+           Case{"explain --model " + relu_toy + " --input " + big_png, 1, big_png + ": has shape [1, 20000, 20000]"},
+           Case{"explain --model " + toy("tiny_std_cli", tiny_std) + " --input " + image12 + " --target 0", 1,
+                "first appears in the forward pass at node 'norm' (normalize)"},
+           Case{"explain --model " + empty_output + " --input " + x, 1, "node 'fc' has no values to explain"},
+           Case{"explain --model " + relu_toy + " --input " + npy("x_far", from_values<double>({1}, {1e300})), 1,
+                "value out of float range (1e+300 at index 0)"},
        }) {
     CAPTURE(c.args);
     std::filesystem::remove(out);

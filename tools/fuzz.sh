@@ -6,7 +6,7 @@
 #   bash tools/fuzz.sh all SECONDS                           each target in turn, SECONDS each
 #   bash tools/fuzz.sh smoke                                 each target once over its seeds and
 #                                                            its regression files (no mutation)
-# TARGET: model, toy_json, npy, png or baseline. Runs under `nice -n 10`, one fuzzer at a time.
+# TARGET: model, toy_json, npy, png, baseline or options. Runs under `nice -n 10`, one fuzzer at a time.
 # Each unit is limited to 10 s (-timeout=10) and 2048 MB (-rss_limit_mb, also the largest single
 # allocation); the run goes on past a finding (-fork=1 -ignore_crashes/-ignore_ooms/-ignore_timeouts)
 # and leaves every one in build-fuzz/artifacts/TARGET/ (crash-*, leak-*, oom-*, timeout-*).
@@ -17,11 +17,13 @@
 #   npy       fuzz/seeds/npy: small .npy files (float32 and float64, ranks 0 to 4)
 #   png       examples/images/*.png
 #   baseline  fuzz/seeds/baseline: one --baseline SPEC of each kind
+#   options   fuzz/seeds/options: the README's and the tests' command lines, one argument per
+#             NUL-separated piece (files that must exist are /dev/null); with fuzz/options.dict
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$root/build-fuzz"
-targets=(model toy_json npy png baseline)
+targets=(model toy_json npy png baseline options)
 
 usage() { echo "usage: bash tools/fuzz.sh TARGET|all SECONDS [libFuzzer flags...] | bash tools/fuzz.sh smoke" >&2; exit 2; }
 
@@ -37,7 +39,7 @@ write_seeds() {
   local seeds="$build/seeds"
   rm -rf "$seeds"
   "$build/fuzz/make_seeds" "$root" "$seeds"
-  cp -r "$root/fuzz/seeds/npy" "$root/fuzz/seeds/baseline" "$seeds/"
+  cp -r "$root/fuzz/seeds/npy" "$root/fuzz/seeds/baseline" "$root/fuzz/seeds/options" "$seeds/"
   cp "$root"/examples/models/*.safetensors "$seeds/model/"
   mkdir -p "$seeds/toy_json" "$seeds/png"
   cp "$root"/examples/toys/*.json "$seeds/toy_json/"
@@ -50,7 +52,10 @@ fuzz_one() {
   local corpus="$build/corpus/$target" artifacts="$build/artifacts/$target"
   mkdir -p "$corpus" "$artifacts"
   local dict=()
-  case "$target" in model | toy_json) dict=(-dict="$root/fuzz/graph.dict") ;; esac
+  case "$target" in
+    model | toy_json) dict=(-dict="$root/fuzz/graph.dict") ;;
+    options) dict=(-dict="$root/fuzz/options.dict") ;;
+  esac
   echo "fuzz: $target for $seconds s (corpus $corpus, findings in $artifacts)"
   nice -n 10 "$build/fuzz/fuzz_$target" "${dict[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
     -fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 -print_final_stats=1 \
