@@ -52,7 +52,20 @@ void check_request(const ax::cli::Request& r) {
       require(r.report.steps >= 1 && r.report.steps <= ax::attr::max_steps_cap, "report --steps out of range");
       require(r.report.memory >= 1 && r.report.memory <= ax::cli::max_memory, "report --memory out of range");
       require(within(r.report.timeout), "report --timeout out of range");
+      require(r.report.evaluate <= 10000, "report --evaluate out of range");
+      require(r.threads <= ax::cli::max_threads, "--threads out of range");
       return;
+    case Command::evaluate: {
+      const ax::attr::EvaluateRequest& e = r.evaluate;
+      require(e.fashion_mnist_test <= 10000, "--fashion-mnist-test out of range");
+      require(e.samples >= 1 && e.samples <= ax::attr::max_samples, "evaluate --samples out of range");
+      require(e.deletion_steps >= 1 && e.deletion_steps <= 1000, "--deletion-steps out of range");
+      require(std::isfinite(e.blur_sigma) && e.blur_sigma >= 0, "--blur-sigma out of range");
+      require(e.memory >= 1 && e.memory <= ax::cli::max_memory, "evaluate --memory out of range");
+      require(within(e.timeout), "evaluate --timeout out of range");
+      require(r.threads <= ax::cli::max_threads, "--threads out of range");
+      return;
+    }
     case Command::explain:
     case Command::check: {
       const ax::attr::ExplainRequest& e = r.explain;
@@ -64,6 +77,7 @@ void check_request(const ax::cli::Request& r) {
       require(std::isfinite(e.tolerance) && e.tolerance >= 0, "--tolerance not finite");
       require(std::isfinite(e.sigma) && e.sigma >= 0, "--sigma not finite");
       require(std::isfinite(e.check_tolerance), "check --tolerance not finite");
+      require(r.threads <= ax::cli::max_threads, "--threads out of range");
       return;
     }
   }
