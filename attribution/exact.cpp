@@ -137,59 +137,110 @@ void score_gradient(Output output, int k, int m, const std::vector<double>& z, s
     const double sign = cls == k ? 1.0 : -1.0, pk = p[std::size_t(cls)];
     // prob: dp_k/dz_c = p_k (delta_kc - p_c); logprob: d log p_k / dz_c = delta_kc - p_c
     const double scale = output == Output::prob ? pk : 1.0;
-    for (std::size_t c = 0; c < classes; ++c) out[c] -= sign * scale * p[c];
-    out[std::size_t(cls)] += sign * scale;
+    double others = 0;  // 1 - p_k as the sum of the other classes: no cancellation when p_k is near 1
+    for (std::size_t c = 0; c < classes; ++c) {
+      if (c == std::size_t(cls)) continue;
+      out[c] -= sign * scale * p[c];
+      others += p[c];
+    }
+    out[std::size_t(cls)] += sign * scale * others;
   }
 }
 
-// The integral over u in [0, 1] of d F / d z (z0 + u (z1 - z0)), to rounding: 8-node
-// Gauss-Legendre on [u0, u1] against the same rule on its two halves, halving until they agree
-// (F's derivatives are analytic in u, so the rule converges fast: most pieces need one split).
-class SeedIntegral {
+// The integral over u in [0, 1] of s(u) = dF/dz (z0 + u (z1 - z0)), the seed of one linear piece
+// for a prob or logprob target, to rounding. s is analytic in u but not a polynomial, so on each
+// part of the piece Gauss-Legendre rules of rising order (4, 8, ..., 64 nodes) are compared, each
+// with the one before; the first pair that agrees to rounding, relative to the part's integral of
+// |s|, ends the part with the higher order's value (whose error is far below the difference).
+// A part where 32 and 64 nodes still differ (a softmax switching sharply inside it) is halved.
+// Rounding here is that of s itself: logits of size |z| carry errors of eps |z|, so the agreement
+// asked is 64 eps (1 + max |z|). More than `max_parts` parts in one piece is an Error, never an
+// approximation. With `rule`, the nodes and weights (in [0, 1]) of the lower order of each
+// accepted pair, for callers that evaluate the network's gradient at nodes: its error is the
+// difference found, so at rounding as well.
+class PieceIntegral {
  public:
-  SeedIntegral(Output output, int k, int m) : output_(output), k_(k), m_(m), rule_(quadrature(Rule::gausslegendre, 8)) {}
+  PieceIntegral(Output output, int k, int m, std::size_t max_parts)
+      : output_(output), k_(k), m_(m), max_parts_(std::max<std::size_t>(max_parts, 1)) {
+    for (std::size_t n = min_order; n <= max_order; n *= 2) rules_.push_back(quadrature(Rule::gausslegendre, n));
+  }
 
-  void integrate(const double* z0, const double* z1, std::size_t classes, std::vector<double>& seed) {
-    z0_ = z0, z1_ = z1, classes_ = classes;
-    std::vector<double> whole = rule(0, 1);
+  // The piece [a0, a1] of the path, with logits z0 and z1 at its ends; a0 and a1 name it in errors.
+  void integrate(double a0, double a1, const double* z0, const double* z1, std::size_t classes,
+                 std::vector<double>& seed, Quadrature* rule = nullptr) {
+    a0_ = a0, a1_ = a1, z0_ = z0, z1_ = z1, classes_ = classes, rule_ = rule, parts_ = 0;
+    double size = 0;
+    for (std::size_t c = 0; c < classes; ++c) size = std::max({size, std::abs(z0[c]), std::abs(z1[c])});
+    tolerance_ = 64 * std::numeric_limits<double>::epsilon() * (1 + size);
     seed.assign(classes, 0.0);
-    split(0, 1, whole, 0, seed);
+    if (rule) rule->alphas.clear(), rule->weights.clear();
+    part(0, 1, seed);
+    most_parts_ = std::max(most_parts_, parts_);
   }
   std::size_t evaluations() const { return evaluations_; }
+  std::size_t most_parts() const { return most_parts_; }  // the most parts one piece took
+
+  static constexpr std::size_t min_order = 4, max_order = 64;
 
  private:
-  std::vector<double> rule(double u0, double u1) {
-    std::vector<double> sum(classes_, 0.0);
-    for (std::size_t q = 0; q < rule_.alphas.size(); ++q) {
-      const double u = u0 + (u1 - u0) * rule_.alphas[q];
-      z_.resize(classes_);
+  // Rule `r` on [u0, u1]: the integral of s into `sum`, of max_c |s_c| into the return value.
+  double apply(const Quadrature& r, double u0, double u1, std::vector<double>& sum) {
+    sum.assign(classes_, 0.0);
+    double magnitude = 0;
+    z_.resize(classes_);
+    // [nodes, classes]
+    for (std::size_t q = 0; q < r.alphas.size(); ++q) {
+      const double u = u0 + (u1 - u0) * r.alphas[q], w = (u1 - u0) * r.weights[q];
       for (std::size_t c = 0; c < classes_; ++c) z_[c] = z0_[c] + u * (z1_[c] - z0_[c]);
       score_gradient(output_, k_, m_, z_, p_, g_);
-      for (std::size_t c = 0; c < classes_; ++c) sum[c] += (u1 - u0) * rule_.weights[q] * g_[c];
+      double largest = 0;
+      for (std::size_t c = 0; c < classes_; ++c) sum[c] += w * g_[c], largest = std::max(largest, std::abs(g_[c]));
+      magnitude += w * largest;
     }
-    evaluations_ += rule_.alphas.size();
-    return sum;
+    evaluations_ += r.alphas.size();
+    return magnitude;
   }
-  void split(double u0, double u1, const std::vector<double>& whole, int depth, std::vector<double>& seed) {
-    const double mid = 0.5 * (u0 + u1);
-    const std::vector<double> left = rule(u0, mid), right = rule(mid, u1);
-    double change = 0;
-    for (std::size_t c = 0; c < classes_; ++c) change = std::max(change, std::abs(left[c] + right[c] - whole[c]));
-    // |dF/dz| <= 2, so 1e-15 of the interval's length is rounding for the sum of the pieces
-    if (change <= 1e-15 * (u1 - u0) || depth >= 40) {
-      for (std::size_t c = 0; c < classes_; ++c) seed[c] += left[c] + right[c];
-      return;
+
+  void part(double u0, double u1, std::vector<double>& seed) {
+    if (++parts_ > max_parts_)
+      throw Error("exact IG: the " + std::string(output_name(output_)) + " integral over the piece [" +
+                  std::to_string(a0_) + ", " + std::to_string(a1_) + "] of the path did not reach rounding in " +
+                  std::to_string(max_parts_) + " parts of " + std::to_string(max_order) +
+                  " Gauss-Legendre nodes (the softmax switches too sharply there); use a quadrature rule");
+    apply(rules_[0], u0, u1, lower_);
+    for (std::size_t i = 1; i < rules_.size(); ++i) {
+      const double magnitude = apply(rules_[i], u0, u1, higher_);
+      double change = 0;
+      for (std::size_t c = 0; c < classes_; ++c) change = std::max(change, std::abs(higher_[c] - lower_[c]));
+      if (change <= tolerance_ * magnitude) {
+        for (std::size_t c = 0; c < classes_; ++c) seed[c] += higher_[c];
+        if (rule_) add_nodes(rules_[i - 1], u0, u1);
+        return;
+      }
+      std::swap(lower_, higher_);
     }
-    split(u0, mid, left, depth + 1, seed);
-    split(mid, u1, right, depth + 1, seed);
+    const double mid = 0.5 * (u0 + u1);
+    part(u0, mid, seed);
+    part(mid, u1, seed);
+  }
+
+  void add_nodes(const Quadrature& r, double u0, double u1) {
+    for (std::size_t q = 0; q < r.alphas.size(); ++q) {
+      rule_->alphas.push_back(u0 + (u1 - u0) * r.alphas[q]);
+      rule_->weights.push_back((u1 - u0) * r.weights[q]);
+    }
   }
 
   Output output_;
   int k_, m_;
-  Quadrature rule_;
+  std::size_t max_parts_;
+  std::vector<Quadrature> rules_;  // Gauss-Legendre on [0, 1], min_order to max_order nodes
+  double a0_ = 0, a1_ = 1;
   const double *z0_ = nullptr, *z1_ = nullptr;
-  std::size_t classes_ = 0, evaluations_ = 0;
-  std::vector<double> z_, p_, g_;
+  Quadrature* rule_ = nullptr;
+  double tolerance_ = 0;
+  std::size_t classes_ = 0, parts_ = 0, most_parts_ = 0, evaluations_ = 0;
+  std::vector<double> z_, p_, g_, lower_, higher_;
 };
 
 // The streaming breakpoint search, and the gradient pass over the pieces (ExactPath).
@@ -625,13 +676,15 @@ class PathSearch {
       const T* v = tape_.value(Var<T>{&tape_, logits_}).data();
       for (std::size_t r = 0; r < n * classes; ++r) z[begin * classes + r] = double(v[r]);
     }
-    SeedIntegral integral(f_.target().output, f_.class_index(), f_.target().minus_class);
+    PieceIntegral integral(f_.target().output, f_.class_index(), f_.target().minus_class, options_.max_parts_per_piece);
     for (std::size_t p = 0; p < pieces; ++p) {
-      integral.integrate(z.data() + p * classes, z.data() + (p + 1) * classes, classes, piece_seed);
+      if (p % 64 == 0) f_.check_deadline();
+      integral.integrate(points[p], points[p + 1], z.data() + p * classes, z.data() + (p + 1) * classes, classes, piece_seed);
       const double width = points[p + 1] - points[p];
       for (std::size_t c = 0; c < classes; ++c) seeds[p * classes + c] = width * piece_seed[c];
     }
     path_.seed_nodes += integral.evaluations();
+    path_.most_parts = std::max(path_.most_parts, integral.most_parts());
   }
 
   Engine<T>& f_;
@@ -708,16 +761,55 @@ ExactPath<T> exact_path(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& basel
   return std::move(search.path());
 }
 
+// The logits at each of `alphas` along the path, by forward passes in chunks: [alphas, classes].
+template <class T>
+std::vector<double> logits_along(Engine<T>& f, const std::vector<double>& alphas, const Tensor<T>& x,
+                                 const Tensor<T>& baseline) {
+  Tape<T>& tape = f.tape();
+  const Var<T> logits{&tape, logits_node(f)};
+  const std::size_t size = x.size(), classes = f.classes(), group = std::max<std::size_t>(f.chunk(), 1);
+  std::vector<double> z(alphas.size() * classes);
+  std::vector<T> points;
+  for (std::size_t begin = 0; begin < alphas.size(); begin += group) {
+    const std::size_t n = std::min(group, alphas.size() - begin);
+    points.resize(n * size);
+    // [n, input values]
+    for (std::size_t i = 0; i < n; ++i) {
+      const T a = T(alphas[begin + i]);
+      for (std::size_t j = 0; j < size; ++j) points[i * size + j] = baseline.data()[j] + a * (x.data()[j] - baseline.data()[j]);
+    }
+    f.forward_points(points.data(), n, logits);
+    const T* v = tape.value(logits).data();
+    for (std::size_t r = 0; r < n * classes; ++r) z[begin * classes + r] = double(v[r]);
+  }
+  return z;
+}
+
 template <class T>
 Quadrature exact_quadrature(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                             const ExactOptions& options, std::size_t& pieces) {
   const std::vector<double> breaks = path_breakpoints(f, x, baseline, options);
   pieces = breaks.size() - 1;
   Quadrature q;
-  const bool smooth_on_top = f.target().output != Output::logit;
-  const Quadrature inner = smooth_on_top ? quadrature(Rule::gausslegendre, std::max<std::size_t>(options.gl_per_piece, 1))
-                                         : Quadrature{{0.5}, {1.0}};
+  if (f.target().output == Output::logit) {
+    // dF/dx is constant inside a piece: its midpoint, weighted by its width
+    for (std::size_t p = 0; p < pieces; ++p) {
+      q.alphas.push_back(0.5 * (breaks[p] + breaks[p + 1]));
+      q.weights.push_back(breaks[p + 1] - breaks[p]);
+    }
+    return q;
+  }
+  // prob, logprob: inside a piece dF/dx = J^T s(a) with J constant, so nodes that integrate the
+  // seed s to rounding (PieceIntegral) integrate dF/dx, and a layer's gradient, to rounding too
+  if (f.class_index() < 0) throw Error("exact IG: the target class is not resolved");
+  const std::vector<double> z = logits_along(f, breaks, x, baseline);
+  const std::size_t classes = f.classes();
+  PieceIntegral integral(f.target().output, f.class_index(), f.target().minus_class, options.max_parts_per_piece);
+  std::vector<double> seed;
+  Quadrature inner;
   for (std::size_t p = 0; p < pieces; ++p) {
+    if (p % 64 == 0) f.check_deadline();
+    integral.integrate(breaks[p], breaks[p + 1], z.data() + p * classes, z.data() + (p + 1) * classes, classes, seed, &inner);
     const double lo = breaks[p], width = breaks[p + 1] - breaks[p];
     for (std::size_t k = 0; k < inner.alphas.size(); ++k) {
       q.alphas.push_back(lo + width * inner.alphas[k]);

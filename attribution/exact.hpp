@@ -32,7 +32,9 @@ struct NotPiecewiseLinear : Error {
 
 struct ExactOptions {
   std::size_t max_pieces = 1000000;  // more pieces end with an error, never an approximation
-  std::size_t gl_per_piece = 4;      // exact_quadrature (conductance), prob and logprob targets: nodes per piece
+  // prob, logprob: the parts (of at most 64 + 32 Gauss-Legendre nodes each) one piece's softmax
+  // integral may take before it ends with an error; the integral is never left short of rounding
+  std::size_t max_parts_per_piece = 256;
 };
 
 // Whether the streaming search (path_breakpoints, exact_path) applies: a chain network, every op
@@ -59,14 +61,17 @@ std::vector<double> path_breakpoints_reference(Engine<T>& f, const Tensor<T>& x,
 // it, summed. Inside a piece dF/dx = sum_c dF/dz_c (a) J_c with the logits' Jacobian J constant,
 // so one backward pass from the logits per piece, seeded with the integral of dF/dz over the
 // piece, is exact: for a logit target the seed is the piece's width; for prob and logprob the
-// integral of the softmax's derivative along the piece's (affine) logits, by Gauss-Legendre
-// on halves of the piece until halving changes nothing (ExactPath::seed_nodes).
+// integral of the softmax's derivative along the piece's (affine) logits, to rounding, by
+// Gauss-Legendre rules of rising order (4 to 64 nodes), each checked against the one before,
+// halving the piece where 64 nodes do not suffice (ExactOptions::max_parts_per_piece parts at
+// most); these cost softmax evaluations on the logits, never passes through the network.
 template <class T>
 struct ExactPath {
   Tensor<T> gradient;          // sum over the pieces of the integral of dF/dx (the input's shape)
   std::size_t pieces = 0;
   std::size_t windows = 0;     // stretches of the path searched one after another (the memory budget)
-  std::size_t seed_nodes = 0;  // prob, logprob: logit evaluations of the adaptive seed integrals
+  std::size_t seed_nodes = 0;  // prob, logprob: softmax evaluations of the adaptive seed integrals
+  std::size_t most_parts = 0;  // prob, logprob: the most parts one piece's seed integral took
   // per piece: its midpoint, F there, and the piece's share of the attributions' sum
   std::vector<double> alphas, f, weighted_dot;
 };
@@ -77,7 +82,9 @@ ExactPath<T> exact_path(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& basel
 
 // A quadrature over those pieces, for callers that need path points (conductance): for a
 // logit (or logit difference) target, the midpoint of each piece weighted by its width; for
-// prob and logprob, `gl_per_piece` Gauss-Legendre nodes inside each piece (not exact).
+// prob and logprob, the nodes the adaptive rule above settles on for each piece (the logits at
+// the breakpoints by one forward pass each): 4 Gauss-Legendre nodes where 4 and 8 agree to
+// rounding, more where the softmax curves, so these are exact to rounding too.
 // `pieces` receives the piece count.
 template <class T>
 Quadrature exact_quadrature(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
