@@ -20,17 +20,9 @@ import os
 import sys
 import tempfile
 
-SKIP = 77
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from script_checks import SKIP, ROOT, check, finish
+
 GOLDEN = os.path.join(ROOT, "tests", "golden")
-
-failures = []
-
-
-def check(condition, message):
-    print(("ok    " if condition else "FAIL  ") + message)
-    if not condition:
-        failures.append(message)
 
 
 def relative(np, found, expected):
@@ -112,8 +104,7 @@ def main():
     left = os.listdir(scratch)
     check(not left, f"no temporary file left behind: {left}")
     os.rmdir(scratch) if not left else None
-    print(f"{len(failures)} failed")
-    return 1 if failures else 0
+    return finish()
 
 
 if __name__ == "__main__":

@@ -14,18 +14,10 @@ import os
 import subprocess
 import sys
 
-SKIP = 77
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from script_checks import SKIP, ROOT, check, finish
+
 CROSSCHECK = os.path.join(ROOT, "tools", "crosscheck.py")
 MODEL = os.path.join(ROOT, "tests", "crosscheck_model.py")
-
-failures = []
-
-
-def check(condition, message):
-    print(("ok    " if condition else "FAIL  ") + message)
-    if not condition:
-        failures.append(message)
 
 
 def crosscheck(cli, *extra):
@@ -65,8 +57,7 @@ def main():
     lines = missing.stderr.strip().splitlines()
     check(missing.returncode == 1 and len(lines) == 1 and "no function 'no_such'" in lines[0],
           f"a missing function is refused in one line (exit {missing.returncode}): {missing.stderr.strip()}")
-    print(f"{len(failures)} failed")
-    return 1 if failures else 0
+    return finish()
 
 
 if __name__ == "__main__":

@@ -45,20 +45,10 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 
-SKIP = 77
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXPORTER = os.path.join(ROOT, "tools", "export_torch.py")
+from script_checks import SKIP, ROOT, EXPORTER, check, finish
+
 TOLERANCE = 1e-10
-
-failures = []
-
-
-def check(condition, message):
-    print(("ok    " if condition else "FAIL  ") + message)
-    if not condition:
-        failures.append(message)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -593,7 +583,6 @@ def main():
     import export_torch
 
     torch.set_num_threads(1)  # small models; the machine is shared
-    start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="export_torch_test_") as scratch:
         work = args.work or scratch
         os.makedirs(work, exist_ok=True)
@@ -616,11 +605,9 @@ def main():
             except Exception as e:  # an export that fails is a failed check, and the others still run
                 check(False, f"{name}: {type(e).__name__}: {e}")
 
-    seconds = time.perf_counter() - start
     print("max relative errors (F(x), dF/dx): " +
           ", ".join(f"{name} {f:.1e} {g:.1e}" for name, (f, g) in comparer.errors.items()))
-    print(f"{len(failures)} failed, {seconds:.1f} s")
-    return 1 if failures else 0
+    return finish()
 
 
 if __name__ == "__main__":

@@ -29,17 +29,7 @@ import subprocess
 import sys
 import tempfile
 
-SKIP = 77
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXPORTER = os.path.join(ROOT, "tools", "export_torch.py")
-
-failures = []
-
-
-def check(condition, message):
-    print(("ok    " if condition else "FAIL  ") + message)
-    if not condition:
-        failures.append(message)
+from script_checks import SKIP, ROOT, EXPORTER, check, finish
 
 
 def header(path):
@@ -210,8 +200,7 @@ def main():
                 section()
             except Exception as e:  # a section that fails is a failed check, and the others still run
                 check(False, f"{name}: {type(e).__name__}: {e}")
-    print(f"{len(failures)} failed")
-    return 1 if failures else 0
+    return finish()
 
 
 if __name__ == "__main__":

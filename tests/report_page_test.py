@@ -10,6 +10,7 @@ import argparse
 import base64
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -157,17 +158,27 @@ def make_report(cli, source, work):
     return page
 
 
+def stop(browser):
+    """Ends chromium and every process it started (they write into the profile until they end)."""
+    try:
+        os.killpg(browser.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    browser.wait()
+
+
 def open_page(chromium, page, work):
     profile = os.path.join(work, "profile")
     browser = subprocess.Popen([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                                 "--hide-scrollbars", "--window-size=1280,900", "--remote-debugging-port=0",
                                 f"--user-data-dir={profile}", "about:blank"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)  # its own process group: stop() ends its helpers too
     port_file = os.path.join(profile, "DevToolsActivePort")
     deadline = time.time() + 60
     while not (os.path.exists(port_file) and open(port_file).read().strip()):
         if time.time() > deadline or browser.poll() is not None:
-            browser.kill()
+            stop(browser)
             sys.exit("chromium did not start its DevTools server")
         time.sleep(0.1)
     port = open(port_file).read().split()[0]
@@ -183,7 +194,8 @@ def main():
     parser.add_argument("--source", required=True)
     args = parser.parse_args()
     failures = []
-    with tempfile.TemporaryDirectory(prefix="axiomatic_page_") as work:
+    # a helper of chromium's that outlives the group's end may still leave a file behind
+    with tempfile.TemporaryDirectory(prefix="axiomatic_page_", ignore_cleanup_errors=True) as work:
         page = make_report(args.cli, args.source, work)
         browser, tools = open_page(args.chromium, page, work)
         try:
@@ -199,8 +211,7 @@ def main():
                                                clip={"x": 0, "y": 0, "width": 1280, "height": 900, "scale": 0.5})["data"])
             tools.send("Runtime.evaluate", expression="1")  # collects any event still on its way
         finally:
-            browser.kill()
-            browser.wait()
+            stop(browser)
 
     # every picture decoded; two per image at least, and the plots laid out
     if len(seen["images"]) < 2 * 25:

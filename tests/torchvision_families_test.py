@@ -38,20 +38,11 @@ import sys
 import tempfile
 import time
 
-SKIP = 77
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXPORTER = os.path.join(ROOT, "tools", "export_torch.py")
+from script_checks import SKIP, ROOT, EXPORTER, check, finish
+
 GRADIENT_TOLERANCE = 1e-10  # float64
 IG_TOLERANCE = 1e-4         # float32
 IG_STEPS = 16
-
-failures = []
-
-
-def check(condition, message):
-    print(("ok    " if condition else "FAIL  ") + message, flush=True)
-    if not condition:
-        failures.append(message)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -261,7 +252,6 @@ def main():
         print(f"unknown families: {', '.join(unknown)}; known: {', '.join(table)}")
         return 2
     rows = []
-    start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="torchvision_families_") as scratch:
         work = args.work or scratch
         os.makedirs(work, exist_ok=True)
@@ -286,8 +276,7 @@ def main():
     for name, shape, (f_error, grad_error, ig_error, count, _), seconds in rows:
         print(f"{name:20s} {'x'.join(map(str, shape)):9s} {count:5d} {f_error:9.1e} {grad_error:9.1e} "
               f"{ig_error:9.1e} {seconds:5.1f}")
-    print(f"{len(failures)} failed, {time.perf_counter() - start:.1f} s")
-    return 1 if failures else 0
+    return finish()
 
 
 if __name__ == "__main__":
