@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include <unistd.h>
 
@@ -89,8 +90,11 @@ int run_report(const ax::cli::Request& request) {
   r.on_progress = [&](std::size_t image, std::size_t images, const std::string& method) {
     progress(image, images, "image " + std::to_string(image + 1) + ", " + method);
   };
-  ax::cli::Progress evaluation = ax::cli::Progress::on_stderr("evaluation");
-  r.on_evaluation_progress = [&](std::size_t done, std::size_t total, const std::string& what) { evaluation(done, total, what); };
+  std::optional<ax::cli::Progress> evaluation;  // its clock starts with the evaluation, after the images
+  r.on_evaluation_progress = [&](std::size_t done, std::size_t total, const std::string& what) {
+    if (!evaluation) evaluation.emplace(ax::cli::Progress::on_stderr("evaluation"));
+    (*evaluation)(done, total, what);
+  };
   const nlohmann::json result = ax::attr::write_report(r);
   for (const nlohmann::json& j : result.at("images"))
     std::printf("%-28s %-12s p=%.3f  %s, %zu pieces, relative delta %.2e (GL-50: %.2e, %.2f%% off)  %.2f s\n",
