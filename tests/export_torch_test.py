@@ -38,7 +38,6 @@ or numpy cannot be imported.
 """
 
 import argparse
-import copy
 import json
 import os
 import struct
@@ -46,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 
-from script_checks import SKIP, ROOT, EXPORTER, check, finish
+from script_checks import SKIP, ROOT, EXPORTER, check, exact_reference, finish
 
 TOLERANCE = 1e-10
 
@@ -176,26 +175,6 @@ def build_tokens(torch, nn, F):
             return self.head(torch.cat([attended[:, 0], pooled], dim=1))
 
     return Tokens
-
-
-def exact_reference(torch, model):
-    """A float64 copy of `model` whose hardsigmoids are hardtanh(x + 3, 0, 6) / 6: the same values,
-    but exact slopes. PyTorch's own hardsigmoid backward multiplies by the float32 constant 1/6
-    even in float64 (0.1666666716..., a relative error of 3e-8), which the 1e-10 comparison sees."""
-    nn, F = torch.nn, torch.nn.functional
-
-    class ExactHardsigmoid(nn.Module):
-        def forward(self, x):
-            return F.hardtanh(x + 3, 0.0, 6.0) / 6
-
-    reference = copy.deepcopy(model).double().eval()
-    for parent in list(reference.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Hardsigmoid):
-                setattr(parent, name, ExactHardsigmoid())
-        if getattr(parent, "hardsigmoid_fn", None) is F.hardsigmoid:
-            parent.hardsigmoid_fn = lambda x: F.hardtanh(x + 3, 0.0, 6.0) / 6
-    return reference
 
 
 def randomize_layernorm(torch, model, generator):

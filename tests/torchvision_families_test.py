@@ -30,7 +30,6 @@ fails, 77 (skipped) when torch, torchvision or numpy cannot be imported.
 """
 
 import argparse
-import copy
 import json
 import os
 import subprocess
@@ -38,7 +37,7 @@ import sys
 import tempfile
 import time
 
-from script_checks import SKIP, ROOT, EXPORTER, check, finish
+from script_checks import SKIP, ROOT, EXPORTER, check, exact_reference, finish
 
 GRADIENT_TOLERANCE = 1e-10  # float64
 IG_TOLERANCE = 1e-4         # float32
@@ -123,23 +122,6 @@ def randomize(torch, model, generator):
             elif name == "class_token":
                 p.copy_(0.5 * torch.randn(p.shape, generator=generator))
     model.eval()
-
-
-def exact_reference(torch, model):
-    """A float64 copy whose Hardsigmoids are hardtanh(x + 3, 0, 6) / 6: PyTorch's own hardsigmoid
-    backward multiplies by the float32 constant 1/6 even in float64 (a relative error of 3e-8)."""
-    nn, F = torch.nn, torch.nn.functional
-
-    class ExactHardsigmoid(nn.Module):
-        def forward(self, x):
-            return F.hardtanh(x + 3, 0.0, 6.0) / 6
-
-    reference = copy.deepcopy(model).double().eval()
-    for parent in list(reference.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Hardsigmoid):
-                setattr(parent, name, ExactHardsigmoid())
-    return reference
 
 
 # ------------------------------------------------------------------------------------------------
