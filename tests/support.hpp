@@ -1,13 +1,24 @@
-// Helpers shared by the tests: seeded random tensors and comparisons.
+// Helpers shared by the tests: seeded random tensors, comparisons, and reading a file whole.
 #pragma once
 
 #include "autodiff/tensor.hpp"
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <random>
+#include <sstream>
+#include <string>
 
 namespace ax::test {
+
+// A file's bytes ("" when it cannot be read): what a command wrote.
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
 
 // Uniform values in [lo, hi], from a generator seeded by the caller.
 template <class T = double>

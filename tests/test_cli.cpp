@@ -27,12 +27,7 @@ std::string temp(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("axiomatic_cli_" + std::to_string(::getpid()) + "_" + name)).string();
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using test::slurp;
 
 Run run(const std::string& args) {
   const std::string out = temp("stdout"), err = temp("stderr");

@@ -8,6 +8,7 @@
 #include "cli/options.hpp"
 #include "nn/graph.hpp"
 #include "nn/model_file.hpp"
+#include "support.hpp"
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -33,12 +34,7 @@ std::string temp(const std::string& name) {
       .string();
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using test::slurp;
 
 struct Run {
   int status;

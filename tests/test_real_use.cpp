@@ -29,12 +29,7 @@ std::string temp(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("axiomatic_real_" + std::to_string(::getpid()) + "_" + name)).string();
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using test::slurp;
 
 struct Run {
   int status;

@@ -6,6 +6,7 @@
 #include "attribution/report.hpp"
 #include "nn/model_file.hpp"
 #include "nn/zoo.hpp"
+#include "support.hpp"
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -28,12 +29,7 @@ std::string temp(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("axiomatic_report_" + std::to_string(::getpid()) + "_" + name)).string();
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using test::slurp;
 
 const std::string toy = std::string(AXIOMATIC_SOURCE) + "/examples/toys/tiny_cnn.json";  // labels a, b, c
 
