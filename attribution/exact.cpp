@@ -265,7 +265,10 @@ class PathSearch {
       if (levels_[j].stored) kept_.push_back(j);
     plan_stages();
     stores_.assign(levels_.size(), nullptr);
-    batch_ = std::max<std::size_t>(1, f.chunk() / 2);
+    // points a partial pass takes at once: at most kMaxBatch, so that a batch's values (a few MB
+    // per node on LeNet-sized layers) are reused in place from one batch to the next instead of
+    // being mapped afresh by the allocator (and page-faulted in) at every change of batch size
+    batch_ = std::min(kMaxBatch, std::max<std::size_t>(1, f.chunk() / 2));
     std::size_t kept = 0;  // bytes per point of every level's kept values and gradient sums
     for (const Level& l : levels_)
       if (l.stored) kept += l.width * (sizeof(T) + (gradients ? sizeof(double) : 0));
@@ -493,18 +496,16 @@ class PathSearch {
     }
     const std::size_t width = per_point(level.input);
     std::vector<T> previous(width);
-    std::vector<double> refined{points.front()}, local;
+    std::vector<double> refined{points.front()};
     std::size_t added = 0;
     for (std::size_t begin = 0; begin < points.size(); begin += batch_) {
       const std::size_t n = std::min(batch_, points.size() - begin);
       load(stage, points.data() + begin, n);
       const T* z = tape_.value(Var<T>{&tape_, level.input}).data();  // [n, width]
-      for (std::size_t i = 0; i < n; ++i) {
+      batch_switches(level.geometry, previous.data(), z, width, n, begin == 0);
+      for (std::size_t i = begin == 0 ? 1 : 0; i < n; ++i) {
         const std::size_t k = begin + i;  // the interval [points[k - 1], points[k]]
-        if (k == 0) continue;
-        local.clear();
-        interval_switches(level.geometry, i == 0 ? previous.data() : z + (i - 1) * width, z + i * width, local);
-        added += merge_interval(points[k - 1], points[k], local, refined);
+        added += merge_interval(points[k - 1], points[k], locals_[i], refined);
         if (known_pieces_ + added > options_.max_pieces) too_many_pieces(options_.max_pieces, tape_.describe(level.kink));
       }
       std::copy(z + (n - 1) * width, z + n * width, previous.begin());
@@ -522,6 +523,22 @@ class PathSearch {
     }
     if (level.stored && gradients_) backward_segment(j);
     stores_[j] = nullptr;
+  }
+
+  // The switches inside the intervals that end at the batch's n points z (the first batch's
+  // first point ends none; the interval ending at its first point starts at `previous`), each
+  // interval's into its own list locals_[i]: in parallel, and merged in order afterwards, so the
+  // breakpoints are the same whatever the thread count.
+  void batch_switches(const KinkGeometry<T>& g, const T* previous, const T* z, std::size_t width, std::size_t n,
+                      bool first) {
+    if (locals_.size() < n) locals_.resize(n);
+    // [intervals] x [the node's input per sample]
+#pragma omp parallel for schedule(dynamic, 1) if (n > 1)
+    for (long i = first ? 1 : 0; i < long(n); ++i) {
+      std::vector<double>& local = locals_[std::size_t(i)];
+      local.clear();
+      interval_switches(g, i == 0 ? previous : z + (i - 1) * width, z + std::size_t(i) * width, local);
+    }
   }
 
   // Appends the switches inside (a0, a1) (fractions `local` of it), then a1, to `refined`. A
@@ -699,9 +716,11 @@ class PathSearch {
   std::vector<Stage> level_stages_, segment_stages_;
   Stage logits_stage_, final_stage_;
   std::vector<Store*> stores_;        // the kept values of the levels on the current window
+  static constexpr std::size_t kMaxBatch = 64;
   std::size_t batch_ = 1, window_ = 2;
   std::size_t known_pieces_ = 1;      // pieces found so far: never more than in the end
   std::vector<double> breaks_, total_;
+  std::vector<std::vector<double>> locals_;  // one batch's switches, one list per interval
   ExactPath<T> path_;
 };
 

@@ -19,12 +19,10 @@ void level_crossings(const T* z0, const T* z1, std::size_t n, double level, std:
   }
 }
 
-// The switches of a window's maximum strictly inside (0, 1): the upper envelope of the lines
+// The switches of a window's maximum strictly inside (0, 1): the upper envelope of the k lines
 // v0[m] + s (v1[m] - v0[m]), walked from s = 0. Ties at a switch go to the steeper line (it is
 // the maximum just after); equal lines are one line.
-inline void envelope_switches(const std::vector<double>& v0, const std::vector<double>& v1,
-                              std::vector<double>& roots) {
-  const std::size_t k = v0.size();
+inline void envelope_switches(const double* v0, const double* v1, std::size_t k, std::vector<double>& roots) {
   std::size_t current = 0;
   for (std::size_t m = 1; m < k; ++m) {
     const double slope_m = v1[m] - v0[m], slope_c = v1[current] - v0[current];

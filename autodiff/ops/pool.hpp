@@ -7,6 +7,7 @@
 #include "rescale.hpp"
 #include "window.hpp"
 
+#include <algorithm>
 #include <limits>
 
 namespace ax::ops {
@@ -138,37 +139,105 @@ struct MaxPool2d : FixedWindowPool {
   }
   // Whether the line that leads at s = 0 (the first maximum, ties to the steeper line) is still
   // the highest at s = 1. Then it leads throughout (the upper envelope is convex and meets that
-  // line at both ends), and the window has no switch: most windows end here.
-  static bool same_leader(const std::vector<double>& v0, const std::vector<double>& v1) {
+  // line at both ends), and the window has no switch.
+  static bool same_leader(const double* v0, const double* v1, std::size_t k) {
     std::size_t lead = 0;
-    for (std::size_t m = 1; m < v0.size(); ++m)
+    for (std::size_t m = 1; m < k; ++m)
       if (v0[m] > v0[lead] || (v0[m] == v0[lead] && v1[m] - v0[m] > v1[lead] - v0[lead])) lead = m;
-    for (std::size_t m = 0; m < v0.size(); ++m)
+    for (std::size_t m = 0; m < k; ++m)
       if (v1[m] > v1[lead]) return false;
     return true;
   }
+  // The quick form of the same test on a window's values as they are (no copy, no conversion:
+  // comparisons are exact in T): some position holds the window's maximum at both ends. Then
+  // that line is the highest at s = 0 and at s = 1, so it leads throughout. Most windows end
+  // here. A NaN is passed over as the full test passes it over (at the window's first position
+  // it fails the quick test, and the full test decides). KH x KW windows unrolled; 0 x 0 any.
+  template <std::size_t KH, std::size_t KW, class T>
+  static bool steady_window(const T* z0, const T* z1, std::size_t row, kernels::PoolAxis::Span sy,
+                            kernels::PoolAxis::Span sx) {
+    const std::size_t rows = KH ? KH : sy.end - sy.begin, cols = KW ? KW : sx.end - sx.begin;
+    z0 += sy.begin * row + sx.begin, z1 += sy.begin * row + sx.begin;
+    T top0 = z0[0], top1 = z1[0];
+    // [rows, cols]
+    for (std::size_t y = 0; y < rows; ++y)
+      for (std::size_t x = 0; x < cols; ++x) {
+        top0 = z0[y * row + x] > top0 ? z0[y * row + x] : top0;
+        top1 = z1[y * row + x] > top1 ? z1[y * row + x] : top1;
+      }
+    bool steady = false;
+    for (std::size_t y = 0; y < rows; ++y)
+      for (std::size_t x = 0; x < cols; ++x) steady |= (z0[y * row + x] == top0) & (z1[y * row + x] == top1);
+    return steady;
+  }
+  // The quick test for a row of n whole 2 x 2 windows of stride 2: steady[o] when one of window
+  // o's four positions holds its maximum at both ends, and no value is a NaN (those take the
+  // full test). Branch-free, so that the loop runs in SIMD. top and bottom: the windows' two
+  // input rows, at each end of the interval.
+  template <class T>
+  static void steady_row_2x2(const T* top0, const T* bottom0, const T* top1, const T* bottom1, std::size_t n,
+                             unsigned char* steady) {
+    // [windows]
+    for (std::size_t o = 0; o < n; ++o) {
+      const T a0 = top0[2 * o], b0 = top0[2 * o + 1], c0 = bottom0[2 * o], d0 = bottom0[2 * o + 1];
+      const T a1 = top1[2 * o], b1 = top1[2 * o + 1], c1 = bottom1[2 * o], d1 = bottom1[2 * o + 1];
+      const T m0 = std::max(std::max(a0, b0), std::max(c0, d0)), m1 = std::max(std::max(a1, b1), std::max(c1, d1));
+      const int numbers = (a0 == a0) & (b0 == b0) & (c0 == c0) & (d0 == d0) & (a1 == a1) & (b1 == b1) & (c1 == c1) & (d1 == d1);
+      const int held = ((a0 == m0) & (a1 == m1)) | ((b0 == m0) & (b1 == m1)) | ((c0 == m0) & (c1 == m1)) |
+                       ((d0 == m0) & (d1 == m1));
+      steady[o] = static_cast<unsigned char>(numbers & held);
+    }
+  }
+  template <class T>
+  static bool steady(const T* z0, const T* z1, std::size_t row, kernels::PoolAxis::Span sy, kernels::PoolAxis::Span sx) {
+    const std::size_t rows = sy.end - sy.begin, cols = sx.end - sx.begin;
+    if (rows == 2 && cols == 2) return steady_window<2, 2>(z0, z1, row, sy, sx);
+    if (rows == 3 && cols == 3) return steady_window<3, 3>(z0, z1, row, sy, sx);
+    return steady_window<0, 0>(z0, z1, row, sy, sx);
+  }
   // Each window's maximum switches where the upper envelope of its inputs' lines changes line.
+  // A window that fails the quick test has its values copied (on the stack up to kWindowOnStack
+  // of them) for the full test and the walk along its envelope.
   template <class T>
   static void switches(const Attrs& a, const Shape& in, const Shape& out, const T* z0, const T* z1,
                        std::vector<double>& roots) {
     const kernels::PoolAxis ah{in[2], out[2], std::size_t(a.kernel.h), std::size_t(a.stride.h), std::size_t(a.padding.h)};
     const kernels::PoolAxis aw{in[3], out[3], std::size_t(a.kernel.w), std::size_t(a.stride.w), std::size_t(a.padding.w)};
-    std::vector<double> v0, v1;  // one window's values at both ends
+    constexpr std::size_t kWindowOnStack = 64;
+    const std::size_t most = ah.kernel * aw.kernel, plane = in[2] * in[3];
+    double stack0[kWindowOnStack], stack1[kWindowOnStack];
+    std::vector<double> heap0, heap1;
+    if (most > kWindowOnStack) heap0.resize(most), heap1.resize(most);
+    double* v0 = most > kWindowOnStack ? heap0.data() : stack0;  // one window's values at both ends
+    double* v1 = most > kWindowOnStack ? heap1.data() : stack1;
+    // 2 x 2 windows of stride 2 (LeNet's): the quick test a row at a time, over the whole windows
+    const bool pairs = ah.kernel == 2 && aw.kernel == 2 && ah.stride == 2 && aw.stride == 2 && ah.pad == 0 && aw.pad == 0;
+    const std::size_t whole_rows = pairs ? std::min(ah.out, in[2] / 2) : 0;
+    const std::size_t whole_cols = pairs ? std::min(aw.out, in[3] / 2) : 0;
+    constexpr std::size_t kRowOnStack = 256;
+    unsigned char row_steady[kRowOnStack];
     // [channels, out h, out w] windows, each [span h, span w]
     for (std::size_t ch = 0; ch < in[1]; ++ch)
-      for (std::size_t oy = 0; oy < ah.out; ++oy)
-        for (std::size_t ox = 0; ox < aw.out; ++ox) {
-          const auto sy = ah.span(oy), sx = aw.span(ox);
-          v0.clear();
-          v1.clear();
-          for (std::size_t y = sy.begin; y < sy.end; ++y)
-            for (std::size_t x = sx.begin; x < sx.end; ++x) {
-              const std::size_t at = (ch * in[2] + y) * in[3] + x;
-              v0.push_back(double(z0[at]));
-              v1.push_back(double(z1[at]));
-            }
-          if (!same_leader(v0, v1)) envelope_switches(v0, v1, roots);
+      for (std::size_t oy = 0; oy < ah.out; ++oy) {
+        const std::size_t quick = oy < whole_rows ? std::min(whole_cols, kRowOnStack) : 0;
+        if (quick) {
+          const std::size_t top = ch * plane + 2 * oy * in[3], bottom = top + in[3];
+          steady_row_2x2(z0 + top, z0 + bottom, z1 + top, z1 + bottom, quick, row_steady);
         }
+        for (std::size_t ox = 0; ox < aw.out; ++ox) {
+          if (ox < quick && row_steady[ox]) continue;
+          const auto sy = ah.span(oy), sx = aw.span(ox);
+          if (ox >= quick && steady(z0 + ch * plane, z1 + ch * plane, in[3], sy, sx)) continue;
+          std::size_t k = 0;
+          for (std::size_t y = sy.begin; y < sy.end; ++y)
+            for (std::size_t x = sx.begin; x < sx.end; ++x, ++k) {
+              const std::size_t at = ch * plane + y * in[3] + x;
+              v0[k] = double(z0[at]);
+              v1[k] = double(z1[at]);
+            }
+          if (!same_leader(v0, v1, k)) envelope_switches(v0, v1, k, roots);
+        }
+      }
   }
 };
 
