@@ -2,7 +2,8 @@
 // black image, float32, the predicted class's logit, 2 threads. For each image: the pieces,
 // the path points evaluated, the completeness gap and the median time of the runs; then, in
 // the same run, the time a point of a 1000-step Gauss-Legendre IG costs on the same image, and
-// the ratio of a piece's cost to a point's. With --before, also the first implementation (the
+// the ratio of a piece's cost to a point's; the CPU time of every thread beside (on a shared
+// machine, with OMP_WAIT_POLICY=passive, the work itself). With --before, also the first implementation (the
 // reference breakpoint search, then a full forward and backward pass at every piece's
 // midpoint), its time, and how far its breakpoints and attributions are from today's.
 // Prints figures; never fails.
@@ -19,12 +20,21 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <ctime>
 #include <string>
 #include <vector>
 
 namespace {
 
 using namespace ax;
+
+// CPU seconds of the whole process (every thread): on a shared machine, with threads that wait
+// passively (OMP_WAIT_POLICY=passive), the work done, which other processes' load does not inflate.
+double cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -93,9 +103,9 @@ int main(int argc, char** argv) {
   if (images.size() > count) images.resize(count);
 
   std::printf("exact IG on the shipped model, float32, 2 threads, median of %d runs per image\n", runs);
-  std::printf("  %-28s %7s %8s %9s %9s %10s %10s %7s\n", "image", "pieces", "points", "gap", "exact s", "ms/piece",
-              "ms/GL pt", "ratio");
-  std::vector<double> exact_times, ratios, before_times, speedups;
+  std::printf("  %-28s %7s %8s %9s %9s %9s %10s %10s %7s\n", "image", "pieces", "points", "gap", "exact s", "cpu s",
+              "ms/piece", "ms/GL pt", "ratio");
+  std::vector<double> exact_times, exact_cpu, ratios, cpu_ratios, before_times, speedups;
   for (const std::string& path : images) {
     attr::Engine<float> f(spec, attr::TargetSpec{});
     const Tensor<float> x = attr::read_png(path);
@@ -106,21 +116,31 @@ int main(int argc, char** argv) {
     exact.rule = attr::Rule::exact;
     attr::Attribution<float> a;
     std::size_t points = 0;
+    std::vector<double> cpu;
     const timing::MedianBest t = timing::time_runs(runs, [&] {
       const std::size_t before = f.evaluations();
+      const double cpu0 = cpu_seconds();
       a = attr::integrated_gradients(f, xs, base, exact);
+      cpu.push_back(cpu_seconds() - cpu0);
       points = f.evaluations() - before;
     });
     attr::IgOptions gl;
     gl.rule = attr::Rule::gausslegendre;
     gl.steps = 1000;
-    const timing::MedianBest g = timing::time_runs(runs, [&] { attr::integrated_gradients(f, xs, base, gl); });
+    std::vector<double> gl_cpu;
+    const timing::MedianBest g = timing::time_runs(runs, [&] {
+      const double cpu0 = cpu_seconds();
+      attr::integrated_gradients(f, xs, base, gl);
+      gl_cpu.push_back(cpu_seconds() - cpu0);
+    });
     const double per_piece = t.median / double(a.pieces) * 1e3, per_point = g.median / 1000 * 1e3;
     exact_times.push_back(t.median);
+    exact_cpu.push_back(median(cpu));
     ratios.push_back(per_piece / per_point);
-    std::printf("  %-28s %7zu %8zu %9.1e %9.3f %10.3f %10.3f %7.2f\n",
+    cpu_ratios.push_back(median(cpu) / double(a.pieces) / (median(gl_cpu) / 1000));
+    std::printf("  %-28s %7zu %8zu %9.1e %9.3f %9.3f %10.3f %10.3f %7.2f\n",
                 std::filesystem::path(path).filename().string().c_str(), a.pieces, points, a.relative_delta, t.median,
-                per_piece, per_point, per_piece / per_point);
+                median(cpu), per_piece, per_point, per_piece / per_point);
     if (before) {
       std::vector<double> old_breaks;
       Tensor<float> old_values;
@@ -153,8 +173,8 @@ int main(int argc, char** argv) {
     }
     std::fflush(stdout);
   }
-  std::printf("median over the images: exact IG %.3f s an image; a piece costs %.2f points of 1000-step Gauss-Legendre\n",
-              median(exact_times), median(ratios));
+  std::printf("median over the images: exact IG %.3f s an image (%.3f CPU s); a piece costs %.2f points of 1000-step "
+              "Gauss-Legendre (%.2f in CPU time)\n", median(exact_times), median(exact_cpu), median(ratios), median(cpu_ratios));
   if (before)
     std::printf("before (one run each): median %.3f s an image; median speed-up %.1fx\n", median(before_times), median(speedups));
 }
