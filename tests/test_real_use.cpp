@@ -13,9 +13,13 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <memory>
 #include <sstream>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -102,6 +106,64 @@ TEST_CASE("loading: a model file's tensors are views of its bytes, read once int
   // the same from bytes in memory (parse_model, the fuzz target's entry point)
   const nn::ModelSpec in_memory = nn::parse_model(slurp(f32), "lenet");
   CHECK(nn::widened_values(in_memory.tensors.at("conv1.weight")) == code.tensors.at("conv1.weight").values);
+  std::remove(f32.c_str());
+  std::remove(f64.c_str());
+}
+
+TEST_CASE("loading: parameters in the run's dtype are the file's mapped bytes, used in place") {
+  const std::string f32 = lenet_file(), f64 = lenet_file(nn::WriteOptions{true});
+  const nn::ModelSpec code = nn::lenet28(3, 4);
+  const Tensor<float> x = lenet_inputs()[0];
+  Tensor<float> batch(Shape{1, 1, 28, 28});
+  std::copy(x.begin(), x.end(), batch.begin());
+  // the output of a network whose parameters are copies (recorded from the spec made in code)
+  Tape<float> copied_tape;
+  const nn::Network<float> copied(code, copied_tape);
+  copied_tape.set_value(copied.input(), batch);
+  copied_tape.forward();
+  const Tensor<float> expected = copied_tape.value(copied.output());
+
+  Tape<float> tape;
+  std::unique_ptr<nn::Network<float>> net;
+  {
+    const nn::ModelSpec m32 = nn::read_model(f32);
+    net = std::make_unique<nn::Network<float>>(m32, tape);
+    for (const auto& [name, var] : net->parameters()) {
+      CAPTURE(name);
+      const nn::TensorData& stored = m32.tensors.at(name);
+      const bool aligned = reinterpret_cast<std::uintptr_t>(stored.stored.data) % alignof(float) == 0;
+      CHECK(aligned);
+      // F32 in a float run: the tape's storage is the file's bytes, not a copy
+      CHECK(static_cast<const void*>(tape.value(var).data()) == static_cast<const void*>(stored.stored.data));
+    }
+    // a double run converts (F32 -> double), and a trained network copies: neither uses the mapping
+    Tape<double> tape64;
+    const nn::Network<double> net64(m32, tape64);
+    Tape<float> trained_tape;
+    nn::RecordOptions trained;
+    trained.parameters_require_grad = true;
+    const nn::Network<float> net_trained(m32, trained_tape, trained);
+    for (std::size_t k = 0; k < net64.parameters().size(); ++k) {
+      const void* file = m32.tensors.at(net64.parameters()[k].first).stored.data;
+      CHECK(static_cast<const void*>(tape64.value(net64.parameters()[k].second).data()) != file);
+      CHECK(static_cast<const void*>(trained_tape.value(net_trained.parameters()[k].second).data()) != file);
+    }
+    // float64 parameters in a float64 run are used in place too
+    const nn::ModelSpec m64 = nn::read_model(f64);
+    Tape<double> tape_f64;
+    const nn::Network<double> net_f64(m64, tape_f64);
+    for (const auto& [name, var] : net_f64.parameters())
+      CHECK(static_cast<const void*>(tape_f64.value(var).data()) == static_cast<const void*>(m64.tensors.at(name).stored.data));
+  }
+  // the spec is gone, the mapping is not: the tape keeps it, and computes what the copies compute
+  tape.set_value(net->input(), batch);
+  tape.forward();
+  CHECK(test::same_bits(tape.value(net->output()), expected));
+  // a write to a parameter used in place stays in this process: the file is unchanged
+  const auto& [name, weight] = net->parameters().front();
+  tape.leaf_value(weight).data()[0] += 1.0f;
+  CHECK(nn::widened_values(nn::read_model(f32).tensors.at(name)) == code.tensors.at(name).values);
+  net.reset();
   std::remove(f32.c_str());
   std::remove(f64.c_str());
 }
