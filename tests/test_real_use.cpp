@@ -388,3 +388,31 @@ TEST_CASE("float32 convolution adds the bias after the products: a near-tie goes
     }
   }
 }
+
+TEST_CASE("float32 batchnorm2d subtracts the running mean before scaling: no cancellation when the mean dwarfs the spread") {
+  // Statistics measured on data: inputs sit near their channel's running mean (1000 and -300
+  // here, spread 1). Folded into x * s + (b - mean * s), as PyTorch's CPU kernel computes it,
+  // float32 rounds both terms at the mean's scale and keeps about 4 significant digits of the
+  // output; (x - mean) is exact there, so (x - mean) * s + b is within a few ulps of float64.
+  std::mt19937_64 rng(5);
+  Tensor<float> x(Shape{1, 2, 8, 8});
+  const float mean[2] = {1000.0f, -300.0f}, var[2] = {0.25f, 4.0f}, weight[2] = {1.5f, 0.5f}, bias[2] = {0.1f, -0.2f};
+  for (std::size_t c = 0; c < 2; ++c) {
+    const Tensor<float> plane = test::uniform<float>({64}, mean[c] - 1.0, mean[c] + 1.0, rng);
+    std::copy(plane.begin(), plane.end(), x.data() + c * 64);
+  }
+  Tape<float> tape;
+  const auto param = [&](const float* v) { return tape.constant(from_values<float>({2}, {v[0], v[1]})); };
+  Attrs attrs;
+  attrs.eps = 1e-5;
+  const Var<float> y = ops::record<ops::BatchNorm2d>({tape.input(x, false), param(mean), param(var), param(weight), param(bias)}, attrs);
+  double largest = 0, error = 0;
+  for (std::size_t c = 0; c < 2; ++c)
+    for (std::size_t i = 0; i < 64; ++i) {
+      const double d = double(x.data()[c * 64 + i]) - double(mean[c]);
+      const double expected = d / std::sqrt(double(var[c]) + double(float(1e-5))) * double(weight[c]) + double(bias[c]);
+      largest = std::max(largest, std::abs(expected));
+      error = std::max(error, std::abs(double(tape.value(y).data()[c * 64 + i]) - expected));
+    }
+  CHECK(error <= 8 * double(std::numeric_limits<float>::epsilon()) * largest);
+}
