@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <initializer_list>
+#include <memory>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
@@ -31,12 +32,22 @@ struct Error : std::runtime_error {
 
 using Shape = xt::svector<std::size_t, 6>;
 
+// Storage lent to a tensor by an owner that outlives it: a model file's memory mapping, whose
+// bytes serve as a parameter's values in place instead of being copied (lent_tensor below). The
+// allocator takes the buffer offered on its thread when asked for exactly its size, and gives a
+// lent buffer back (letting its owner go) instead of freeing it.
+namespace detail {
+void* take_offered(std::size_t bytes) noexcept;
+bool give_back_lent(void* data) noexcept;
+}  // namespace detail
+
 // 64-byte aligned, and new elements are left uninitialised rather than zeroed: a std::vector's
 // resize value-initialises, so a tensor growing back within its capacity (a tape replayed with a
 // larger batch after a smaller one) would be zero-filled on every replay. Whatever reads a tensor
 // writes it first; zeros(), full() and resize_zero() are there when zeros are meant.
 template <class T>
 struct UninitializedAllocator : xsimd::aligned_allocator<T, 64> {
+  using base = xsimd::aligned_allocator<T, 64>;
   template <class U>
   struct rebind {
     using other = UninitializedAllocator<U>;
@@ -51,6 +62,13 @@ struct UninitializedAllocator : xsimd::aligned_allocator<T, 64> {
   template <class U, class... Args>
   void construct(U* p, Args&&... args) {
     ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+  T* allocate(std::size_t n) {
+    if (void* lent = detail::take_offered(n * sizeof(T))) return static_cast<T*>(lent);
+    return base::allocate(n);
+  }
+  void deallocate(T* p, std::size_t n) {
+    if (!detail::give_back_lent(p)) base::deallocate(p, n);
   }
 };
 
@@ -68,6 +86,13 @@ inline std::size_t numel(const Shape& shape) {
   for (std::size_t d : shape) n *= d;
   return n;
 }
+
+// A tensor of `shape` whose storage is `data` (numel(shape) values of T, at least T-aligned), lent
+// by `owner`, which is kept alive until the tensor lets the storage go; nothing is copied. Writing
+// the tensor writes `data`: lend only what may be written (a private mapping's pages are copied
+// on write) or what nobody writes (attribution's parameters). An empty shape gets its own storage.
+template <class T>
+Tensor<T> lent_tensor(const Shape& shape, T* data, std::shared_ptr<const void> owner);
 
 // A tensor of the given shape filled with one value.
 template <class T>

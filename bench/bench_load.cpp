@@ -1,10 +1,12 @@
 // Loading a model file: how long reading its bytes takes, against how long axiomatic takes to
-// read and check it (read_model), to load it (a Network recorded with a batch of 0: every
-// parameter read into the tape's buffers, no node computed), to describe it (`info`), and to
-// record it at a batch of 1 as an engine does (that runs the network once: a forward pass), with
-// the peak resident memory of each.
+// read and check it (read_model), to load it (a Network recorded with a batch of 0, no node
+// computed: parameters of the file's dtype used in place from the mapping, as attribution does),
+// to load it copying every parameter into the tape (loadcopy: parameters that ask for gradients,
+// as training does, so never used in place; load64: into a float64 tape, one conversion each), to
+// describe it (`info`), and to record it at a batch of 1 as an engine does (that runs the network
+// once: a forward pass), with the peak resident memory of each.
 //
-//   bench_load FILE [read|check|load|load64|info|record|all] [RUNS]
+//   bench_load FILE [read|check|load|loadcopy|load64|info|record|all] [RUNS]
 //
 // One mode per process, so that each one's peak resident memory (getrusage's maxrss) is its own:
 // `all` (the default) starts this program again for each mode and prints one line each. The file
@@ -44,11 +46,12 @@ void read_bytes(const std::string& path) {
 }
 
 template <class T>
-void load(const std::string& path, std::size_t batch) {
+void load(const std::string& path, std::size_t batch, bool copy = false) {
   const ax::nn::ModelSpec spec = ax::nn::load_model(path);
   ax::Tape<T> tape;
   ax::nn::RecordOptions options;
   options.batch = batch;
+  options.parameters_require_grad = copy;
   const ax::nn::Network<T> net(spec, tape, options);
   if (net.parameters().empty()) std::printf("(no parameters)\n");
 }
@@ -58,6 +61,7 @@ void run_mode(const std::string& path, const std::string& mode, int runs) {
     if (mode == "read") read_bytes(path);
     else if (mode == "check") ax::nn::load_model(path);
     else if (mode == "load") load<float>(path, 0);
+    else if (mode == "loadcopy") load<float>(path, 0, true);
     else if (mode == "load64") load<double>(path, 0);
     else if (mode == "record") load<float>(path, 1);
     else ax::nn::describe(ax::nn::load_model(path), path);
@@ -70,7 +74,7 @@ void run_mode(const std::string& path, const std::string& mode, int runs) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_load FILE [read|check|load|load64|info|record|all] [RUNS]\n");
+    std::fprintf(stderr, "usage: bench_load FILE [read|check|load|loadcopy|load64|info|record|all] [RUNS]\n");
     return 0;
   }
   const std::string path = argv[1], mode = argc > 2 ? argv[2] : "all";
@@ -81,11 +85,12 @@ int main(int argc, char** argv) {
       return 0;
     }
     std::printf("# %s: read = its bytes through read() (as cat), check = read_model (the container, the graph, every\n"
-                "# parameter finite), load = read_model + the parameters in a float32 tape (load64: float64), info = describe,\n"
+                "# parameter finite), load = read_model + the parameters in a float32 tape (in place where the dtype is F32;\n"
+                "# loadcopy: every one copied, as for training; load64: float64), info = describe,\n"
                 "# record = load + one forward pass at batch 1 (what an engine adds)\n",
                 path.c_str());
     read_bytes(path);  // warm the page cache
-    for (const char* m : {"read", "check", "load", "load64", "info", "record"}) {
+    for (const char* m : {"read", "check", "load", "loadcopy", "load64", "info", "record"}) {
       std::fflush(stdout);
       const pid_t child = fork();
       if (child == 0) {

@@ -6,7 +6,7 @@
   /usr/bin/python3 bench/bench_load.py DIR/NAME.safetensors [--pt DIR/NAME.pt] [--build build] [--runs 5]
 
 Prints one line per figure: `cat FILE > /dev/null` (the bytes read, warm), bench_load's modes
-(read, check, load, load64, info: see bench/bench_load.cpp), `axiomatic info` as a user runs it
+(read, check, load, loadcopy, load64, info: see bench/bench_load.cpp), `axiomatic info` as a user runs it
 (wall time and peak resident memory of the whole process), and torch.load of the .pt. Every
 figure is the median of --runs runs after a warm-up run; the resident memory is each process's
 peak (wait4). Prints figures, never fails.

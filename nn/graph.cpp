@@ -37,8 +37,12 @@ void prefer_huge_pages(void* data, std::size_t bytes) {
 #endif
 }
 
+// With `in_place` (parameters nobody trains), a mapped file's tensor of T's dtype is not copied:
+// the tensor's storage is the file's mapped bytes, the mapping kept alive by the tensor.
 template <class T>
-Tensor<T> to_tensor(const TensorData& data, bool read) {
+Tensor<T> to_tensor(const TensorData& data, bool read, bool in_place) {
+  if (read && in_place)
+    if (T* stored = values_in_place<T>(data)) return lent_tensor<T>(to_shape(data.shape), stored, data.stored.owner);
   Tensor<T> t(to_shape(data.shape));
   if (!read) return t;
   prefer_huge_pages(t.data(), t.size() * sizeof(T));
@@ -110,7 +114,8 @@ class NodeRecorder final : public ops::GraphNode<T> {
       const std::string fault = range_fault<T>(found->second, name);
       if (!fault.empty()) fail(fault);
     }
-    const Var<T> v = tape_.parameter(to_tensor<T>(found->second, options_.read_parameters),
+    const Var<T> v = tape_.parameter(to_tensor<T>(found->second, options_.read_parameters,
+                                                  !options_.parameters_require_grad),
                                      options_.parameters_require_grad, name);
     parameters_.emplace_back(name, v);
     return v;

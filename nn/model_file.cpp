@@ -54,9 +54,12 @@ struct Mapping {
   ~Mapping() { munmap(address, size); }
 };
 
-// The file's bytes as a private read-only mapping, its pages mapped at once (MAP_POPULATE: one
-// pass in the kernel instead of a page fault every 64 KiB): the checks read the bytes where they
-// lie, and loading copies each tensor from there into the tape, giving the pages back as it goes.
+// The file's bytes as a private mapping, its pages mapped at once (MAP_POPULATE: one pass in the
+// kernel instead of a page fault every 64 KiB): the checks read the bytes where they lie, and
+// loading either uses a tensor there in place (its dtype the run's) or converts it into the tape,
+// giving the pages back as it goes. Mapped read-only to populate it (a writable private mapping
+// would be populated by copying every page), then made writable: a write to a parameter used in
+// place copies that page for this process and never reaches the file.
 // A file that cannot be mapped (a pipe, an empty file) is read into memory instead.
 StoredBytes map_file(const std::string& path) {
   std::error_code error;
@@ -67,6 +70,10 @@ StoredBytes map_file(const std::string& path) {
   const bool regular = fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && info.st_size > 0;
   void* address = regular ? mmap(nullptr, static_cast<std::size_t>(info.st_size), PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0) : MAP_FAILED;
   close(fd);  // the mapping keeps the file
+  if (address != MAP_FAILED && mprotect(address, static_cast<std::size_t>(info.st_size), PROT_READ | PROT_WRITE) != 0) {
+    munmap(address, static_cast<std::size_t>(info.st_size));
+    address = MAP_FAILED;
+  }
   StoredBytes file;
   if (address == MAP_FAILED) {
     auto bytes = std::make_shared<const std::string>(read_file_bytes(path));

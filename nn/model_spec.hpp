@@ -43,7 +43,8 @@ struct GraphSpec {
 
 // A tensor's bytes as the model file stores them (little-endian, of the tensor's dtype): a view
 // into the file's bytes in memory, kept alive by `owner`. Read from disk, those bytes are a
-// read-only mapping of the file, so loading reads each byte once, into the tape's buffers.
+// private mapping of the file: loading uses a tensor of the run's dtype there, in place, and reads
+// the others once, converting them into the tape's buffers.
 struct StoredBytes {
   std::shared_ptr<const void> owner;  // the mapping (or parse_model's copy of the bytes)
   const unsigned char* data = nullptr;
@@ -71,6 +72,11 @@ bool has_values(const TensorData& tensor);
 // 8 MiB). Requires has_values.
 template <class T>
 void copy_values(const TensorData& tensor, T* out);
+// The stored values themselves, to be used in place (no copy): a mapped file's tensor whose dtype
+// is T's (F32 for float, F64 for double), T-aligned, on a little-endian host; nullptr otherwise.
+// The mapping is private: writing these values copies the page written, the file stays as it is.
+template <class T>
+T* values_in_place(const TensorData& tensor);
 // The values widened to double (exact), wherever they are kept.
 std::vector<double> widened_values(const TensorData& tensor);
 // The values to edit in code: the stored bytes are widened into `values` once and let go.

@@ -403,6 +403,18 @@ void copy_values(const TensorData& tensor, T* out) {
 template void copy_values(const TensorData&, float*);
 template void copy_values(const TensorData&, double*);
 
+template <class T>
+T* values_in_place(const TensorData& tensor) {
+  const char* dtype = std::is_same_v<T, float> ? "F32" : "F64";
+  if (!kLittleEndian || !tensor.stored.mapped || !reads_stored(tensor) || tensor.dtype != dtype || !has_values(tensor))
+    return nullptr;
+  if (reinterpret_cast<std::uintptr_t>(tensor.stored.data) % alignof(T) != 0) return nullptr;
+  return reinterpret_cast<T*>(const_cast<unsigned char*>(tensor.stored.data));
+}
+
+template float* values_in_place(const TensorData&);
+template double* values_in_place(const TensorData&);
+
 std::vector<double> widened_values(const TensorData& tensor) {
   if (!reads_stored(tensor) || !has_values(tensor)) return tensor.values;
   std::vector<double> values(element_count(tensor));

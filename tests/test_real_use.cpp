@@ -13,9 +13,13 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <memory>
 #include <sstream>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -102,6 +106,64 @@ TEST_CASE("loading: a model file's tensors are views of its bytes, read once int
   // the same from bytes in memory (parse_model, the fuzz target's entry point)
   const nn::ModelSpec in_memory = nn::parse_model(slurp(f32), "lenet");
   CHECK(nn::widened_values(in_memory.tensors.at("conv1.weight")) == code.tensors.at("conv1.weight").values);
+  std::remove(f32.c_str());
+  std::remove(f64.c_str());
+}
+
+TEST_CASE("loading: parameters in the run's dtype are the file's mapped bytes, used in place") {
+  const std::string f32 = lenet_file(), f64 = lenet_file(nn::WriteOptions{true});
+  const nn::ModelSpec code = nn::lenet28(3, 4);
+  const Tensor<float> x = lenet_inputs()[0];
+  Tensor<float> batch(Shape{1, 1, 28, 28});
+  std::copy(x.begin(), x.end(), batch.begin());
+  // the output of a network whose parameters are copies (recorded from the spec made in code)
+  Tape<float> copied_tape;
+  const nn::Network<float> copied(code, copied_tape);
+  copied_tape.set_value(copied.input(), batch);
+  copied_tape.forward();
+  const Tensor<float> expected = copied_tape.value(copied.output());
+
+  Tape<float> tape;
+  std::unique_ptr<nn::Network<float>> net;
+  {
+    const nn::ModelSpec m32 = nn::read_model(f32);
+    net = std::make_unique<nn::Network<float>>(m32, tape);
+    for (const auto& [name, var] : net->parameters()) {
+      CAPTURE(name);
+      const nn::TensorData& stored = m32.tensors.at(name);
+      const bool aligned = reinterpret_cast<std::uintptr_t>(stored.stored.data) % alignof(float) == 0;
+      CHECK(aligned);
+      // F32 in a float run: the tape's storage is the file's bytes, not a copy
+      CHECK(static_cast<const void*>(tape.value(var).data()) == static_cast<const void*>(stored.stored.data));
+    }
+    // a double run converts (F32 -> double), and a trained network copies: neither uses the mapping
+    Tape<double> tape64;
+    const nn::Network<double> net64(m32, tape64);
+    Tape<float> trained_tape;
+    nn::RecordOptions trained;
+    trained.parameters_require_grad = true;
+    const nn::Network<float> net_trained(m32, trained_tape, trained);
+    for (std::size_t k = 0; k < net64.parameters().size(); ++k) {
+      const void* file = m32.tensors.at(net64.parameters()[k].first).stored.data;
+      CHECK(static_cast<const void*>(tape64.value(net64.parameters()[k].second).data()) != file);
+      CHECK(static_cast<const void*>(trained_tape.value(net_trained.parameters()[k].second).data()) != file);
+    }
+    // float64 parameters in a float64 run are used in place too
+    const nn::ModelSpec m64 = nn::read_model(f64);
+    Tape<double> tape_f64;
+    const nn::Network<double> net_f64(m64, tape_f64);
+    for (const auto& [name, var] : net_f64.parameters())
+      CHECK(static_cast<const void*>(tape_f64.value(var).data()) == static_cast<const void*>(m64.tensors.at(name).stored.data));
+  }
+  // the spec is gone, the mapping is not: the tape keeps it, and computes what the copies compute
+  tape.set_value(net->input(), batch);
+  tape.forward();
+  CHECK(test::same_bits(tape.value(net->output()), expected));
+  // a write to a parameter used in place stays in this process: the file is unchanged
+  const auto& [name, weight] = net->parameters().front();
+  tape.leaf_value(weight).data()[0] += 1.0f;
+  CHECK(nn::widened_values(nn::read_model(f32).tensors.at(name)) == code.tensors.at(name).values);
+  net.reset();
   std::remove(f32.c_str());
   std::remove(f64.c_str());
 }
@@ -325,4 +387,32 @@ TEST_CASE("float32 convolution adds the bias after the products: a near-tie goes
       CHECK(ref[o * 4] >= ref[o * 4 + 1]);
     }
   }
+}
+
+TEST_CASE("float32 batchnorm2d subtracts the running mean before scaling: no cancellation when the mean dwarfs the spread") {
+  // Statistics measured on data: inputs sit near their channel's running mean (1000 and -300
+  // here, spread 1). Folded into x * s + (b - mean * s), as PyTorch's CPU kernel computes it,
+  // float32 rounds both terms at the mean's scale and keeps about 4 significant digits of the
+  // output; (x - mean) is exact there, so (x - mean) * s + b is within a few ulps of float64.
+  std::mt19937_64 rng(5);
+  Tensor<float> x(Shape{1, 2, 8, 8});
+  const float mean[2] = {1000.0f, -300.0f}, var[2] = {0.25f, 4.0f}, weight[2] = {1.5f, 0.5f}, bias[2] = {0.1f, -0.2f};
+  for (std::size_t c = 0; c < 2; ++c) {
+    const Tensor<float> plane = test::uniform<float>({64}, mean[c] - 1.0, mean[c] + 1.0, rng);
+    std::copy(plane.begin(), plane.end(), x.data() + c * 64);
+  }
+  Tape<float> tape;
+  const auto param = [&](const float* v) { return tape.constant(from_values<float>({2}, {v[0], v[1]})); };
+  Attrs attrs;
+  attrs.eps = 1e-5;
+  const Var<float> y = ops::record<ops::BatchNorm2d>({tape.input(x, false), param(mean), param(var), param(weight), param(bias)}, attrs);
+  double largest = 0, error = 0;
+  for (std::size_t c = 0; c < 2; ++c)
+    for (std::size_t i = 0; i < 64; ++i) {
+      const double d = double(x.data()[c * 64 + i]) - double(mean[c]);
+      const double expected = d / std::sqrt(double(var[c]) + double(float(1e-5))) * double(weight[c]) + double(bias[c]);
+      largest = std::max(largest, std::abs(expected));
+      error = std::max(error, std::abs(double(tape.value(y).data()[c * 64 + i]) - expected));
+    }
+  CHECK(error <= 8 * double(std::numeric_limits<float>::epsilon()) * largest);
 }
