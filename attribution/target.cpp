@@ -202,11 +202,11 @@ void Engine<T>::begin_line(const Tensor<T>& x, const Tensor<T>& baseline) {
     line_start_.insert(line_start_.end(), v.data(), v.data() + per);
     line_end_.insert(line_end_.end(), v.data() + per, v.data() + 2 * per);
   }
-  const auto finite = [](const std::vector<T>& v) {
-    return std::all_of(v.begin(), v.end(), [](T e) { return std::isfinite(e); });
-  };
-  // a NaN or Inf at an end runs the points whole, so that the usual check names its node
-  line_whole_ = !finite(line_start_) || !finite(line_end_);
+  // a NaN or Inf at an end, or a difference z(1) - z(0) that overflows, runs the points whole,
+  // so that the usual check names the node or the interpolation cannot overflow
+  line_whole_ = false;
+  for (std::size_t i = 0; i < line_start_.size() && !line_whole_; ++i)
+    line_whole_ = !std::isfinite(line_end_[i] - line_start_[i]);
   if (line_whole_) {
     line_start_.assign(baseline.begin(), baseline.end());
     line_end_.assign(x.begin(), x.end());

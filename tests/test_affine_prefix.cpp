@@ -275,3 +275,30 @@ TEST_CASE("affine prefix: the same bits on one thread and two, in chunks or in o
     CHECK(a.path_cumulative == other->path_cumulative);
   }
 }
+
+TEST_CASE("affine prefix: an infinity in the prefix is reported as by whole passes, naming its node") {
+  // x / 0.1 overflows float at x = 3e38 but not at the zero baseline: the line runs whole
+  nn::SpecBuilder b("input", {6}, 61);
+  nn::ModelSpec spec = b.finish(b.linear("fc1", b.relu("relu1", b.normalize("norm", "input", {0.0}, {0.1})), 6, 3));
+  Engine<float> prefix = make_engine<float>(spec, true);
+  Engine<float> whole = make_engine<float>(spec, false);
+  REQUIRE(prefix.has_affine_prefix());
+  Tensor<float> input(prefix.input_shape());
+  input.fill(3e38f);
+  const Tensor<float> zero = zeros<float>(prefix.input_shape());
+  prefix.retarget(0);
+  whole.retarget(0);
+  std::string prefix_error, whole_error;
+  try {
+    integrated_gradients(prefix, input, zero);
+  } catch (const NonFinite& e) {
+    prefix_error = e.what();
+  }
+  try {
+    integrated_gradients(whole, input, zero);
+  } catch (const NonFinite& e) {
+    whole_error = e.what();
+  }
+  CHECK(whole_error.find("node 'norm'") != std::string::npos);
+  CHECK(prefix_error == whole_error);
+}
