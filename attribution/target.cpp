@@ -216,6 +216,7 @@ void Engine<T>::begin_line(const Tensor<T>& x, const Tensor<T>& baseline) {
 template <class T>
 const T* Engine<T>::evaluate_line(const double* alphas, std::size_t n, std::vector<double>& f) {
   if (target_.class_index < 0) throw Error("evaluate_line: the target class is not resolved");
+  if (n > chunk_) throw Error("evaluate_line: " + std::to_string(n) + " points, more than the chunk of " + std::to_string(chunk_));
   const std::size_t width = line_width();
   if (line_whole_) {
     line_points_.resize(batch_of(n, input_shape_));
