@@ -35,11 +35,25 @@ Tape<T>& bounded(Tape<T>& tape, const nn::ModelSpec& spec, const EngineOptions& 
   return tape;
 }
 
+// Whether n values are all finite: v - v is 0 for a finite v and NaN otherwise, summed in 16
+// independent lanes so that the loop vectorizes (one test per value would not).
+template <class T>
+bool all_finite(const T* v, std::size_t n) {
+  constexpr std::size_t lanes = 16;
+  T sum[lanes] = {};
+  std::size_t i = 0;
+  // [blocks of 16 values]
+  for (; i + lanes <= n; i += lanes)
+    for (std::size_t l = 0; l < lanes; ++l) sum[l] += v[i + l] - v[i + l];
+  for (; i < n; ++i) sum[0] += v[i] - v[i];
+  for (std::size_t l = 0; l < lanes; ++l)
+    if (sum[l] != T(0)) return false;
+  return true;
+}
+
 template <class T>
 bool all_finite(const Tensor<T>& t) {
-  for (std::size_t i = 0; i < t.size(); ++i)
-    if (!std::isfinite(t.data()[i])) return false;
-  return true;
+  return all_finite(t.data(), t.size());
 }
 
 // Also sets the kernels' thread count, before the network is first run on the tape.
@@ -51,6 +65,13 @@ nn::RecordOptions record_options(const EngineOptions& options) {
   o.parameters_require_grad = false;
   o.source = options.source;
   return o;
+}
+
+// [n] + a per-sample shape
+Shape batch_of(std::size_t n, const Shape& per_sample) {
+  Shape shape{n};
+  for (std::size_t d : per_sample) shape.push_back(d);
+  return shape;
 }
 
 }  // namespace
@@ -117,6 +138,173 @@ Engine<T>::Engine(const nn::ModelSpec& spec, const TargetSpec& target, const Eng
   };
   name(spec.graph.input.name);
   for (const nn::NodeSpec& n : spec.graph.nodes) name(n.name);
+  if (options.affine_prefix) find_affine_prefix();
+}
+
+template <class T>
+void Engine<T>::find_affine_prefix() {
+  // the nodes F reads, and among them the first op that moves with the input but not affinely
+  std::vector<char> needed(static_cast<std::size_t>(scores_.id) + 1, 0);
+  needed[static_cast<std::size_t>(scores_.id)] = 1;
+  for (int id = scores_.id; id >= 0; --id)
+    if (needed[static_cast<std::size_t>(id)])
+      for (int in : tape_.node(id).inputs) needed[static_cast<std::size_t>(in)] = 1;
+  int stop = -1;
+  for (int id = 0; id <= scores_.id && stop < 0; ++id) {
+    const Node<T>& n = tape_.node(id);
+    if (!needed[static_cast<std::size_t>(id)] || n.kind != NodeKind::op || !n.requires_grad) continue;
+    std::vector<bool> varies;
+    for (int in : n.inputs) varies.push_back(tape_.node(in).requires_grad);
+    if (!affine_in(n.op->linearity, varies)) stop = id;
+  }
+  if (stop < 0) return;  // affine up to F: nothing past the prefix to run
+  // a line's points run the ops from `stop` on, and those below it that do not move (they may
+  // read a batch size); the moving nodes below `stop` that these read are the frontier
+  std::vector<char> frontier(static_cast<std::size_t>(stop), 0);
+  for (int id = 0; id <= scores_.id; ++id) {
+    const Node<T>& n = tape_.node(id);
+    if (!needed[static_cast<std::size_t>(id)] || n.kind != NodeKind::op || (id < stop && n.requires_grad)) continue;
+    past_prefix_.push_back(id);
+    for (int in : n.inputs)
+      if (in < stop && tape_.node(in).requires_grad) frontier[static_cast<std::size_t>(in)] = 1;
+  }
+  for (int id = 0; id < stop; ++id)
+    if (frontier[static_cast<std::size_t>(id)]) frontier_.push_back(id);
+  const bool prefix_read = std::any_of(frontier_.begin(), frontier_.end(),
+                                       [&](int id) { return tape_.node(id).kind == NodeKind::op; });
+  if (!prefix_read) {  // only the input itself is read past the prefix: no prefix to skip
+    frontier_.clear();
+    past_prefix_.clear();
+    return;
+  }
+  prefix_stop_ = stop;
+  frontier_seeds_.resize(frontier_.size());
+}
+
+template <class T>
+void Engine<T>::begin_line(const Tensor<T>& x, const Tensor<T>& baseline) {
+  line_x_ = x;
+  line_whole_ = true;
+  line_start_.assign(baseline.begin(), baseline.end());
+  line_end_.assign(x.begin(), x.end());
+  if (prefix_stop_ < 0) return;
+  // the prefix at the two ends [x', x], once
+  check_deadline();
+  Tensor<T>& input = tape_.leaf_value(network_.input());
+  input.resize(batch_of(2, input_shape_));
+  std::copy(x.begin(), x.end(), std::copy(baseline.begin(), baseline.end(), input.data()));
+  tape_.forward(Var<T>{&tape_, prefix_stop_ - 1});
+  line_start_.clear();
+  line_end_.clear();
+  for (int id : frontier_) {
+    const Tensor<T>& v = tape_.value(Var<T>{&tape_, id});
+    const std::size_t per = v.size() / 2;
+    line_start_.insert(line_start_.end(), v.data(), v.data() + per);
+    line_end_.insert(line_end_.end(), v.data() + per, v.data() + 2 * per);
+  }
+  // a NaN or Inf at an end, or a difference z(1) - z(0) that overflows, runs the points whole,
+  // so that the usual check names the node or the interpolation cannot overflow
+  line_whole_ = false;
+  for (std::size_t i = 0; i < line_start_.size() && !line_whole_; ++i)
+    line_whole_ = !std::isfinite(line_end_[i] - line_start_[i]);
+  if (line_whole_) {
+    line_start_.assign(baseline.begin(), baseline.end());
+    line_end_.assign(x.begin(), x.end());
+  }
+}
+
+template <class T>
+const T* Engine<T>::evaluate_line(const double* alphas, std::size_t n, std::vector<double>& f) {
+  if (target_.class_index < 0) throw Error("evaluate_line: the target class is not resolved");
+  if (n > chunk_) throw Error("evaluate_line: " + std::to_string(n) + " points, more than the chunk of " + std::to_string(chunk_));
+  const std::size_t width = line_width();
+  if (line_whole_) {
+    line_points_.resize(batch_of(n, input_shape_));
+    // [points, input values]
+    for (std::size_t i = 0; i < n; ++i) {
+      const T a = T(alphas[i]);
+      T* row = line_points_.data() + i * width;
+      for (std::size_t j = 0; j < width; ++j) row[j] = line_start_[j] + a * (line_end_[j] - line_start_[j]);
+    }
+    evaluate(line_points_, f, &line_grads_);
+    return line_grads_.data();
+  }
+  check_deadline();
+  // the frontier's values at the points, interpolated: [frontier nodes, points, values]
+  std::size_t offset = 0;
+  for (int id : frontier_) {
+    const Var<T> v{&tape_, id};
+    Tensor<T>& value = tape_.node(id).kind == NodeKind::op ? tape_.mutable_value(v) : tape_.leaf_value(v);
+    const std::size_t per = value.size() / value.shape()[0];
+    Shape shape = value.shape();
+    shape[0] = n;
+    value.resize(shape);
+    for (std::size_t i = 0; i < n; ++i) {
+      const T a = T(alphas[i]);
+      T* row = value.data() + i * per;
+      for (std::size_t j = 0; j < per; ++j)
+        row[j] = line_start_[offset + j] + a * (line_end_[offset + j] - line_start_[offset + j]);
+    }
+    offset += per;
+  }
+  tape_.forward_nodes(past_prefix_);
+  evaluations_ += n;
+  f.resize(n);
+  for (std::size_t i = 0; i < n; ++i) f[i] = f_of_row(i);
+  seed_rows(n);
+  tape_.zero_grad();
+  tape_.backward({{scores_.id, &seed_}}, prefix_stop_);
+  const T* grads = tape_.grad(Var<T>{&tape_, frontier_[0]}).data();
+  if (frontier_.size() > 1) {  // [frontier nodes, points, values] into [points, frontier values]
+    line_grads_.resize(Shape{n, width});
+    offset = 0;
+    for (int id : frontier_) {
+      const Tensor<T>& g = tape_.grad(Var<T>{&tape_, id});
+      const std::size_t per = g.size() / n;
+      for (std::size_t i = 0; i < n; ++i)
+        std::copy(g.data() + i * per, g.data() + (i + 1) * per, line_grads_.data() + i * width + offset);
+      offset += per;
+    }
+    grads = line_grads_.data();
+  }
+  check_chunk(n, f, 0, grads, n * width);
+  return grads;
+}
+
+template <class T>
+void Engine<T>::line_gradient(const T* frontier_sum, Tensor<T>& out) {
+  out.resize(input_shape_);
+  if (line_whole_) {
+    std::copy(frontier_sum, frontier_sum + out.size(), out.data());
+    return;
+  }
+  // the prefix at one point (its backward reads no values that move) and its backward once,
+  // seeded at each frontier node with its part of the sum
+  Tensor<T>& input = tape_.leaf_value(network_.input());
+  input.resize(batch_of(1, input_shape_));
+  std::copy(line_x_.begin(), line_x_.end(), input.data());
+  tape_.forward(Var<T>{&tape_, prefix_stop_ - 1});
+  std::vector<std::pair<int, const Tensor<T>*>> seeds;
+  std::size_t offset = 0;
+  const T* direct = nullptr;  // the input's own part, when the frontier holds the input
+  for (std::size_t k = 0; k < frontier_.size(); ++k) {
+    const int id = frontier_[k];
+    const Tensor<T>& value = tape_.value(Var<T>{&tape_, id});
+    if (tape_.node(id).kind != NodeKind::op) {
+      direct = frontier_sum + offset;
+    } else {
+      frontier_seeds_[k].resize(value.shape());
+      std::copy(frontier_sum + offset, frontier_sum + offset + value.size(), frontier_seeds_[k].data());
+      seeds.push_back({id, &frontier_seeds_[k]});
+    }
+    offset += value.size();
+  }
+  tape_.zero_grad();
+  tape_.backward(seeds, 0);
+  const Tensor<T>& g = tape_.grad(network_.input());
+  std::copy(g.begin(), g.end(), out.data());
+  if (direct)
+    for (std::size_t i = 0; i < out.size(); ++i) out.data()[i] += direct[i];
 }
 
 template <class T>
@@ -162,8 +350,7 @@ void Engine<T>::check_chunk(std::size_t n, const std::vector<double>& f, std::si
                                     std::size_t count) {
   for (std::size_t i = 0; i < n; ++i)
     if (!std::isfinite(f[begin + i])) locate_non_finite("F");
-  for (std::size_t i = 0; grads && i < count; ++i)
-    if (!std::isfinite(grads[i])) locate_non_finite("the gradient");
+  if (grads && !all_finite(grads, count)) locate_non_finite("the gradient");
 }
 
 template <class T>

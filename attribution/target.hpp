@@ -41,6 +41,9 @@ struct EngineOptions {
   // is made (kernels::set_threads); 0 leaves the count as it is (OpenMP's default: the cores
   // available to the process). The results are the same bits whatever the count.
   std::size_t threads = 0;
+  // The path methods' affine prefix (Engine::begin_line): false runs every point of a line
+  // through the whole network, as for scattered points (tests compare the two routes).
+  bool affine_prefix = true;
 };
 
 // The deadline of EngineOptions ran out.
@@ -93,6 +96,33 @@ class Engine {
   void evaluate_node(const Tensor<T>& points, Var<T> h, std::vector<double>& f, Tensor<T>& grads,
                      const Tensor<T>* replacement = nullptr, const Tensor<T>* direction = nullptr,
                      Tensor<T>* tangents = nullptr);
+  // ---- points on one straight line: the path methods' affine prefix ----
+  // The op nodes before the first one that moves with the input but not affinely (a relu, a
+  // max-pool; each op's descriptor says its Linearity) are affine along any straight line
+  // x(a) = x' + a (x - x'): their values at the line's points are z(0) + a (z(1) - z(0)), so a
+  // line evaluates them at its two ends only, and runs the rest of the network from the prefix's
+  // frontier (the nodes below it read past it). The backward pass through the prefix is one
+  // linear map at every point, so it runs once, on a sum over points of frontier gradients.
+  // Without a prefix (the first node bends, the whole network is affine, or the option is off)
+  // a line's points run whole and its frontier is the input.
+  bool has_affine_prefix() const { return prefix_stop_ >= 0; }
+  // The first node past the prefix (-1: none) and the frontier, by tape id, ascending.
+  int prefix_stop() const { return prefix_stop_; }
+  const std::vector<int>& frontier() const { return frontier_; }
+  // Starts the line from x' = baseline to x: the frontier's values at its two ends.
+  void begin_line(const Tensor<T>& x, const Tensor<T>& baseline);
+  // Values per point at the frontier (the nodes' per-sample values one after another), and
+  // their values at a = 0 and a = 1.
+  std::size_t line_width() const { return line_start_.size(); }
+  const std::vector<T>& line_start() const { return line_start_; }
+  const std::vector<T>& line_end() const { return line_end_; }
+  // F at the n points x(alphas[i]) into f, and dF/dz at the frontier [n, line_width()], row by
+  // row at the pointer returned (valid until the engine runs again); at most chunk() points.
+  const T* evaluate_line(const double* alphas, std::size_t n, std::vector<double>& f);
+  // The input gradient [input shape] whose frontier gradient is `frontier_sum` [line_width()]:
+  // one backward pass through the prefix (a copy without one).
+  void line_gradient(const T* frontier_sum, Tensor<T>& out);
+
   std::size_t chunk() const { return chunk_; }
   std::size_t memory_budget() const { return options_.memory_budget; }
   // Estimated bytes per point of the tape's buffers (values, gradients, tangents).
@@ -118,6 +148,7 @@ class Engine {
 
  private:
   void seed_rows(std::size_t n);
+  void find_affine_prefix();
   // F of row i of the last forward pass: z_k, less z_j for a difference.
   double f_of_row(std::size_t i) const;
   // evaluate_node's steps for a chunk of n points starting at `begin`: the forward pass (with h's
@@ -143,6 +174,15 @@ class Engine {
   Tensor<T> seed_;
   Tensor<T> directions_;  // the tangent pass's direction at every point of a chunk
   std::vector<std::string> names_;  // by tape id: the graph's node names
+  // the affine prefix (find_affine_prefix), and the line begun last (begin_line)
+  int prefix_stop_ = -1;
+  std::vector<int> frontier_;
+  std::vector<int> past_prefix_;  // the op nodes a line's points run, ascending
+  bool line_whole_ = true;        // this line's points run whole (no prefix, or its ends not finite)
+  Tensor<T> line_x_;
+  std::vector<T> line_start_, line_end_;
+  std::vector<Tensor<T>> frontier_seeds_;
+  Tensor<T> line_points_, line_grads_;
 };
 
 extern template class Engine<float>;
