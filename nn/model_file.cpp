@@ -13,6 +13,7 @@
 #include "../autodiff/ops/registry.hpp"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -161,12 +162,23 @@ std::string serialize_model(const ModelSpec& model, const WriteOptions& options)
 void write_model(const std::string& path, const ModelSpec& model, const WriteOptions& options) {
   const std::string bytes = named(path, [&] { return serialize(model, options); });
   parse_model(bytes, path);
+  // Written beside the target, then renamed over it, never truncated in place: a process that
+  // has the old file mapped (parameters are used in place from the mapping) keeps the old bytes.
+  const std::string partial = path + ".partial-" + std::to_string(::getpid());
   named(path, [&] {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    std::ofstream out(partial, std::ios::binary | std::ios::trunc);
     if (!out) fault(std::string("cannot open the file for writing (") + std::strerror(errno) + ")");
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     out.close();
-    if (!out) fault("cannot write the file");
+    if (!out) {
+      std::remove(partial.c_str());
+      fault("cannot write the file");
+    }
+    if (std::rename(partial.c_str(), path.c_str()) != 0) {
+      const std::string reason = std::strerror(errno);
+      std::remove(partial.c_str());
+      fault("cannot replace the file (" + reason + ")");
+    }
   });
 }
 

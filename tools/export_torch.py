@@ -1105,11 +1105,19 @@ def _write_safetensors(path, tensors, metadata):
         offset += len(data)
     text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
     text += b" " * (-len(text) % 8)  # the data starts 8-aligned, as safetensors' own writer does
-    with open(path, "wb") as out:
-        out.write(struct.pack("<Q", len(text)))
-        out.write(text)
-        for data in chunks:
-            out.write(data)
+    # written beside the target, then renamed over it: a process that has the old file mapped
+    # (axiomatic uses parameters in place from the mapping) keeps reading the old bytes
+    partial = f"{path}.partial-{os.getpid()}"
+    try:
+        with open(partial, "wb") as out:
+            out.write(struct.pack("<Q", len(text)))
+            out.write(text)
+            for data in chunks:
+                out.write(data)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
 
 
 # ------------------------------------------------------------------------------------------------
