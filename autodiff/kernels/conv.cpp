@@ -1,5 +1,6 @@
-// Convolution as GEMMs (an implicit GEMM forward, im2col and col2im for the backward passes), a
-// direct loop for groups with few channels, and the plain loops they are all tested against.
+// Convolution as GEMMs (an implicit GEMM forward and stride-1 backward-data, im2col and col2im
+// for the other backward passes), a direct loop for groups with few channels, and the plain
+// loops they are all tested against.
 // See conv.hpp for the shapes and the three products.
 #include "conv.hpp"
 
