@@ -528,11 +528,12 @@ void compare_conv_kernels_on_awkward_sizes() {
   s.stride_h = s.stride_w = 2, s.pad_h = s.pad_w = 3;
   compare_conv_kernels<T>(s, rng);
   // 1 x 1 convolutions with stride 1 and no padding read each plane as one row of pixels: planes
-  // smaller than one packed panel and larger than one, grouped, and through the direct loop (few
-  // output channels per group)
+  // smaller than one packed panel and larger than one, grouped (20 input channels a group: the
+  // backward-data as a forward convolution of gy), and through the direct loop (few output
+  // channels per group)
   for (std::size_t image : {2, 5, 13}) {
     s = kernels::Conv2dShape{};
-    s.batch = 3, s.in_channels = 12, s.in_h = image, s.in_w = image + 1, s.out_channels = 18, s.groups = 2;
+    s.batch = 3, s.in_channels = 40, s.in_h = image, s.in_w = image + 1, s.out_channels = 18, s.groups = 2;
     INFO("1 x 1, image " << s.in_h << " x " << s.in_w);
     compare_conv_kernels<T>(s, rng);
     s.out_channels = 4;
