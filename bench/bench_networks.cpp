@@ -8,6 +8,13 @@
 //             riemann_middle (the peer's) and gausslegendre: LeNet-28 with the 50 path points in
 //             one batch, ResNet-18 with batches of 10 points (the peer's batch=10). Ours also
 //             evaluates F(x) and F(x') for the completeness report (one extra forward of 2 points)
+//   archs     IG-50 (riemann_middle, zero baseline, class 3) on torchvision's SqueezeNet 1.1,
+//             DenseNet-121 and VGG-11-BN at 3 x 64 x 64 with random weights: exported at start
+//             to a temporary directory by tools/export_torch.py --torchvision NAME --input-shape
+//             3 64 64 and loaded with nn::load_model; the peer builds the same torchvision model
+//             and loads the file's weights (its state_dict). Ours with the engine's default 1 GiB
+//             budget (the chunk it picks is printed), the peer's 50 points in one batch. Run when
+//             the peer runs (PyTorch and torchvision import)
 //   exact IG  Rule::exact on LeNet-28 from a zero baseline at a random input in [0, 1): time and
 //             the number of linear pieces, float and double (no peer)
 //   memory    peak resident memory (VmHWM) of a fresh process that runs the ResNet-18 IG-50 with
@@ -25,12 +32,14 @@
 // taken while another process competes for a core are slower on both sides, and a 2-thread run
 // whose second thread loses its core waits at every barrier. Trust the lines near 0%.
 //
-//   bench_networks [--no-peer] [--quick] [--wait-quiet S]
+//   bench_networks [--no-peer] [--quick] [--wait-quiet S] [--only-archs]
 //     --quick         fewer runs, for a smoke test
+//     --only-archs    only the section on torchvision architectures (2b)
 //     --wait-quiet S  first wait (at most S seconds) until the machine has been >= 90% idle for
 //                     10 seconds in a row
 #include "../attribution/methods.hpp"
 #include "../nn/graph.hpp"
+#include "../nn/model_file.hpp"
 #include "../nn/zoo.hpp"
 
 #include <nlohmann/json.hpp>
@@ -39,6 +48,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -449,6 +459,31 @@ nlohmann::json run_for_json(const std::string& command) {
   return out;
 }
 
+// ---- real architectures: torchvision models exported to model files ----
+struct Arch {
+  const char* torchvision;  // the constructor's name in torchvision.models
+  const char* title;
+  int runs, rounds;
+};
+const Arch kArchs[] = {{"squeezenet1_1", "SqueezeNet 1.1", 11, 5},
+                       {"densenet121", "DenseNet-121", 5, 5},
+                       {"vgg11_bn", "VGG-11-BN", 5, 5}};
+
+// A fresh temporary directory for the exported models ("" if none could be made).
+std::string make_temp_dir() {
+  char pattern[] = "/tmp/bench_networks_XXXXXX";
+  const char* dir = mkdtemp(pattern);
+  return dir ? dir : "";
+}
+
+// Exports a torchvision model with random weights (seed 0) at 3 x 64 x 64 into `path`; true
+// when the model file was written.
+bool export_arch(const Arch& a, const std::string& path) {
+  const std::string command = std::string(kPython) + " " + AXIOMATIC_BENCH_DIR + "/../tools/export_torch.py --torchvision " +
+                              a.torchvision + " --input-shape 3 64 64 --out " + path + " > /dev/null 2>&1";
+  return std::system(command.c_str()) == 0;
+}
+
 struct Target {
   std::string what;
   bool measured;
@@ -456,18 +491,57 @@ struct Target {
   std::string figure;
 };
 
+// Section 2b: IG-50 on each of kArchs, ours beside the peer; appends a target per model.
+void arch_section(Peer& peer, bool quick, std::vector<Target>& targets) {
+  std::printf("\n2b. IG-50 (riemann_middle, zero baseline) on torchvision models at 3x64x64, random weights (seed 0)\n");
+  print_header();
+  const std::string dir = make_temp_dir();
+  for (const Arch& a : kArchs) {
+    const std::string path = dir + "/" + a.torchvision + ".safetensors";
+    if (dir.empty() || !export_arch(a, path)) {
+      std::printf("  %-34s tools/export_torch.py could not export it\n", a.title);
+      continue;
+    }
+    {
+      attr::Engine<float> f(nn::load_model(path), class_target());  // the default 1 GiB budget
+      const Tensor<float> x = random_input<float>(f.input_shape(), 2);
+      const Tensor<float> baseline = zeros<float>(f.input_shape());
+      attr::IgOptions o;
+      o.rule = attr::Rule::riemann_middle;
+      o.steps = 50;
+      double relative_delta = 0;
+      const std::string words = std::string("ig file:") + a.torchvision + ":" + path + " riemann_middle 50 50";
+      const int runs = quick ? std::max(1, a.runs / 4) : a.runs;
+      const Timing t = interleave(peer, words, runs, a.rounds, [&] {
+        relative_delta = attr::integrated_gradients(f, x, baseline, o).relative_delta;
+      });
+      char note[160];
+      std::snprintf(note, sizeof(note), "chunk %zu, |delta|/|dF| %.1e", f.chunk(), relative_delta);
+      const double ratio = print_line(std::string("IG-50 ") + a.torchvision + "_64", t, note);
+      char fig[160];
+      std::snprintf(fig, sizeof(fig), "ours %.1f ms, peer %.1f ms, peer/ours %.2fx", median(t.ours), median(t.peer), ratio);
+      targets.push_back({std::string(a.title) + " IG-50 at 64x64 no slower than PyTorch", !std::isnan(ratio),
+                         ratio >= 1.0, fig});
+    }
+    std::remove(path.c_str());
+    std::this_thread::sleep_for(std::chrono::seconds(2));  // freed buffers settle (see `settle` in main)
+  }
+  if (!dir.empty()) rmdir(dir.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool use_peer = true, quick = false;
+  bool use_peer = true, quick = false, only_archs = false;
   int wait_limit = 0;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--memory-child")) return memory_child();
     if (!std::strcmp(argv[i], "--no-peer")) use_peer = false;
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else if (!std::strcmp(argv[i], "--only-archs")) only_archs = true;
     else if (!std::strcmp(argv[i], "--wait-quiet") && i + 1 < argc) wait_limit = std::atoi(argv[++i]);
     else {
-      std::printf("usage: bench_networks [--no-peer] [--quick] [--wait-quiet SECONDS]\n");
+      std::printf("usage: bench_networks [--no-peer] [--quick] [--wait-quiet SECONDS] [--only-archs]\n");
       return 0;
     }
   }
@@ -487,6 +561,8 @@ int main(int argc, char** argv) {
                 peer.version().c_str(), kThreads);
   else
     std::printf("peer: not run (%s); our figures alone\n", why_no_peer.c_str());
+  const char* policy = std::getenv("OMP_WAIT_POLICY");  // both sides read it (the peer inherits it)
+  std::printf("OMP_WAIT_POLICY: %s\n", policy ? policy : "unset (libgomp's default: threads spin before they sleep)");
   std::printf("figures: median of all runs and the fastest run, in ms; peer/ours > 1 means we are faster\n\n");
 
   const nn::ModelSpec lenet = nn::lenet28(7);
@@ -494,6 +570,13 @@ int main(int argc, char** argv) {
   std::vector<Target> targets;
   const CpuTicks run_start = cpu_ticks(peer.pid());
   CpuTicks section = run_start;
+  if (only_archs) {
+    if (peer_up) arch_section(peer, quick, targets);
+    std::printf("\nother processes used %.0f%% of the machine's CPU during the run\n", others_percent(run_start, cpu_ticks(-1)));
+    for (const Target& t : targets)
+      std::printf("  [%s] %s: %s\n", !t.measured ? "no peer" : t.met ? "met" : "missed", t.what.c_str(), t.figure.c_str());
+    return 0;
+  }
 
   // ---- 1. forward + input gradient ----
   std::printf("1. forward + input gradient (tape: set_value, forward, zero_grad, backward)\n");
@@ -604,6 +687,14 @@ int main(int argc, char** argv) {
 
   print_others(section, peer.pid());
   section = cpu_ticks(peer.pid());
+
+  // ---- 2b. IG-50 on torchvision architectures at 64 x 64 ----
+  if (peer_up) {
+    settle(false);
+    arch_section(peer, quick, targets);
+    print_others(section, peer.pid());
+    section = cpu_ticks(peer.pid());
+  }
 
   // ---- 3. exact IG on LeNet-28 ----
   std::printf("\n3. exact IG (Rule::exact) on LeNet-28 from a zero baseline, one input in [0, 1), no peer\n");

@@ -3,11 +3,14 @@
 // the median over the runs (Tape::set_profiling). Prints figures; never fails.
 //
 // With --only exact: exact IG (Rule::exact) on LeNet-28 from a zero baseline, float, timed as a
-// whole (for a sampling profiler to look inside).
+// whole (for a sampling profiler to look inside). With --model FILE: that model file instead (as
+// tools/export_torch.py writes it), at --batch N (default 10).
 //
-//   bench_profile [--runs N] [--top K] [--only lenet|resnet|exact]   (defaults: 31 runs, the 25 costliest nodes)
+//   bench_profile [--runs N] [--top K] [--only lenet|resnet|exact] [--model FILE [--batch N]]
+//   (defaults: 31 runs, the 25 costliest nodes)
 #include "../attribution/methods.hpp"
 #include "../nn/graph.hpp"
+#include "../nn/model_file.hpp"
 #include "../nn/zoo.hpp"
 
 #include <algorithm>
@@ -115,11 +118,18 @@ void profile(const char* title, const nn::ModelSpec& spec, std::size_t batch, in
 
 int main(int argc, char** argv) {
   int runs = 31, top = 25;
-  std::string only;
+  std::string only, model;
+  std::size_t batch = 10;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--runs")) runs = std::max(1, std::atoi(argv[i + 1]));
     else if (!std::strcmp(argv[i], "--top")) top = std::max(1, std::atoi(argv[i + 1]));
     else if (!std::strcmp(argv[i], "--only")) only = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--model")) model = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--batch")) batch = std::size_t(std::max(1, std::atoi(argv[i + 1])));
+  }
+  if (!model.empty()) {
+    profile(model.c_str(), nn::load_model(model), batch, runs, top);
+    return 0;
   }
   if (only == "exact") {
     attr::TargetSpec target;

@@ -8,7 +8,9 @@ Workloads (the input gradient is always torch.autograd.grad of the summed target
                                           `batch` at a time, each batch's input gradient weighted
                                           by the rule's weights and summed, times (x - baseline)
   <model> is lenet28 (the peer's LeNet-28, as nn::lenet28) or resnet18 (torchvision's, 3x224x224,
-  as nn::resnet18); <rule> is riemann_middle or gausslegendre (Captum's nodes and weights).
+  as nn::resnet18), or file:NAME:PATH, torchvision's NAME with the weights of the model file PATH
+  that tools/export_torch.py --torchvision NAME wrote (the file holds the whole state_dict), at
+  the file's input shape; <rule> is riemann_middle or gausslegendre (Captum's nodes and weights).
 
 Every workload prints one JSON line: {"name", "median_ms", "min_ms", "runs", "times_ms"}.
 
@@ -22,7 +24,7 @@ Every workload prints one JSON line: {"name", "median_ms", "min_ms", "runs", "ti
 Parameters do not require gradients (as in an attribution, and as in axiomatic's tape); the
 models are in eval mode, so batch norm uses its running statistics, as nn::resnet18 does.
 """
-import argparse, json, resource, sys, time
+import argparse, json, resource, struct, sys, time
 
 import torch
 import torch.nn as nn
@@ -46,9 +48,35 @@ MODELS = {"lenet28": (lenet28, (1, 28, 28)), "resnet18": (resnet18, (3, 224, 224
 _built = {}
 
 
+def read_model_file(path):
+    """The tensors of a model file (a safetensors file: docs/format.md) as a state_dict, and
+    the input's per-sample shape from its graph."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n].decode("utf-8"))
+    graph = json.loads(header.pop("__metadata__")["axiomatic.graph"])
+    dtypes = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64}
+    state = {}
+    for name, entry in header.items():
+        begin, end = entry["data_offsets"]
+        raw = bytearray(data[8 + n + begin:8 + n + end])
+        state[name] = torch.frombuffer(raw, dtype=dtypes[entry["dtype"]]).reshape(entry["shape"]).clone()
+    return state, tuple(graph["inputs"][0]["shape"])
+
+
+def file_model(words):
+    # file:NAME:PATH -> torchvision's NAME loaded with the file's weights
+    _, name, path = words.split(":", 2)
+    state, shape = read_model_file(path)
+    m = getattr(torchvision.models, name)(weights=None, num_classes=1000)
+    m.load_state_dict({k: v.to(m.state_dict()[k].dtype) for k, v in state.items()})
+    return (lambda: m), shape
+
+
 def model(name):
     if name not in _built:
-        make, shape = MODELS[name]
+        make, shape = file_model(name) if name.startswith("file:") else MODELS[name]
         m = make().eval()
         for p in m.parameters():
             p.requires_grad_(False)

@@ -527,6 +527,18 @@ void compare_conv_kernels_on_awkward_sizes() {
   s.batch = 1, s.in_channels = 3, s.in_h = s.in_w = 33, s.out_channels = 16, s.kernel_h = s.kernel_w = 7;
   s.stride_h = s.stride_w = 2, s.pad_h = s.pad_w = 3;
   compare_conv_kernels<T>(s, rng);
+  // 1 x 1 convolutions with stride 1 and no padding read each plane as one row of pixels: planes
+  // smaller than one packed panel and larger than one, grouped (20 input channels a group: the
+  // backward-data as a forward convolution of gy), and through the direct loop (few output
+  // channels per group)
+  for (std::size_t image : {2, 5, 13}) {
+    s = kernels::Conv2dShape{};
+    s.batch = 3, s.in_channels = 40, s.in_h = image, s.in_w = image + 1, s.out_channels = 18, s.groups = 2;
+    INFO("1 x 1, image " << s.in_h << " x " << s.in_w);
+    compare_conv_kernels<T>(s, rng);
+    s.out_channels = 4;
+    compare_conv_kernels<T>(s, rng);
+  }
   // the direct loops (few channels per group): depthwise with a dilation, wide enough for whole
   // vector tiles and a cut one; grouped with a stride along h only (direct forward, lowered
   // backward-data), an asymmetric window and padding
@@ -611,21 +623,23 @@ TEST_CASE("conv and pool ops give the same bits on 1 and 2 threads: values, grad
   const Tensor<float> xv = uniform<float>({3, 8, 96, 96}, -1, 1, rng), direction = uniform<float>(xv.shape(), -1, 1, rng);
   const Tensor<float> wv = uniform<float>({16, 8, 3, 3}, -0.3, 0.3, rng), bv = uniform<float>({16}, -0.1, 0.1, rng);
   const Tensor<float> dv = uniform<float>({16, 1, 3, 3}, -0.3, 0.3, rng);
+  const Tensor<float> pv = uniform<float>({24, 16, 1, 1}, -0.3, 0.3, rng);
   struct Result {
-    Tensor<float> y, gx, gw, gb, gd, ty;
+    Tensor<float> y, gx, gw, gb, gd, gp, ty;
   };
   const auto run = [&](int threads) {
     omp_set_num_threads(threads);
     Tape<float> tape;
     const Var<float> x = tape.input(xv);
     const Var<float> w = tape.parameter(wv, true), b = tape.parameter(bv, true), d = tape.parameter(dv, true);
+    const Var<float> p = tape.parameter(pv, true);
     const Var<float> h = maxpool2d(relu(conv2d(x, w, b, 1, 1)), 3, 2, 1, true);      // [3, 16, 49, 49]
     const Var<float> g = avgpool2d(conv2d(h, d, 1, 2, 2, 16), 3, 1, 1, true, false);  // depthwise
-    const Var<float> y = adaptive_avgpool2d(g, {3, 5});
+    const Var<float> y = adaptive_avgpool2d(conv2d(g, p), {3, 5});                     // and a 1 x 1
     tape.backward(y, full<float>(tape.value(y).shape(), 1.0f));
     tape.set_direction(x, direction);
     tape.tangent();
-    return Result{tape.value(y), tape.grad(x), tape.grad(w), tape.grad(b), tape.grad(d), tape.tangent(y)};
+    return Result{tape.value(y), tape.grad(x), tape.grad(w), tape.grad(b), tape.grad(d), tape.grad(p), tape.tangent(y)};
   };
   const int saved = omp_get_max_threads();
   const Result one = run(1), two = run(2);
@@ -635,6 +649,7 @@ TEST_CASE("conv and pool ops give the same bits on 1 and 2 threads: values, grad
   CHECK(same_bits(one.gw, two.gw));
   CHECK(same_bits(one.gb, two.gb));
   CHECK(same_bits(one.gd, two.gd));
+  CHECK(same_bits(one.gp, two.gp));
   CHECK(same_bits(one.ty, two.ty));
 #else
   MESSAGE("built without OpenMP: nothing to compare");

@@ -1,5 +1,6 @@
-// Convolution as GEMMs (an implicit GEMM forward, im2col and col2im for the backward passes), a
-// direct loop for groups with few channels, and the plain loops they are all tested against.
+// Convolution as GEMMs (an implicit GEMM forward and stride-1 backward-data, im2col and col2im
+// for the other backward passes), a direct loop for groups with few channels, and the plain
+// loops they are all tested against.
 // See conv.hpp for the shapes and the three products.
 #include "conv.hpp"
 
@@ -376,6 +377,19 @@ bool direct_backward_fits(const Conv2dShape& s) {
          s.group_out() <= kDirectMaxGroupOut && s.group_out() * s.kernel_h <= kDirectMaxRows;
 }
 
+// A 1 x 1 convolution with stride 1 and no padding maps each pixel on its own, so it may read
+// each plane [H, W] as one row [1, H W]: packing, col2im and the moves between NCHW and the
+// GEMM's blocks then run along whole planes instead of stopping at every row's end (small
+// planes, 2 x 2 to 16 x 16 in networks at 64 x 64, made those pieces a few values long). The
+// products and their order are the same, so are the bits.
+Conv2dShape pixels_as_one_row(Conv2dShape s) {
+  if (s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0) {
+    s.in_w *= s.in_h;
+    s.in_h = 1;
+  }
+  return s;
+}
+
 // Group g's output gradient for samples [n0, n0 + nb) as a matrix [O/G, nb P]: the rows inside
 // gy for one sample, else gathered into `block`.
 template <class T>
@@ -383,6 +397,70 @@ const T* output_matrix(const Conv2dShape& s, const T* gy, std::size_t n0, std::s
   if (nb == 1) return gy + (n0 * s.out_channels + g * s.group_out()) * s.out_pixels();
   gather_output(s, gy, n0, nb, g * s.group_out(), block);
   return block;
+}
+
+// flipped[g Cg + c, o, kh, kw] = w[g Og + o, c, KH-1-kh, KW-1-kw]: the window of backward-data
+// as a convolution of gy, [C, O/G, KH, KW]
+template <class T>
+void flip_window(const Conv2dShape& s, const T* w, T* flipped) {
+  const std::size_t cg = s.group_in(), og = s.group_out(), KH = s.kernel_h, KW = s.kernel_w;
+  // [G, Cg, Og, KH, KW]
+  for (std::size_t g = 0; g < s.groups; ++g)
+    for (std::size_t c = 0; c < cg; ++c)
+      for (std::size_t o = 0; o < og; ++o)
+        for (std::size_t kh = 0; kh < KH; ++kh)
+          for (std::size_t kw = 0; kw < KW; ++kw)
+            flipped[(((g * cg + c) * og + o) * KH + kh) * KW + kw] =
+                w[(((g * og + o) * cg + c) * KH + (KH - 1 - kh)) * KW + (KW - 1 - kw)];
+}
+
+// Backward-data of a stride-1 convolution is the forward convolution of gy [N, O, OH, OW] with
+// the flipped window (flip_window) and padding D (K - 1) - pad, which gives back [N, C, H, W].
+// Lowered that way the GEMM packs its panels from gy (an implicit GEMM, as the forward) and is
+// O/G KH KW deep, where lowering to columns writes C/G KH KW rows of dcol only O/G deep (32 for a
+// DenseNet layer's 3 x 3) and adds them back with col2im. The shape of that convolution:
+Conv2dShape transposed(const Conv2dShape& s) {
+  Conv2dShape t = s;
+  t.in_channels = s.out_channels, t.in_h = s.out_h(), t.in_w = s.out_w();
+  t.out_channels = s.in_channels;
+  t.pad_h = s.dilation_h * (s.kernel_h - 1) - s.pad_h;
+  t.pad_w = s.dilation_w * (s.kernel_w - 1) - s.pad_w;
+  t.chunk = 1;
+  return t;
+}
+// Its GEMM has C/G rows: with few input channels (an image's 3) most of each tile of rows would
+// be empty, and lowering to columns (C/G KH KW rows) is faster (measured on VGG-11-BN's first
+// layer at 64 x 64: 4x).
+constexpr std::size_t kTransposedMinGroupIn = 16;
+bool transposed_fits(const Conv2dShape& s) {
+  return s.stride_h == 1 && s.stride_w == 1 && s.pad_h <= s.dilation_h * (s.kernel_h - 1) &&
+         s.pad_w <= s.dilation_w * (s.kernel_w - 1) && s.group_in() >= kTransposedMinGroupIn;
+}
+// Its chunk and workspace: flipped weights [O K], then the forward's block [C/G, chunk H W].
+Conv2dShape transposed_chunked(const Conv2dShape& s, std::size_t element_bytes) {
+  Conv2dShape t = transposed(s);
+  t.chunk = conv2d_chunk(t, element_bytes);
+  return t;
+}
+
+// gx += the convolution of gy with the flipped window, chunk by chunk through an output block
+// (for one sample too, so that the sums, and the bits, do not depend on the chunk).
+template <class T>
+void backward_data_as_forward(const Conv2dShape& s, const T* gy, const T* w, T* gx, T* workspace) {
+  const Conv2dShape t = transposed_chunked(s, sizeof(T));
+  T* flipped = workspace;
+  flip_window(s, w, flipped);
+  T* block = flipped + s.out_channels * s.patch();
+  const std::size_t K = t.patch(), og = t.group_out(), P = t.out_pixels();
+  for (std::size_t n0 = 0; n0 < t.batch; n0 += t.chunk) {
+    const std::size_t nb = std::min(t.chunk, t.batch - n0), width = nb * P;
+    for (std::size_t g = 0; g < t.groups; ++g) {
+      // block[C/G, width] = flipped_g[C/G, K] col(gy)[K, width], then added into gx
+      const ImageColumns<T> col(t, gy, n0, g * t.group_in());
+      gemm<T>(false, og, width, K, T(1), flipped + g * og * K, K, col, T(0), block, width);
+      scatter_output(t, block, static_cast<const T*>(nullptr), n0, nb, g * og, true, gx);
+    }
+  }
 }
 
 }  // namespace
@@ -393,7 +471,8 @@ std::size_t conv2d_chunk(const Conv2dShape& s, std::size_t element_bytes, std::s
   return std::max<std::size_t>(1, std::min(s.batch, fits));
 }
 
-std::size_t conv2d_workspace(const Conv2dShape& s) {
+std::size_t conv2d_workspace(const Conv2dShape& shape) {
+  const Conv2dShape s = pixels_as_one_row(shape);
   // Lowering: the columns and one output block. Direct: a padded sample, for backward-data the
   // flipped weights too. Element counts, good for float and double: a padded row's slack is one
   // vector, and float's has the more lanes.
@@ -407,6 +486,9 @@ std::size_t conv2d_workspace(const Conv2dShape& s) {
   if (direct_backward_fits(s)) {
     const DirectShape d = direct_backward_shape(s);
     direct = std::max(direct, s.out_channels * s.patch() + d.C * d.HP() * (d.W + 2 * d.PW + slack));
+  } else if (transposed_fits(s)) {  // float's chunk: the larger in elements
+    const Conv2dShape t = transposed_chunked(s, sizeof(float));
+    direct = std::max(direct, s.out_channels * s.patch() + t.chunk * t.out_pixels() * t.group_out());
   }
   return std::max(lowering, direct);
 }
@@ -458,8 +540,9 @@ void conv2d_forward_reference(const Conv2dShape& s, const T* x, const T* w, cons
 }
 
 template <class T>
-void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, bool accumulate,
+void conv2d_forward(const Conv2dShape& shape, const T* x, const T* w, const T* bias, T* y, bool accumulate,
                     T* workspace) {
+  const Conv2dShape s = pixels_as_one_row(shape);
   if (direct_forward_fits(s)) {
     direct_conv(direct_forward_shape(s), x, w, bias, y, accumulate, workspace);
     return;
@@ -489,21 +572,17 @@ void conv2d_backward_data_reference(const Conv2dShape& s, const T* gy, const T* 
 }
 
 template <class T>
-void conv2d_backward_data(const Conv2dShape& s, const T* gy, const T* w, T* gx, T* workspace) {
+void conv2d_backward_data(const Conv2dShape& shape, const T* gy, const T* w, T* gx, T* workspace) {
+  const Conv2dShape s = pixels_as_one_row(shape);
   if (direct_backward_fits(s)) {
-    // flipped[g Cg + c, o, kh, kw] = w[g Og + o, c, KH-1-kh, KW-1-kw]
-    const std::size_t cg = s.group_in(), og = s.group_out(), KH = s.kernel_h, KW = s.kernel_w;
     T* flipped = workspace;
-    // [G, Cg, Og, KH, KW]
-    for (std::size_t g = 0; g < s.groups; ++g)
-      for (std::size_t c = 0; c < cg; ++c)
-        for (std::size_t o = 0; o < og; ++o)
-          for (std::size_t kh = 0; kh < KH; ++kh)
-            for (std::size_t kw = 0; kw < KW; ++kw)
-              flipped[(((g * cg + c) * og + o) * KH + kh) * KW + kw] =
-                  w[(((g * og + o) * cg + c) * KH + (KH - 1 - kh)) * KW + (KW - 1 - kw)];
+    flip_window(s, w, flipped);
     direct_conv(direct_backward_shape(s), gy, flipped, static_cast<const T*>(nullptr), gx, true,
                 flipped + s.out_channels * s.patch());
+    return;
+  }
+  if (transposed_fits(s)) {
+    backward_data_as_forward(s, gy, w, gx, workspace);
     return;
   }
   const std::size_t K = s.patch(), og = s.group_out(), P = s.out_pixels();
@@ -526,7 +605,8 @@ void conv2d_backward_weights_reference(const Conv2dShape& s, const T* x, const T
 }
 
 template <class T>
-void conv2d_backward_weights(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* workspace) {
+void conv2d_backward_weights(const Conv2dShape& shape, const T* x, const T* gy, T* gw, T* workspace) {
+  const Conv2dShape s = pixels_as_one_row(shape);
   const std::size_t K = s.patch(), og = s.group_out(), P = s.out_pixels();
   T* col = workspace;
   T* block = workspace + s.chunk * P * K;
