@@ -1,6 +1,7 @@
 // Exact IG on piecewise-linear networks: completeness to rounding, agreement with fine
 // quadrature, every piece truly linear (checked with the tangent pass), and the refusals.
 #include "attribution/methods.hpp"
+#include "autodiff/ops/pool.hpp"
 #include "nn/zoo.hpp"
 #include "exact_lenet.hpp"
 #include "support.hpp"
@@ -337,4 +338,38 @@ TEST_CASE("exact IG on a network with skip connections: the reference search, co
   CHECK(exact.relative_delta < 1e-10);
   const Attribution<double> fine = integrated_gradients(f, x, base, rule(Rule::gausslegendre, 4096));
   CHECK(test::max_abs_diff(fine.values, exact.values) < 1e-3 * xt::amax(xt::abs(exact.values))());
+}
+
+TEST_CASE("max-pool's quick window test drops no switch: the same switches as walking every window") {
+  // 2 x 2 windows of stride 2 over 7 x 9 planes (a last row and column in no window), values
+  // from a few levels so that ties at either end are common, and a NaN now and then
+  std::mt19937_64 rng(5);
+  std::uniform_int_distribution<int> level(0, 3);
+  Attrs attrs = ops::pool_attrs(2, 2, 0, false, true);
+  const Shape in{1, 3, 7, 9}, out{1, 3, 3, 4};
+  std::size_t windows_with_switches = 0;
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<float> z0(numel(in)), z1(numel(in));
+    for (float& v : z0) v = float(level(rng));
+    for (float& v : z1) v = float(level(rng));
+    if (trial % 10 == 0) z1[std::size_t(trial) % z1.size()] = std::nanf("");
+    std::vector<double> quick, walked, v0, v1;
+    ops::MaxPool2d::switches(attrs, in, out, z0.data(), z1.data(), quick);
+    // every window walked: the values as doubles, the full test, the envelope
+    for (std::size_t ch = 0; ch < in[1]; ++ch)
+      for (std::size_t oy = 0; oy < out[2]; ++oy)
+        for (std::size_t ox = 0; ox < out[3]; ++ox) {
+          v0.clear(), v1.clear();
+          for (std::size_t y = 2 * oy; y < 2 * oy + 2; ++y)
+            for (std::size_t x = 2 * ox; x < 2 * ox + 2; ++x) {
+              v0.push_back(double(z0[(ch * in[2] + y) * in[3] + x]));
+              v1.push_back(double(z1[(ch * in[2] + y) * in[3] + x]));
+            }
+          const std::size_t before = walked.size();
+          if (!ops::MaxPool2d::same_leader(v0.data(), v1.data(), 4)) ops::envelope_switches(v0.data(), v1.data(), 4, walked);
+          windows_with_switches += walked.size() > before;
+        }
+    CHECK(quick == walked);
+  }
+  CHECK(windows_with_switches > 100);
 }
