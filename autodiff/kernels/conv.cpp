@@ -5,11 +5,13 @@
 
 #include "gemm.hpp"
 #include "simd.hpp"
+#include "winograd.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 
 namespace ax::kernels {
 namespace {
@@ -460,6 +462,8 @@ void conv2d_forward_reference(const Conv2dShape& s, const T* x, const T* w, cons
 template <class T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, bool accumulate,
                     T* workspace) {
+  if constexpr (std::is_same_v<T, float>)
+    if (winograd_fits(s)) return winograd_forward(s, x, w, bias, y, accumulate);
   if (direct_forward_fits(s)) {
     direct_conv(direct_forward_shape(s), x, w, bias, y, accumulate, workspace);
     return;
@@ -490,6 +494,8 @@ void conv2d_backward_data_reference(const Conv2dShape& s, const T* gy, const T* 
 
 template <class T>
 void conv2d_backward_data(const Conv2dShape& s, const T* gy, const T* w, T* gx, T* workspace) {
+  if constexpr (std::is_same_v<T, float>)
+    if (winograd_fits(s)) return winograd_backward_data(s, gy, w, gx);
   if (direct_backward_fits(s)) {
     // flipped[g Cg + c, o, kh, kw] = w[g Og + o, c, KH-1-kh, KW-1-kw]
     const std::size_t cg = s.group_in(), og = s.group_out(), KH = s.kernel_h, KW = s.kernel_w;

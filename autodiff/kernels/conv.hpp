@@ -32,12 +32,21 @@
 
 namespace ax::kernels {
 
+// The process-wide default of Conv2dShape::winograd, true unless set: false sends every
+// convolution shaped afterwards (the conv op shapes one per call) down the direct/GEMM path, to
+// compare a whole attribution computed both ways. Thread-safe.
+void set_winograd(bool enabled);
+bool winograd_enabled();
+
 struct Conv2dShape {
   std::size_t batch = 1, in_channels = 1, in_h = 1, in_w = 1;
   std::size_t out_channels = 1, kernel_h = 1, kernel_w = 1;
   std::size_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
   std::size_t groups = 1;
   std::size_t chunk = 1;  // samples lowered at once by the fast kernels (set by conv2d_chunk)
+  // float 3 x 3 stride-1 convolutions with enough channels take Winograd (winograd.hpp), within
+  // about 1e-6 of the direct path; false keeps them on the direct/GEMM path (bitwise comparisons)
+  bool winograd = winograd_enabled();
 
   // The window must fit in the padded input (the op checks this before building a shape).
   std::size_t out_h() const { return (in_h + 2 * pad_h - dilation_h * (kernel_h - 1) - 1) / stride_h + 1; }
