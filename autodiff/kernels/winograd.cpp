@@ -133,6 +133,14 @@ void winograd_forward_reference(const Conv2dShape& s, const float* x, const floa
 // ---- the fast path ----
 namespace {
 
+// The row loops below read and write distinct rows of one scratch array: tell GCC so, and it
+// vectorizes them (clang needs no hint for these).
+#if defined(__GNUC__) && !defined(__clang__)
+#define AX_INDEPENDENT_ITERATIONS _Pragma("GCC ivdep")
+#else
+#define AX_INDEPENDENT_ITERATIONS
+#endif
+
 // The formulas the matrices stand for, on 6 (or 3) values a stride apart.
 // (B^T d)[i] for i < 6: out[i * os] from d[k * ds]
 inline void input_transform(const float* d, std::size_t ds, float* out, std::size_t os) {
@@ -163,40 +171,47 @@ inline void output_transform(const float* m, std::size_t ms, float* out, std::si
   out[3 * os] = b + 8 * d + m5;
 }
 
-// U[36, R, S] = G g G^T for the R x S kernels g: forward R = O, S = C and g = w[o, c]; flipped
-// (backward-data) R = C, S = O and g = w[o, c] turned by 180 degrees. `planes` [9, R, S] holds
-// the kernels' taps tap-major first, so the transform runs along S over contiguous rows.
-void transform_weights(const float* w, std::size_t O, std::size_t C, bool flipped, float* U, float* planes, bool threads) {
-  const std::size_t R = flipped ? C : O, S = flipped ? O : C, plane = R * S;
-  // [O, C, 9] -> planes[9][R, S]
-#pragma omp parallel for schedule(static) if (threads)
-  for (Index o = 0; o < Index(O); ++o)
-    for (std::size_t c = 0; c < C; ++c)
-      for (std::size_t k = 0; k < 9; ++k) {
-        const std::size_t at = flipped ? c * S + std::size_t(o) : std::size_t(o) * S + c;
-        planes[(flipped ? 8 - k : k) * plane + at] = w[(std::size_t(o) * C + c) * 9 + k];
-      }
-  // [R] rows x [S] kernels: G g (6 x 3), then (G g) G^T (6 x 6), each into its xi's plane
-#pragma omp parallel for schedule(static) if (threads)
-  for (Index r = 0; r < Index(R); ++r) {
-    const float* g = planes + std::size_t(r) * S;
-    float* u = U + std::size_t(r) * S;
-    for (std::size_t s = 0; s < S; ++s) {
-      float t[kIn][3];  // G g: each column of g transformed
-      for (std::size_t j = 0; j < 3; ++j)
-        weight_transform(g[j * plane + s], g[(3 + j) * plane + s], g[(6 + j) * plane + s], &t[0][j], 3);
-      for (std::size_t i = 0; i < kIn; ++i) weight_transform(t[i][0], t[i][1], t[i][2], u + i * kIn * plane + s, plane);
-    }
-  }
-}
-
 // The per-thread rows the transforms work in.
 float* thread_rows(std::size_t n) {
   thread_local Scratch rows;
   return rows.get(n);
 }
 
-// V[xi, c, col0 + tw] for tw < tiles_w: the input transform of channel c of tile row `row`
+// Layouts. The GEMM for position xi reads U_xi[R, S] as rows 36 S apart, V_xi[C, tiles] and
+// writes M_xi[O, tiles] as rows 36 tiles apart: U[R, 36, S], V[C, 36, tiles], M[O, 36, tiles].
+// So what one weight row, one input channel or one output channel of a block needs is one
+// contiguous stretch (the transforms touch 36 nearby rows, not 36 planes megabytes apart, whose
+// power-of-two distances also collide in the cache).
+
+// U[R, 36, S] = G g G^T for the R x S kernels g: forward R = O, S = C and g = w[o, c]; flipped
+// (backward-data) R = C, S = O and g = w[o, c] turned by 180 degrees.
+void transform_weights(const float* w, std::size_t O, std::size_t C, bool flipped, float* U, bool threads) {
+  const std::size_t R = flipped ? C : O, S = flipped ? O : C;
+  // the kernel (r, s) at w + r step + s stride; tap k of g is its tap 8 - k when flipped
+  const std::size_t step = flipped ? 9 : C * 9, stride = flipped ? C * 9 : 9;
+  const std::size_t tap[2][3] = {{0, 1, 2}, {8, 7, 6}};  // tap of g[0][j] for j < 3; rows 3 apart
+  const std::size_t* t0 = tap[flipped];
+  const Index down = flipped ? -3 : 3;  // from row i of g to row i + 1
+  // [R] rows: t = G g [6, 3, S], then u = t G^T [6, 6, S], vector loops along S
+#pragma omp parallel for schedule(static) if (threads)
+  for (Index r = 0; r < Index(R); ++r) {
+    float* t = thread_rows(kIn * 3 * S);
+    float* u = U + std::size_t(r) * kPoints * S;
+    const float* kernels = w + std::size_t(r) * step;
+    for (std::size_t j = 0; j < 3; ++j) {  // column j of every g
+      const float* g = kernels + t0[j];
+      AX_INDEPENDENT_ITERATIONS
+      for (std::size_t s = 0; s < S; ++s)
+        weight_transform(g[s * stride], g[Index(s * stride) + down], g[Index(s * stride) + 2 * down], t + j * S + s, 3 * S);
+    }
+    for (std::size_t i = 0; i < kIn; ++i)  // row i of every t
+      AX_INDEPENDENT_ITERATIONS
+      for (std::size_t s = 0; s < S; ++s)
+        weight_transform(t[(i * 3) * S + s], t[(i * 3 + 1) * S + s], t[(i * 3 + 2) * S + s], u + i * kIn * S + s, S);
+  }
+}
+
+// V[c, xi, col0 + tw] for tw < tiles_w: the input transform of channel c of tile row `row`
 // (sample, tile row). First B^T d along the image rows for the whole tile row (6 rows in, 6
 // out, vector loops), then d B on each tile's 6 values (scalar, out to the 36 planes).
 void transform_input_row(const Plan& p, const float* in, std::size_t c, std::size_t row, float* V, std::size_t ldv,
@@ -215,15 +230,15 @@ void transform_input_row(const Plan& p, const float* in, std::size_t c, std::siz
     }
   }
   // e[6][WP] = B^T d, column by column
+  AX_INDEPENDENT_ITERATIONS
   for (std::size_t j = 0; j < WP; ++j) input_transform(d + j, WP, e + j, WP);
-  // [TW tiles] x [6 rows of e]: the tile's 6 columns -> V's 6 planes (i, 0..5)
-  const std::size_t plane = p.C * ldv;
-  float* v = V + c * ldv + col0;
+  // [TW tiles] x [6 rows of e]: the tile's 6 columns -> V's rows (i, 0..5) of channel c
+  float* v = V + c * kPoints * ldv + col0;
   for (std::size_t tw = 0; tw < TW; ++tw)
-    for (std::size_t i = 0; i < kIn; ++i) input_transform(e + i * WP + kOut * tw, 1, v + i * kIn * plane + tw, plane);
+    for (std::size_t i = 0; i < kIn; ++i) input_transform(e + i * WP + kOut * tw, 1, v + i * kIn * ldv + tw, ldv);
 }
 
-// out[n, o, 4 th .. 4 th + 4, :] from M[xi, o, col0 + tw]: A^T m A for the tile row's tiles, then
+// out[n, o, 4 th .. 4 th + 4, :] from M[o, xi, col0 + tw]: A^T m A for the tile row's tiles, then
 // (accumulate ? out : 0) + that + bias[o]. First m A on each tile (scalar, into rows f[6][4 TW]),
 // then A^T f along the rows (vector loops).
 void transform_output_row(const Plan& p, const float* M, std::size_t ldm, std::size_t col0, std::size_t o,
@@ -231,12 +246,12 @@ void transform_output_row(const Plan& p, const float* M, std::size_t ldm, std::s
   const std::size_t TW = p.tiles_w(), width = kOut * TW, n = row / p.tiles_h(), th = row % p.tiles_h();
   float* f = thread_rows((kIn + kOut) * width);  // f[6][width] = m A, t[4][width] = A^T f
   float* t = f + kIn * width;
-  const std::size_t plane = p.O * ldm;
-  const float* m = M + o * ldm + col0;
-  // [TW tiles] x [6 rows]: 6 planes (i, 0..5) -> 4 columns of f's row i
+  const float* m = M + o * kPoints * ldm + col0;
+  // [TW tiles] x [6 rows]: M's rows (i, 0..5) of channel o -> 4 columns of f's row i
   for (std::size_t tw = 0; tw < TW; ++tw)
-    for (std::size_t i = 0; i < kIn; ++i) output_transform(m + i * kIn * plane + tw, plane, f + i * width + kOut * tw, 1);
+    for (std::size_t i = 0; i < kIn; ++i) output_transform(m + i * kIn * ldm + tw, ldm, f + i * width + kOut * tw, 1);
   // t[4][width] = A^T f, column by column
+  AX_INDEPENDENT_ITERATIONS
   for (std::size_t j = 0; j < width; ++j) output_transform(f + j, width, t + j, width);
   const float shift = bias ? bias[o] : 0.f;
   // [rows of the tile row inside OH] x [OW]; the bias last (conv.cpp's direct_tile says why)
@@ -256,17 +271,17 @@ std::size_t rows_per_block(const Plan& p, std::size_t block_bytes) {
   return std::clamp<std::size_t>(block_bytes / per_row, 1, p.tile_rows());
 }
 
-// The whole convolution given the transformed weights U[36, O, C].
+// The whole convolution given the transformed weights U[O, 36, C].
 void winograd_conv(const Plan& p, const float* in, const float* U, const float* bias, float* out, bool accumulate,
                    bool threads, std::size_t block_bytes) {
   const std::size_t TW = p.tiles_w(), block_rows = rows_per_block(p, block_bytes), most = block_rows * TW;
   thread_local Scratch block_scratch;
-  float* V = block_scratch.get(kPoints * (p.C + p.O) * most);  // V[36, C, tiles], then M[36, O, tiles]
+  float* V = block_scratch.get(kPoints * (p.C + p.O) * most);  // V[C, 36, tiles], then M[O, 36, tiles]
   float* M = V + kPoints * p.C * most;
 #pragma omp parallel if (threads)
   for (std::size_t r0 = 0; r0 < p.tile_rows(); r0 += block_rows) {
     const std::size_t rows = std::min(block_rows, p.tile_rows() - r0), tiles = rows * TW;
-    // [C x rows] (channel, tile row) input transforms into V[36, C, tiles]
+    // [C x rows] (channel, tile row) input transforms into V[C, 36, tiles]
 #pragma omp for schedule(static)
     for (Index item = 0; item < Index(p.C * rows); ++item) {
       const std::size_t c = std::size_t(item) / rows, r = std::size_t(item) % rows;
@@ -276,8 +291,8 @@ void winograd_conv(const Plan& p, const float* in, const float* U, const float* 
     // thread inside a parallel region)
 #pragma omp for schedule(static)
     for (Index xi = 0; xi < Index(kPoints); ++xi)
-      gemm<float>(false, false, p.O, tiles, p.C, 1.f, U + std::size_t(xi) * p.O * p.C, p.C,
-                  V + std::size_t(xi) * p.C * tiles, tiles, 0.f, M + std::size_t(xi) * p.O * tiles, tiles);
+      gemm<float>(false, false, p.O, tiles, p.C, 1.f, U + std::size_t(xi) * p.C, kPoints * p.C,
+                  V + std::size_t(xi) * tiles, kPoints * tiles, 0.f, M + std::size_t(xi) * tiles, kPoints * tiles);
     // [O x rows] (output channel, tile row) output transforms into out
 #pragma omp for schedule(static)
     for (Index item = 0; item < Index(p.O * rows); ++item) {
@@ -287,10 +302,10 @@ void winograd_conv(const Plan& p, const float* in, const float* U, const float* 
   }
 }
 
-// Transformed weights and their tap planes, per calling thread.
+// Transformed weights, per calling thread.
 float* weight_scratch(std::size_t O, std::size_t C) {
   thread_local Scratch weights;
-  return weights.get((kPoints + 9) * O * C);
+  return weights.get(kPoints * O * C);
 }
 
 bool worth_threads(const Conv2dShape& s) { return s.flops() / 2 >= double(kParallelMinMultiplyAdds); }
@@ -306,14 +321,15 @@ bool winograd_enabled() { return winograd_default.load(std::memory_order_relaxed
 bool winograd_fits(const Conv2dShape& s) {
   return s.winograd && s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 1 && s.stride_w == 1 &&
          s.dilation_h == 1 && s.dilation_w == 1 && s.groups == 1 && s.pad_h <= 2 && s.pad_w <= 2 &&
-         s.in_channels >= kWinogradMinChannels && s.out_channels >= kWinogradMinChannels;
+         s.in_channels >= kWinogradMinChannels && s.out_channels >= kWinogradMinChannels &&
+         s.batch * ((s.out_h() + kOut - 1) / kOut) * ((s.out_w() + kOut - 1) / kOut) >= kWinogradMinTiles;
 }
 
 void winograd_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
                       bool accumulate, std::size_t block_bytes) {
   const Plan p = forward_plan(s);
   float* U = weight_scratch(p.O, p.C);
-  transform_weights(w, s.out_channels, s.in_channels, false, U, U + kPoints * p.O * p.C, worth_threads(s));
+  transform_weights(w, s.out_channels, s.in_channels, false, U, worth_threads(s));
   winograd_conv(p, x, U, bias, y, accumulate, worth_threads(s), block_bytes);
 }
 
@@ -321,7 +337,7 @@ void winograd_backward_data(const Conv2dShape& s, const float* gy, const float* 
                             std::size_t block_bytes) {
   const Plan p = backward_plan(s);
   float* U = weight_scratch(p.O, p.C);
-  transform_weights(w, s.out_channels, s.in_channels, true, U, U + kPoints * p.O * p.C, worth_threads(s));
+  transform_weights(w, s.out_channels, s.in_channels, true, U, worth_threads(s));
   winograd_conv(p, gy, U, nullptr, gx, true, worth_threads(s), block_bytes);
 }
 

@@ -36,8 +36,17 @@ namespace ax::kernels {
 // as much as the products saved when either side is narrow).
 constexpr std::size_t kWinogradMinChannels = 16;
 
+// At least this many output tiles (all samples) for Winograd to pay: each of its 36 GEMMs has the
+// tiles as its columns, and the GEMM's register tile is 16 or 32 columns wide; with fewer tiles
+// it computes mostly padding, and transforming the weights (36 O C values a call) costs more
+// than it saves. Measured (bench_conv, one thread): ResNet-18's 256 channels at 14 x 14 (16
+// tiles a sample) run 0.8x the direct path's speed at batch 1 and 1.3x at batch 2; its 512
+// channels at 7 x 7 (4 tiles) 0.07x at batch 1, 1.3x or more at batch 10.
+constexpr std::size_t kWinogradMinTiles = 32;
+
 // True for the convolutions Winograd computes: 3 x 3, stride 1, dilation 1, one group, padding
-// at most 2, at least kWinogradMinChannels channels both ways, and s.winograd set.
+// at most 2, at least kWinogradMinChannels channels both ways, kWinogradMinTiles tiles, and
+// s.winograd set.
 bool winograd_fits(const Conv2dShape& s);
 
 // Tiles are processed in blocks whose transformed inputs V[36, C, tiles] and products
@@ -46,7 +55,7 @@ bool winograd_fits(const Conv2dShape& s);
 constexpr std::size_t kWinogradBlockBytes = std::size_t(8) << 20;
 
 // y = conv(x, w) + bias (or y += conv(x, w) + bias when accumulate); bias may be null.
-// Needs winograd_fits(s); the workspace is the kernel's own (kept per calling thread: the
+// Needs a shape winograd_fits takes, the size thresholds aside (any channels and tiles work); the workspace is the kernel's own (kept per calling thread: the
 // transformed weights, 36 O C floats, and one block). block_bytes is for the tests (several blocks).
 void winograd_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
                       bool accumulate, std::size_t block_bytes = kWinogradBlockBytes);
