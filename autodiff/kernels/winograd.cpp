@@ -213,7 +213,7 @@ void transform_weights(const float* w, std::size_t O, std::size_t C, bool flippe
 
 // V[c, xi, col0 + tw] for tw < tiles_w: the input transform of channel c of tile row `row`
 // (sample, tile row). First B^T d along the image rows for the whole tile row (6 rows in, 6
-// out, vector loops), then d B on each tile's 6 values (scalar, out to the 36 planes).
+// out, vector loops), then d B on each tile's 6 values (scalar, out to channel c's 36 rows).
 void transform_input_row(const Plan& p, const float* in, std::size_t c, std::size_t row, float* V, std::size_t ldv,
                          std::size_t col0) {
   const std::size_t WP = p.padded_w(), TW = p.tiles_w(), n = row / p.tiles_h(), th = row % p.tiles_h();
@@ -265,7 +265,7 @@ void transform_output_row(const Plan& p, const float* M, std::size_t ldm, std::s
   }
 }
 
-// Tile rows per block: V and M of a block within kBlockBytes, at least one row.
+// Tile rows per block: V and M of a block within block_bytes, at least one row.
 std::size_t rows_per_block(const Plan& p, std::size_t block_bytes) {
   const std::size_t per_row = kPoints * (p.C + p.O) * p.tiles_w() * sizeof(float);
   return std::clamp<std::size_t>(block_bytes / per_row, 1, p.tile_rows());
