@@ -18,7 +18,8 @@
 // GEMM). Backward-data writes dcol and backward-weights writes col (im2col) in a workspace the
 // caller provides; lowering `chunk` samples at a time bounds its size (conv2d_chunk) whatever
 // the batch. Groups with few channels (depthwise) skip the GEMM, forward and backward-data: a
-// direct loop keeps output rows in SIMD registers (conv.cpp).
+// direct loop keeps output rows in SIMD registers (conv.cpp). Float 3 x 3 stride-1 convolutions
+// with enough channels and tiles take Winograd instead, forward and backward-data (winograd.hpp).
 //
 // Threads: the GEMMs thread themselves; the other loops are split over (sample, row),
 // (sample, channel) or (channel block, output row), with each element written by one thread in
@@ -44,8 +45,8 @@ struct Conv2dShape {
   std::size_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
   std::size_t groups = 1;
   std::size_t chunk = 1;  // samples lowered at once by the fast kernels (set by conv2d_chunk)
-  // float 3 x 3 stride-1 convolutions with enough channels take Winograd (winograd.hpp), within
-  // about 1e-6 of the direct path; false keeps them on the direct/GEMM path (bitwise comparisons)
+  // float 3 x 3 stride-1 convolutions with enough channels take Winograd (winograd.hpp), a few
+  // 1e-6 (relative) from the direct path; false keeps them on the direct/GEMM path
   bool winograd = winograd_enabled();
 
   // The window must fit in the padded input (the op checks this before building a shape).
