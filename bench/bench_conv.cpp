@@ -191,7 +191,7 @@ void ig_resnet18() {
     ax::kernels::set_winograd(winograd);
     seconds[winograd] = median_seconds(3, [&] { values[winograd] = attr::integrated_gradients(f, x, baseline, o).values; });
   }
-  ax::kernels::set_winograd(true);
+  ax::kernels::set_winograd(false);
   std::vector<float> a(values[1].begin(), values[1].end());
   std::vector<double> b(values[0].begin(), values[0].end());
   const Errors e = errors(a, b);

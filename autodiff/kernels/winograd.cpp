@@ -313,7 +313,7 @@ bool worth_threads(const Conv2dShape& s) { return s.flops() / 2 >= double(kParal
 }  // namespace
 
 namespace {
-std::atomic<bool> winograd_default{true};
+std::atomic<bool> winograd_default{false};
 }
 void set_winograd(bool enabled) { winograd_default.store(enabled, std::memory_order_relaxed); }
 bool winograd_enabled() { return winograd_default.load(std::memory_order_relaxed); }
