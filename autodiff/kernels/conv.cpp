@@ -6,11 +6,13 @@
 
 #include "gemm.hpp"
 #include "simd.hpp"
+#include "winograd.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 
 namespace ax::kernels {
 namespace {
@@ -542,6 +544,8 @@ void conv2d_forward_reference(const Conv2dShape& s, const T* x, const T* w, cons
 template <class T>
 void conv2d_forward(const Conv2dShape& shape, const T* x, const T* w, const T* bias, T* y, bool accumulate,
                     T* workspace) {
+  if constexpr (std::is_same_v<T, float>)
+    if (winograd_fits(shape)) return winograd_forward(shape, x, w, bias, y, accumulate);
   const Conv2dShape s = pixels_as_one_row(shape);
   if (direct_forward_fits(s)) {
     direct_conv(direct_forward_shape(s), x, w, bias, y, accumulate, workspace);
@@ -573,6 +577,8 @@ void conv2d_backward_data_reference(const Conv2dShape& s, const T* gy, const T* 
 
 template <class T>
 void conv2d_backward_data(const Conv2dShape& shape, const T* gy, const T* w, T* gx, T* workspace) {
+  if constexpr (std::is_same_v<T, float>)
+    if (winograd_fits(shape)) return winograd_backward_data(shape, gy, w, gx);
   const Conv2dShape s = pixels_as_one_row(shape);
   if (direct_backward_fits(s)) {
     T* flipped = workspace;

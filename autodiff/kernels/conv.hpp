@@ -23,6 +23,8 @@
 //   gx_g[C/G, pixels] += flip(w)_g[C/G, O/G KH KW] col(gy)[O/G KH KW, pixels]
 // packed straight from gy like the forward. A 1 x 1 convolution with stride 1 and no padding
 // reads each plane [H, W] as one row [1, H W] (same products, longer runs to pack and move).
+// Float 3 x 3 stride-1 convolutions with enough channels and tiles can take Winograd instead,
+// forward and backward-data (winograd.hpp; off unless asked).
 //
 // Threads: the GEMMs thread themselves; the other loops are split over (sample, row),
 // (sample, channel) or (channel block, output row), with each element written by one thread in
@@ -36,12 +38,23 @@
 
 namespace ax::kernels {
 
+// The process-wide default of Conv2dShape::winograd, false unless set: true sends the float 3 x 3
+// stride-1 convolutions shaped afterwards (the conv op shapes one per call) through Winograd.
+// Off by default: its larger rounding moves float32 IG on a random-weight ResNet-18 at 32 x 32
+// 1.5e-3 (largest error over largest value) from float64, past the 1e-4 that
+// tests/torchvision_families_test.py holds float32 to (the direct path: 2.4e-7). Thread-safe.
+void set_winograd(bool enabled);
+bool winograd_enabled();
+
 struct Conv2dShape {
   std::size_t batch = 1, in_channels = 1, in_h = 1, in_w = 1;
   std::size_t out_channels = 1, kernel_h = 1, kernel_w = 1;
   std::size_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
   std::size_t groups = 1;
   std::size_t chunk = 1;  // samples lowered at once by the fast kernels (set by conv2d_chunk)
+  // float 3 x 3 stride-1 convolutions with enough channels take Winograd (winograd.hpp), a few
+  // 1e-6 (relative) from the direct path, when true; false keeps the direct/GEMM path
+  bool winograd = winograd_enabled();
 
   // The window must fit in the padded input (the op checks this before building a shape).
   std::size_t out_h() const { return (in_h + 2 * pad_h - dilation_h * (kernel_h - 1) - 1) / stride_h + 1; }
