@@ -19,7 +19,7 @@
 // caller provides; lowering `chunk` samples at a time bounds its size (conv2d_chunk) whatever
 // the batch. Groups with few channels (depthwise) skip the GEMM, forward and backward-data: a
 // direct loop keeps output rows in SIMD registers (conv.cpp). Backward-data of a stride-1
-// convolution skips dcol: it is the forward convolution of gy with the flipped window
+// convolution with fewer output than input channels a group skips dcol: it is the forward convolution of gy with the flipped window
 //   gx_g[C/G, pixels] += flip(w)_g[C/G, O/G KH KW] col(gy)[O/G KH KW, pixels]
 // packed straight from gy like the forward. A 1 x 1 convolution with stride 1 and no padding
 // reads each plane [H, W] as one row [1, H W] (same products, longer runs to pack and move).
