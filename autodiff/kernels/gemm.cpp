@@ -12,6 +12,7 @@
 // there, and one micro-kernel serves every case.
 #include "gemm.hpp"
 
+#include "scratch.hpp"
 #include "simd.hpp"
 
 #include <algorithm>
@@ -45,32 +46,6 @@ struct Blocking {
 // the sleeping OpenMP pool costs 40-60 us, so a second thread pays from about 128^3 when the
 // pool is cold (from about 32^3 when it is still spinning after a previous call).
 constexpr std::size_t kParallelMinMultiplyAdds = std::size_t(128) * 128 * 128;
-
-// A 64-byte aligned scratch array that grows on demand and keeps its capacity, so repeated
-// calls of the same size allocate nothing. One per thread (thread_local below).
-template <class T>
-class Scratch {
- public:
-  Scratch() = default;
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  ~Scratch() { std::free(data_); }
-
-  T* get(std::size_t n) {
-    if (n > capacity_) {
-      std::free(data_);
-      const std::size_t bytes = (n * sizeof(T) + 63) / 64 * 64;  // aligned_alloc wants a multiple
-      data_ = static_cast<T*>(std::aligned_alloc(64, bytes));
-      capacity_ = data_ ? n : 0;
-      if (!data_) throw std::bad_alloc();
-    }
-    return data_;
-  }
-
- private:
-  T* data_ = nullptr;
-  std::size_t capacity_ = 0;
-};
 
 // Pack rows [0, n) x columns [0, kc) of a strided matrix X(i, k) = x[i * rs + k * cs] into
 // slivers W rows wide, each stored k-major: out[s][k][w] = X(s * W + w, k). Rows past n are

@@ -5,6 +5,7 @@
 #include "winograd.hpp"
 
 #include "gemm.hpp"
+#include "scratch.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -55,28 +56,6 @@ Plan forward_plan(const Conv2dShape& s) {
 Plan backward_plan(const Conv2dShape& s) {
   return {s.batch, s.out_channels, s.out_h(), s.out_w(), s.in_channels, 2 - s.pad_h, 2 - s.pad_w, s.in_h, s.in_w};
 }
-
-// A 64-byte aligned array that grows on demand and keeps its capacity (as gemm.cpp's).
-class Scratch {
- public:
-  Scratch() = default;
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  ~Scratch() { std::free(data_); }
-  float* get(std::size_t n) {
-    if (n > capacity_) {
-      std::free(data_);
-      data_ = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64));
-      capacity_ = data_ ? n : 0;
-      if (!data_) throw std::bad_alloc();
-    }
-    return data_;
-  }
-
- private:
-  float* data_ = nullptr;
-  std::size_t capacity_ = 0;
-};
 
 // ---- the reference: the matrices, one tile at a time ----
 
@@ -173,7 +152,7 @@ inline void output_transform(const float* m, std::size_t ms, float* out, std::si
 
 // The per-thread rows the transforms work in.
 float* thread_rows(std::size_t n) {
-  thread_local Scratch rows;
+  thread_local Scratch<float> rows;
   return rows.get(n);
 }
 
@@ -275,7 +254,7 @@ std::size_t rows_per_block(const Plan& p, std::size_t block_bytes) {
 void winograd_conv(const Plan& p, const float* in, const float* U, const float* bias, float* out, bool accumulate,
                    bool threads, std::size_t block_bytes) {
   const std::size_t TW = p.tiles_w(), block_rows = rows_per_block(p, block_bytes), most = block_rows * TW;
-  thread_local Scratch block_scratch;
+  thread_local Scratch<float> block_scratch;
   float* V = block_scratch.get(kPoints * (p.C + p.O) * most);  // V[C, 36, tiles], then M[O, 36, tiles]
   float* M = V + kPoints * p.C * most;
 #pragma omp parallel if (threads)
@@ -304,7 +283,7 @@ void winograd_conv(const Plan& p, const float* in, const float* U, const float* 
 
 // Transformed weights, per calling thread.
 float* weight_scratch(std::size_t O, std::size_t C) {
-  thread_local Scratch weights;
+  thread_local Scratch<float> weights;
   return weights.get(kPoints * O * C);
 }
 
