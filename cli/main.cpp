@@ -4,6 +4,7 @@
 #include "options.hpp"
 #include "progress.hpp"
 
+#include "autodiff/kernels/conv.hpp"
 #include "autodiff/kernels/threads.hpp"
 #include "nn/graph.hpp"
 #include "nn/model_file.hpp"
@@ -170,6 +171,7 @@ int main(int argc, char** argv) {
   }
   try {
     ax::kernels::set_threads(request.threads);
+    ax::kernels::set_winograd(request.winograd);
     return run(request);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "axiomatic: %s\n", printable(e.what()).c_str());

@@ -314,6 +314,25 @@ TEST_CASE("--threads 1 and 2 give the same bits through the command") {
     CHECK(bytes[0] == bytes[1]);
   }
   // the library's option: an engine sets its constructing thread's count, and 0 leaves it
+  {
+    // --winograd: a LeNet whose 16->32 convolution Winograd takes at 50 points; its rounding
+    // differs from the direct path's, so the bits differ, by float rounding only
+    const std::string wide = temp("lenet16.safetensors"), direct_out = temp("direct.npy"), winograd_out = temp("winograd.npy");
+    nn::write_model(wide, nn::lenet28(3, 16));
+    const std::string command = "explain --model " + wide + " --input " + input + " --method ig --steps 50 --out ";
+    REQUIRE(run(command + direct_out).status == 0);
+    REQUIRE(run(command + winograd_out + " --winograd").status == 0);
+    const Tensor<float> direct = attr::read_npy<float>(direct_out), fast = attr::read_npy<float>(winograd_out);
+    REQUIRE(direct.size() == fast.size());
+    double diff = 0, norm = 0;
+    for (std::size_t i = 0; i < direct.size(); ++i) {
+      diff += std::pow(double(fast.data()[i]) - direct.data()[i], 2);
+      norm += std::pow(double(direct.data()[i]), 2);
+    }
+    CHECK(diff > 0);
+    CHECK(std::sqrt(diff / norm) < 1e-4);
+    for (const std::string& f : {wide, direct_out, winograd_out}) std::remove(f.c_str());
+  }
   const std::size_t before = kernels::threads();
   const nn::ModelSpec spec = nn::read_model(model);
   for (std::size_t n : {1, 2}) {
