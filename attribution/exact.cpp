@@ -91,11 +91,7 @@ std::vector<double> node_switches(Engine<T>& f, int id, const std::vector<double
     Shape shape{n};
     for (std::size_t d : x.shape()) shape.push_back(d);
     points.resize(shape);
-    for (std::size_t i = 0; i < n; ++i) {
-      const T a = T(breaks[begin + i]);
-      T* row = points.data() + i * size;
-      for (std::size_t j = 0; j < size; ++j) row[j] = baseline.data()[j] + a * (x.data()[j] - baseline.data()[j]);
-    }
+    line_points(baseline.data(), x.data(), size, breaks.data() + begin, n, points.data());
     f.forward_points(points.data(), n, input);
     const Tensor<T>& z = tape.value(input);  // [n, the node's input per sample]
     const std::size_t width = z.size() / n;
@@ -432,12 +428,7 @@ class PathSearch {
       for (std::size_t d : x_.shape()) shape.push_back(d);
       Tensor<T>& in = tape_.leaf_value(Var<T>{&tape_, input_});
       in.resize(shape);
-      // [points, input values]
-      for (std::size_t i = 0; i < n; ++i) {
-        const T a = T(alphas[i]);
-        T* row = in.data() + i * size;
-        for (std::size_t j = 0; j < size; ++j) row[j] = baseline_.data()[j] + a * (x_.data()[j] - baseline_.data()[j]);
-      }
+      line_points(baseline_.data(), x_.data(), size, alphas, n, in.data());
     }
     for (const typename Stage::Kept& k : stage.interpolated) {
       Tensor<T>& v = tape_.mutable_value(Var<T>{&tape_, k.node});
@@ -792,11 +783,7 @@ std::vector<double> logits_along(Engine<T>& f, const std::vector<double>& alphas
   for (std::size_t begin = 0; begin < alphas.size(); begin += group) {
     const std::size_t n = std::min(group, alphas.size() - begin);
     points.resize(n * size);
-    // [n, input values]
-    for (std::size_t i = 0; i < n; ++i) {
-      const T a = T(alphas[begin + i]);
-      for (std::size_t j = 0; j < size; ++j) points[i * size + j] = baseline.data()[j] + a * (x.data()[j] - baseline.data()[j]);
-    }
+    line_points(baseline.data(), x.data(), size, alphas.data() + begin, n, points.data());
     f.forward_points(points.data(), n, logits);
     const T* v = tape.value(logits).data();
     for (std::size_t r = 0; r < n * classes; ++r) z[begin * classes + r] = double(v[r]);

@@ -35,4 +35,17 @@ struct Quadrature {
 // a step count of 0 or above max_steps_cap.)
 Quadrature quadrature(Rule rule, std::size_t steps);
 
+// Points of the straight line from `start` to `end` (`width` values each) at the n fractions
+// `alphas`: out[i, j] = start[j] + alphas[i] (end[j] - start[j]). The engine's line and exact IG's
+// search both form their points here, so a point rounds the same in each.
+template <class T>
+void line_points(const T* start, const T* end, std::size_t width, const double* alphas, std::size_t n, T* out) {
+  // [points, values]
+  for (std::size_t i = 0; i < n; ++i) {
+    const T a = T(alphas[i]);
+    T* row = out + i * width;
+    for (std::size_t j = 0; j < width; ++j) row[j] = start[j] + a * (end[j] - start[j]);
+  }
+}
+
 }  // namespace ax::attr

@@ -1,4 +1,5 @@
 #include "target.hpp"
+#include "path.hpp"
 
 #include "../autodiff/kernels/threads.hpp"
 #include "../autodiff/ops/registry.hpp"
@@ -220,12 +221,7 @@ const T* Engine<T>::evaluate_line(const double* alphas, std::size_t n, std::vect
   const std::size_t width = line_width();
   if (line_whole_) {
     line_points_.resize(batch_of(n, input_shape_));
-    // [points, input values]
-    for (std::size_t i = 0; i < n; ++i) {
-      const T a = T(alphas[i]);
-      T* row = line_points_.data() + i * width;
-      for (std::size_t j = 0; j < width; ++j) row[j] = line_start_[j] + a * (line_end_[j] - line_start_[j]);
-    }
+    line_points(line_start_.data(), line_end_.data(), width, alphas, n, line_points_.data());
     evaluate(line_points_, f, &line_grads_);
     return line_grads_.data();
   }
@@ -239,12 +235,7 @@ const T* Engine<T>::evaluate_line(const double* alphas, std::size_t n, std::vect
     Shape shape = value.shape();
     shape[0] = n;
     value.resize(shape);
-    for (std::size_t i = 0; i < n; ++i) {
-      const T a = T(alphas[i]);
-      T* row = value.data() + i * per;
-      for (std::size_t j = 0; j < per; ++j)
-        row[j] = line_start_[offset + j] + a * (line_end_[offset + j] - line_start_[offset + j]);
-    }
+    line_points(line_start_.data() + offset, line_end_.data() + offset, per, alphas, n, value.data());
     offset += per;
   }
   tape_.forward_nodes(past_prefix_);
