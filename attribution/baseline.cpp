@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 
 namespace ax::attr {
 namespace {
@@ -144,6 +145,10 @@ Tensor<T> make_baselines(const BaselineSpec& spec, const Tensor<T>& x, const Ran
       if (range && (spec.value < range->first || spec.value > range->second))
         throw Error("baseline constant:" + std::to_string(spec.value) + " is outside the input range [" +
                     std::to_string(range->first) + ", " + std::to_string(range->second) + "]");
+      // with no range to bound it, V must still be a float in a float run (V itself is finite)
+      if (std::abs(spec.value) > double(std::numeric_limits<T>::max()))
+        throw Error("baseline 'constant:" + std::to_string(spec.value) + "': out of float range (at most " +
+                    std::to_string(double(std::numeric_limits<T>::max())) + " in magnitude)");
       return single(x, [&](std::size_t) { return spec.value; });
     case Kind::white: {
       const double hi = need_range(range, "white").second;

@@ -321,7 +321,7 @@ TEST_CASE("non-finite values end with an error naming the node where they first 
                        doctest::Contains("Inf first appears in the forward pass at node 'norm' (normalize)"), attr::NonFinite);
 }
 
-TEST_CASE("baselines: a batch too large or a blur too wide is refused before allocating") {
+TEST_CASE("baselines: a batch too large, a blur too wide or a constant beyond float is refused before allocating") {
   attr::Random random(1);
   const Tensor<float> x = zeros<float>({1, 28, 28});
   const attr::Range range = std::pair{0.0, 1.0};
@@ -330,6 +330,11 @@ TEST_CASE("baselines: a batch too large or a blur too wide is refused before all
   CHECK_THROWS_WITH_AS(attr::parse_baseline("blur:1e300"), doctest::Contains("at most 1000 pixels"), Error);
   CHECK_THROWS_AS(attr::gaussian_blur(x, 1e300), Error);
   CHECK(attr::gaussian_blur(x, 1000).shape() == x.shape());
+  // a constant beyond float's range, on a model with no input range to refuse it first
+  CHECK_THROWS_WITH_AS(attr::make_baseline(attr::parse_baseline("constant:1e300"), x, attr::Range{}),
+                       doctest::Contains("out of float range"), Error);
+  CHECK(attr::make_baseline(attr::parse_baseline("constant:1e300"), zeros<double>({1, 28, 28}), attr::Range{})(0, 0, 0) == 1e300);
+  CHECK(attr::make_baseline(attr::parse_baseline("constant:-3e38"), x, attr::Range{})(0, 0, 0) == -3e38f);
 }
 
 TEST_CASE("PNG: the header's size is checked before decoding; a paletted gray image is gray") {
