@@ -1,11 +1,13 @@
 #include "methods.hpp"
 
 #include "random.hpp"
+#include "../autodiff/kernels/conv.hpp"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <optional>
 
 namespace ax::attr {
 namespace {
@@ -248,6 +250,9 @@ template <class T>
 Attribution<T> integrated_gradients(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                                     const IgOptions& options) {
   const auto clock = Clock::now();
+  // exact IG keeps the direct convolutions: Winograd's rounding adds breakpoints to its search
+  std::optional<kernels::DirectConvolutions> direct;
+  if (options.rule == Rule::exact) direct.emplace();
   Attribution<T> a = checked_attribution(f, x, "ig");
   check_same_shape(f, baseline, "the baseline");
   check_finite(baseline, "the baseline");
@@ -494,6 +499,8 @@ template <class T>
 Attribution<T> conductance(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                            const std::string& layer, const IgOptions& options) {
   const auto clock = Clock::now();
+  std::optional<kernels::DirectConvolutions> direct;  // as integrated_gradients, for exact
+  if (options.rule == Rule::exact) direct.emplace();
   Attribution<T> a = checked_attribution(f, x, "conductance");
   check_same_shape(f, baseline, "the baseline");
   check_finite(baseline, "the baseline");

@@ -35,7 +35,7 @@
 //   bench_networks [--no-peer] [--quick] [--wait-quiet S] [--only-archs]
 //     --quick         fewer runs, for a smoke test
 //     --only-archs    only the section on torchvision architectures (2b)
-//     --winograd      ours with Winograd for the float 3x3 stride-1 convolutions (off by default)
+//     --winograd off  ours with every convolution on the direct path (Winograd is on by default)
 //     --wait-quiet S  first wait (at most S seconds) until the machine has been >= 90% idle for
 //                     10 seconds in a row
 #include "../attribution/methods.hpp"
@@ -541,10 +541,12 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--no-peer")) use_peer = false;
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--only-archs")) only_archs = true;
-    else if (!std::strcmp(argv[i], "--winograd")) kernels::set_winograd(true);
+    else if (!std::strcmp(argv[i], "--winograd") && i + 1 < argc && !std::strcmp(argv[i + 1], "off"))
+      kernels::set_winograd(false), ++i;
+    else if (!std::strcmp(argv[i], "--winograd")) i += i + 1 < argc && !std::strcmp(argv[i + 1], "on");
     else if (!std::strcmp(argv[i], "--wait-quiet") && i + 1 < argc) wait_limit = std::atoi(argv[++i]);
     else {
-      std::printf("usage: bench_networks [--no-peer] [--quick] [--wait-quiet SECONDS] [--only-archs] [--winograd]\n");
+      std::printf("usage: bench_networks [--no-peer] [--quick] [--wait-quiet SECONDS] [--only-archs] [--winograd on|off]\n");
       return 0;
     }
   }
@@ -751,7 +753,7 @@ int main(int argc, char** argv) {
   // ---- 4. memory ----
   std::printf("\n4. peak resident memory of a fresh process running ResNet-18 224 IG-50 (riemann_middle), default 1 GiB budget\n");
   peer.stop();  // nothing of the peer runs while memory is measured
-  const nlohmann::json mem = run_for_json(self_path() + " --memory-child");
+  const nlohmann::json mem = run_for_json(self_path() + (kernels::winograd_enabled() ? "" : " --winograd off") + " --memory-child");
   if (mem.contains("hwm_after_kib")) {
     const double mib = 1.0 / 1024;
     std::printf("  ours: VmHWM %.0f MiB after IG-50 (%.0f MiB after recording the tape, %.0f MiB at start); "

@@ -30,7 +30,7 @@ struct Numbers {
   std::string target, minus, steps, tolerance, max_steps, samples, sigma, seed, max_pieces, timeout, threads;
   std::string memory = "1G";
   std::string evaluate;  // report's --evaluate N
-  bool winograd = false;
+  std::string winograd;  // "on", "off", or "" (given bare, or not given: on)
 };
 
 // What explain, check and report share: rule, output, precision, memory, timeout.
@@ -51,8 +51,11 @@ void add_common(CLI::App& app, Choices& c, Numbers& n) {
   app.add_option("--memory", n.memory, "memory budget for the tape's buffers (bytes, or 512M, 1G; at most 1024G)");
   app.add_option("--timeout", n.timeout, "stop with an error after this many seconds (no partial answer)");
   app.add_option("--threads", n.threads, "threads of the computation (1 to 1024; default: the cores available)");
-  app.add_flag("--winograd", n.winograd,
-               "float 3x3 stride-1 convolutions through Winograd: faster, about 10x the rounding (off by default)");
+  app.add_option("--winograd", n.winograd,
+                 "on (the default) or off: float 3x3 stride-1 convolutions through Winograd where it pays, at "
+                 "about 10x the direct path's rounding; off keeps every convolution direct")
+      ->expected(0, 1)
+      ->check(CLI::IsMember({"on", "off"}));
 }
 
 void add_explain(CLI::App& app, attr::ExplainRequest& r, Choices& c, Numbers& n, bool& json) {
@@ -408,7 +411,7 @@ Request parse_options(int argc, const char* const* argv) {
     for (const Numbers* n : {&explain_numbers, &check_numbers, &report_numbers, &evaluate_numbers})
       if (!n->threads.empty()) request.threads = parse_count(n->threads, "--threads", 1, max_threads);
     for (const Numbers* n : {&explain_numbers, &check_numbers, &report_numbers, &evaluate_numbers})
-      request.winograd = request.winograd || n->winograd;
+      if (n->winograd == "off") request.winograd = false;
     request.explain.threads = request.threads;
   } catch (const UsageError&) {
     throw;

@@ -24,7 +24,7 @@ struct Request {
   double info_timeout = 0;       // info: seconds, 0 for none
   bool json = false;             // explain, check: one JSON object on stdout (explain: one line per input)
   std::size_t threads = 0;       // explain, check, report: --threads (0: the cores available)
-  bool winograd = false;         // explain, check, report, evaluate: --winograd
+  bool winograd = true;          // explain, check, report, evaluate: --winograd on|off
   std::string help;              // help: the text to print
 };
 

@@ -315,13 +315,21 @@ TEST_CASE("--threads 1 and 2 give the same bits through the command") {
   }
   // the library's option: an engine sets its constructing thread's count, and 0 leaves it
   {
-    // --winograd: a LeNet whose 16->32 convolution Winograd takes at 50 points; its rounding
-    // differs from the direct path's, so the bits differ, by float rounding only
+    // --winograd on|off: a LeNet whose 16->32 convolution Winograd takes at 50 points (by
+    // default, as with --winograd and --winograd on); its rounding differs from the direct path's
+    // (--winograd off), so the bits differ, by float rounding only
     const std::string wide = temp("lenet16.safetensors"), direct_out = temp("direct.npy"), winograd_out = temp("winograd.npy");
     nn::write_model(wide, nn::lenet28(3, 16));
     const std::string command = "explain --model " + wide + " --input " + input + " --method ig --steps 50 --out ";
-    REQUIRE(run(command + direct_out).status == 0);
-    REQUIRE(run(command + winograd_out + " --winograd").status == 0);
+    REQUIRE(run(command + direct_out + " --winograd off").status == 0);
+    REQUIRE(run(command + winograd_out).status == 0);
+    for (const char* on : {" --winograd", " --winograd on"}) {
+      const std::string again = temp("again.npy");
+      REQUIRE(run(command + again + on).status == 0);
+      CHECK(slurp(again) == slurp(winograd_out));
+      std::remove(again.c_str());
+    }
+    CHECK(run(command + direct_out + " --winograd maybe").status == 2);
     const Tensor<float> direct = attr::read_npy<float>(direct_out), fast = attr::read_npy<float>(winograd_out);
     REQUIRE(direct.size() == fast.size());
     double diff = 0, norm = 0;

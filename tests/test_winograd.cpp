@@ -2,16 +2,20 @@
 // double: forward (with bias, written or accumulated) and backward-data, on shapes with odd
 // sizes, cut edge tiles, 1 x 1 images, padding 0, 1 and 2, several samples and several blocks;
 // against its own matrix reference; the same bits on 1 and 2 threads; and the dispatch: which
-// convolutions take it, how to keep the direct path, the conv op through both.
+// convolutions take it (forward and backward-data), the default (on) and how to keep the direct
+// path, the conv op through both, exact IG held to the direct path.
 #include "autodiff/kernels/conv.hpp"
 #include "autodiff/kernels/winograd.hpp"
+#include "attribution/methods.hpp"
 #include "autodiff/ops.hpp"
+#include "nn/zoo.hpp"
 #include "support.hpp"
 
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <random>
+#include <thread>
 #include <vector>
 
 #ifdef _OPENMP
@@ -62,7 +66,7 @@ kernels::Conv2dShape shape(std::size_t n, std::size_t c, std::size_t h, std::siz
   kernels::Conv2dShape s;
   s.batch = n, s.in_channels = c, s.in_h = h, s.in_w = w, s.out_channels = o;
   s.kernel_h = s.kernel_w = 3, s.pad_h = s.pad_w = pad;
-  s.winograd = true;  // off by default (conv.hpp says why)
+  s.winograd = true;  // whatever set_winograd says
   return s;
 }
 
@@ -108,7 +112,8 @@ TEST_CASE("Winograd forward and backward-data match the direct convolution on aw
   struct Case { std::size_t n, c, h, w, o, pad; };
   for (const Case& k : {Case{1, 16, 1, 1, 16, 1}, Case{3, 17, 13, 7, 19, 1}, Case{2, 16, 9, 11, 33, 0},
                         Case{1, 20, 5, 6, 16, 2}, Case{2, 32, 8, 8, 16, 1}, Case{1, 16, 3, 3, 16, 0},
-                        Case{2, 64, 14, 14, 64, 1}, Case{1, 24, 2, 17, 40, 1}}) {
+                        Case{2, 64, 14, 14, 64, 1}, Case{1, 24, 2, 17, 40, 1},
+                        Case{16, 16, 16, 16, 16, 1}}) {  // 256 tiles: rows of V and M padded apart
     const kernels::Conv2dShape s = shape(k.n, k.c, k.h, k.w, k.o, k.pad);
     INFO(k.n << " x " << k.c << " x " << k.h << " x " << k.w << " -> " << k.o << ", padding " << k.pad);
     compare_with_direct(s, kernels::kWinogradBlockBytes, rng);
@@ -185,17 +190,46 @@ TEST_CASE("conv2d takes Winograd for float 3 x 3 stride-1 convolutions with enou
   kernels::conv2d_forward(kept, d.x.data(), d.w.data(), d.b.data(), direct.data(), false, workspace.data());
   kernels::conv2d_forward_reference(kept, d.x.data(), d.w.data(), d.b.data(), direct_ref.data());
   CHECK_FALSE(same_bits(direct, via_winograd));
-  Tensor<float> gx_conv = zeros<float>(d.x.shape()), gx_winograd = zeros<float>(d.x.shape());
+  // backward-data: 16 -> 24 channels keeps the direct kernel (winograd_backward_fits), 24 -> 16 takes Winograd
+  CHECK_FALSE(kernels::winograd_backward_fits(s));
+  CHECK(kernels::winograd_backward_fits(shape(4, 32, 9, 10, 64, 1)));
+  CHECK_FALSE(kernels::winograd_backward_fits(shape(1, 64, 8, 8, 64, 1)));  // 4 tiles: not even forward
+  Tensor<float> gx_conv = zeros<float>(d.x.shape()), gx_direct = zeros<float>(d.x.shape());
   kernels::conv2d_backward_data(s, d.gy.data(), d.w.data(), gx_conv.data(), workspace.data());
-  kernels::winograd_backward_data(s, d.gy.data(), d.w.data(), gx_winograd.data());
-  CHECK(same_bits(gx_conv, gx_winograd));
+  kernels::conv2d_backward_data(kept, d.gy.data(), d.w.data(), gx_direct.data(), workspace.data());
+  CHECK(same_bits(gx_conv, gx_direct));
+  const kernels::Conv2dShape t = shape(4, 24, 9, 10, 16, 1);
+  REQUIRE(kernels::winograd_backward_fits(t));
+  const Data e = random_case(t, rng);
+  std::vector<float> t_workspace(kernels::conv2d_workspace(t));
+  Tensor<float> gt_conv = zeros<float>(e.x.shape()), gt_winograd = zeros<float>(e.x.shape());
+  kernels::conv2d_backward_data(t, e.gy.data(), e.w.data(), gt_conv.data(), t_workspace.data());
+  kernels::winograd_backward_data(t, e.gy.data(), e.w.data(), gt_winograd.data());
+  CHECK(same_bits(gt_conv, gt_winograd));
+}
 
-  // set_winograd is the default of every shape made afterwards: off unless set
-  CHECK_FALSE(kernels::Conv2dShape{}.winograd);
-  kernels::set_winograd(true);
+TEST_CASE("Winograd is on by default; set_winograd(false) and DirectConvolutions keep the direct path") {
+  // set_winograd is the default of every shape made afterwards: on unless set off
+  CHECK(kernels::winograd_enabled());
   CHECK(kernels::Conv2dShape{}.winograd);
   kernels::set_winograd(false);
   CHECK_FALSE(kernels::Conv2dShape{}.winograd);
+  kernels::set_winograd(true);
+  CHECK(kernels::Conv2dShape{}.winograd);
+  // a DirectConvolutions turns it off on its own thread only, nested scopes included
+  {
+    kernels::DirectConvolutions direct;
+    CHECK_FALSE(kernels::Conv2dShape{}.winograd);
+    {
+      kernels::DirectConvolutions nested;
+      CHECK_FALSE(kernels::winograd_enabled());
+    }
+    CHECK_FALSE(kernels::winograd_enabled());
+    bool other_thread = false;
+    std::thread([&] { other_thread = kernels::winograd_enabled(); }).join();
+    CHECK(other_thread);
+  }
+  CHECK(kernels::Conv2dShape{}.winograd);
 }
 
 TEST_CASE("the conv op in float through Winograd stays within its error of the direct path, value and gradient") {
@@ -209,7 +243,7 @@ TEST_CASE("the conv op in float through Winograd stays within its error of the d
     const Var<float> y = conv2d(relu(conv2d(x, tape.parameter(wv), tape.parameter(bv), 1, 1)), tape.parameter(wv), 1, 1);
     tape.backward(sum(y));
     std::pair<Tensor<float>, Tensor<float>> out{tape.value(y), tape.grad(x)};
-    kernels::set_winograd(false);
+    kernels::set_winograd(true);  // the default
     return out;
   };
   const auto [y_w, g_w] = run(true);
@@ -217,4 +251,35 @@ TEST_CASE("the conv op in float through Winograd stays within its error of the d
   CHECK_FALSE(same_bits(y_w, y_d));  // the op did take Winograd
   check_close(y_w, widen(y_d));
   check_close(g_w, widen(g_d));
+}
+
+TEST_CASE("exact IG keeps the direct convolutions, Winograd on or off") {
+  // LeNet-28 with 16 channels: its 16 -> 32 convolution takes Winograd at 4 points and more, as
+  // exact IG's search batches (up to 64 points) do; its rounding would add breakpoints
+  const nn::ModelSpec spec = nn::lenet28(5, 16);
+  std::mt19937_64 rng(76);
+  const Tensor<float> x = uniform<float>({1, 28, 28}, 0, 1, rng), base = zeros<float>({1, 28, 28});
+  attr::IgOptions options;
+  options.rule = attr::Rule::exact;
+  const auto run = [&](bool winograd) {
+    kernels::set_winograd(winograd);
+    attr::Engine<float> f(spec, attr::TargetSpec{});
+    f.resolve_class(x);
+    const attr::Attribution<float> a = attr::integrated_gradients(f, x, base, options);
+    kernels::set_winograd(true);
+    return a;
+  };
+  const attr::Attribution<float> on = run(true), off = run(false);
+  CHECK(on.pieces == off.pieces);
+  CHECK(same_bits(on.values, off.values));
+  // while IG by a quadrature rule does take Winograd: F at its 16 points, other bits
+  options.rule = attr::Rule::gausslegendre, options.steps = 16, options.diagnostics = true;
+  attr::Engine<float> f(spec, attr::TargetSpec{});
+  f.resolve_class(x);
+  const std::vector<double> fast = attr::integrated_gradients(f, x, base, options).path_f;
+  kernels::set_winograd(false);
+  const std::vector<double> direct = attr::integrated_gradients(f, x, base, options).path_f;
+  kernels::set_winograd(true);
+  REQUIRE(fast.size() == 16);
+  CHECK(fast != direct);
 }

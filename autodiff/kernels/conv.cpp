@@ -583,7 +583,7 @@ void conv2d_backward_data_reference(const Conv2dShape& s, const T* gy, const T* 
 template <class T>
 void conv2d_backward_data(const Conv2dShape& shape, const T* gy, const T* w, T* gx, T* workspace) {
   if constexpr (std::is_same_v<T, float>)
-    if (winograd_fits(shape)) return winograd_backward_data(shape, gy, w, gx);
+    if (winograd_backward_fits(shape)) return winograd_backward_data(shape, gy, w, gx);
   const Conv2dShape s = pixels_as_one_row(shape);
   if (direct_backward_fits(s)) {
     T* flipped = workspace;

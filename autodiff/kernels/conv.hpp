@@ -24,7 +24,7 @@
 // packed straight from gy like the forward. A 1 x 1 convolution with stride 1 and no padding
 // reads each plane [H, W] as one row [1, H W] (same products, longer runs to pack and move).
 // Float 3 x 3 stride-1 convolutions with enough channels and tiles can take Winograd instead,
-// forward and backward-data (winograd.hpp; off unless asked).
+// forward and backward-data (winograd.hpp; on unless set_winograd(false)).
 //
 // Threads: the GEMMs thread themselves; the other loops are split over (sample, row),
 // (sample, channel) or (channel block, output row), with each element written by one thread in
@@ -38,13 +38,23 @@
 
 namespace ax::kernels {
 
-// The process-wide default of Conv2dShape::winograd, false unless set: true sends the float 3 x 3
-// stride-1 convolutions shaped afterwards (the conv op shapes one per call) through Winograd.
-// Off by default: its larger rounding moves float32 IG on a random-weight ResNet-18 at 32 x 32
-// 1.5e-3 (largest error over largest value) from float64, past the 1e-4 that
-// tests/torchvision_families_test.py holds float32 to (the direct path: 2.4e-7). Thread-safe.
+// The process-wide default of Conv2dShape::winograd, true unless set: the float 3 x 3 stride-1
+// convolutions shaped afterwards (the conv op shapes one per call) take Winograd where
+// winograd_fits says it pays. Its rounding is about ten times the direct path's; false keeps
+// every convolution on the direct path (docs/design.md says what that rounding does). Thread-safe.
 void set_winograd(bool enabled);
+// The default of shapes made now on the calling thread: set_winograd's, unless a
+// DirectConvolutions lives on this thread.
 bool winograd_enabled();
+// While one lives, the convolutions shaped on its thread keep the direct path, whatever
+// set_winograd says: exact IG holds its search to it (Winograd's rounding adds breakpoints).
+class DirectConvolutions {
+ public:
+  DirectConvolutions();
+  ~DirectConvolutions();
+  DirectConvolutions(const DirectConvolutions&) = delete;
+  DirectConvolutions& operator=(const DirectConvolutions&) = delete;
+};
 
 struct Conv2dShape {
   std::size_t batch = 1, in_channels = 1, in_h = 1, in_w = 1;
