@@ -550,6 +550,28 @@ void compare_conv_kernels_on_awkward_sizes() {
   s.batch = 2, s.in_channels = 6, s.out_channels = 12, s.groups = 3, s.in_h = 9, s.in_w = 40;
   s.kernel_h = 3, s.kernel_w = 5, s.stride_h = 2, s.pad_h = 2;
   compare_conv_kernels<T>(s, rng);
+  // the indirect GEMM (a tile of pixels x output channels, window values read straight from the
+  // padded input): 3 x 3 windows at least 64 deep on planes of 2 x 2 to 9 x 6, so that pixel
+  // tiles cross samples, with more output channels than one sliver and a ragged last one; grouped,
+  // strided and dilated; unpadded; and 1 x 1 windows with 128 or more input channels a group
+  for (std::size_t image : {2, 5, 9}) {
+    s = kernels::Conv2dShape{};
+    s.batch = 3, s.in_channels = 40, s.in_h = image, s.in_w = image == 9 ? 6 : image, s.out_channels = 37;
+    s.kernel_h = s.kernel_w = 3, s.pad_h = s.pad_w = 1;
+    INFO("indirect 3 x 3, image " << s.in_h << " x " << s.in_w);
+    compare_conv_kernels<T>(s, rng);
+  }
+  s = kernels::Conv2dShape{};
+  s.batch = 2, s.in_channels = 48, s.in_h = 11, s.in_w = 10, s.out_channels = 20, s.groups = 2;
+  s.kernel_h = s.kernel_w = 3, s.stride_h = 2, s.stride_w = 1, s.pad_h = s.pad_w = 2, s.dilation_h = s.dilation_w = 2;
+  compare_conv_kernels<T>(s, rng);
+  s.pad_h = s.pad_w = 0;
+  compare_conv_kernels<T>(s, rng);
+  s = kernels::Conv2dShape{};
+  s.batch = 3, s.in_channels = 260, s.in_h = s.in_w = 3, s.out_channels = 70;
+  compare_conv_kernels<T>(s, rng);
+  s.groups = 2, s.out_channels = 20;
+  compare_conv_kernels<T>(s, rng);
   // more columns than one GEMM slab (2048) and than one thread's share: packed panels that
   // start in the middle of an image row
   s = kernels::Conv2dShape{};
@@ -637,6 +659,7 @@ TEST_CASE("conv and pool ops give the same bits on 1 and 2 threads: values, grad
     const Var<float> g = avgpool2d(conv2d(h, d, 1, 2, 2, 16), 3, 1, 1, true, false);  // depthwise
     const Var<float> y = adaptive_avgpool2d(conv2d(g, p), {3, 5});                     // and a 1 x 1
     tape.backward(y, full<float>(tape.value(y).shape(), 1.0f));
+    // (the first convolution takes the indirect GEMM: 72 deep, 16 output channels)
     tape.set_direction(x, direction);
     tape.tangent();
     return Result{tape.value(y), tape.grad(x), tape.grad(w), tape.grad(b), tape.grad(d), tape.grad(p), tape.tangent(y)};

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 namespace ax::kernels {
 namespace {
@@ -450,13 +451,206 @@ Conv2dShape transposed_chunked(const Conv2dShape& s, std::size_t element_bytes) 
   return t;
 }
 
+// ---- indirect GEMM: output pixels x output channels, for short output rows ----
+//
+// The implicit GEMM above packs col[K, pixels] panel by panel, K values copied per output pixel,
+// and each copy then serves O/G output channels. DenseNet's 3 x 3 layers have O/G = 32 and
+// output rows of 16 down to 2 pixels: the packing walked 2- to 16-value pieces and cost about as
+// much as the products (perf, one thread: 21% of an IG-50 against the forward GEMM's 15%). This
+// path swaps the operands: a tile of MR output pixels by NR = two vectors of output channels
+// stays in registers, the weights are packed once per call as wt[G][O/G in slivers of NR][K][NR],
+// and every window value is broadcast straight from the (zero-padded) input:
+//   acc[r][o] = sum over k = (c, kh, kw) in order of  in[base(pixel r) + offset(k)] wt[k][o]
+//   base(n, oh, ow) = ((n C + g C/G) HP + oh SH) WP + ow SW,  offset(c, kh, kw) = (c HP + kh DH) WP + kw DW
+// on the input padded to [N, C, HP, WP] (the input itself when there is no padding). Each output
+// is one chain of K fused multiply-adds, then (accumulate ? y + acc : acc) + bias, whichever
+// thread computes its tile.
+template <class T>
+struct IndirectTile {
+  static constexpr std::size_t MR = XSIMD_WITH_AVX512F ? 8 : 6;  // pixels: 2 MR accumulators
+  static constexpr std::size_t NR = gemm_panel_width<T>();      // channels: two registers
+};
+
+// Where it pays (forward, float, one thread, DenseNet-121, SqueezeNet 1.1 and ResNet-18 layers):
+// - windows packed piece by piece (not 1 x 1 stride 1 unpadded) into a GEMM with few rows or
+//   short output rows: 2-5x on DenseNet's 128 -> 32 3 x 3 at 16 x 16 to 2 x 2, SqueezeNet's
+//   expand 3 x 3, ResNet-18's 256 -> 256 at 14 x 14 1.2x; but with 512 output channels
+//   (ResNet-18's 7 x 7 layers) the GEMM's packing is amortized and the GEMM is as fast or faster;
+// - 1 x 1 stride-1 windows (packed as whole planes) with at most 128 output channels and at
+//   least 128 input channels: 1.2-2x on DenseNet's bottlenecks and SqueezeNet's squeezes;
+//   with few input channels (SqueezeNet's 16 -> 64 expand) each tile's stores cost more than
+//   its 16-deep sums, and with 256 or more outputs (DenseNet's transitions) the GEMM was 2x
+//   faster.
+// Backward-data keeps the GEMM: its transposed convolutions have C/G >= 128 rows, where the
+// indirect tiles ran 1.1-2x slower.
+constexpr std::size_t kIndirectMinDepth = 64, kIndirectMaxRow = 16, kIndirectMaxGroupOut = 256;
+constexpr std::size_t kIndirectPlaneMinDepth = 128, kIndirectPlaneMaxGroupOut = 128;
+bool indirect_fits(const Conv2dShape& original) {
+  const Conv2dShape& s = original;
+  if (s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0)
+    return s.group_out() <= kIndirectPlaneMaxGroupOut && s.patch() >= kIndirectPlaneMinDepth;
+  return s.group_out() <= kIndirectMaxGroupOut && s.patch() >= kIndirectMinDepth &&
+         (s.out_w() < kIndirectMaxRow || s.group_out() <= 32);
+}
+
+std::size_t padded_h(const Conv2dShape& s) { return s.in_h + 2 * s.pad_h; }
+std::size_t padded_w(const Conv2dShape& s) { return s.in_w + 2 * s.pad_w; }
+bool needs_padding(const Conv2dShape& s) { return s.pad_h != 0 || s.pad_w != 0; }
+
+// Samples padded at once: within the workspace budget, at least one.
+std::size_t indirect_chunk(const Conv2dShape& s, std::size_t element_bytes) {
+  const std::size_t per_sample = s.in_channels * padded_h(s) * padded_w(s) * element_bytes;
+  return std::max<std::size_t>(1, std::min(s.batch, kConvWorkspaceBytes / per_sample));
+}
+// Elements: the packed weights (slivers rounded up to float's wider NR, the larger count), then
+// the padded chunk.
+std::size_t indirect_workspace(const Conv2dShape& s) {
+  constexpr std::size_t NR = IndirectTile<float>::NR;
+  const std::size_t weights = s.groups * (s.group_out() + NR - 1) / NR * NR * s.patch();
+  const std::size_t padded =
+      needs_padding(s) ? indirect_chunk(s, sizeof(float)) * s.in_channels * padded_h(s) * padded_w(s) : 0;
+  return weights + padded;
+}
+
+// padded[nb, C, HP, WP] <- x[n0 .. n0 + nb], zeros around each plane
+template <class T>
+void pad_input(const Conv2dShape& s, const T* x, std::size_t n0, std::size_t nb, T* padded) {
+  const std::size_t H = s.in_h, W = s.in_w, HP = padded_h(s), WP = padded_w(s), planes = nb * s.in_channels;
+  // [nb C] planes, each [HP, WP]
+#pragma omp parallel for schedule(static) if (planes * HP * WP >= kParallelMinElements)
+  for (Index p = 0; p < Index(planes); ++p) {
+    T* to = padded + std::size_t(p) * HP * WP;
+    const T* from = x + (n0 * s.in_channels + std::size_t(p)) * H * W;
+    std::fill(to, to + s.pad_h * WP, T(0));
+    for (std::size_t h = 0; h < H; ++h) {
+      T* row = to + (s.pad_h + h) * WP;
+      std::fill(row, row + s.pad_w, T(0));
+      std::copy(from + h * W, from + (h + 1) * W, row + s.pad_w);
+      std::fill(row + s.pad_w + W, row + WP, T(0));
+    }
+    std::fill(to + (s.pad_h + H) * WP, to + HP * WP, T(0));
+  }
+}
+
+// wt[g][sliver][k][j] = weight(g O/G + sliver NR + j, k), zero past O/G; weight(o, k) gives the
+// window of output channel o at depth k.
+template <class T, class Weight>
+void pack_indirect_weights(const Conv2dShape& s, Weight weight, T* wt) {
+  constexpr std::size_t NR = IndirectTile<T>::NR;
+  const std::size_t og = s.group_out(), K = s.patch(), slivers = (og + NR - 1) / NR;
+  // [G, slivers, K, NR]
+  for (std::size_t g = 0; g < s.groups; ++g)
+    for (std::size_t v = 0; v < slivers; ++v)
+      for (std::size_t k = 0; k < K; ++k)
+        for (std::size_t j = 0; j < NR; ++j, ++wt) {
+          const std::size_t o = v * NR + j;
+          *wt = o < og ? weight(g * og + o, k) : T(0);
+        }
+}
+
+// tile[MR][NR] = sum over k < K of in[base[r] + koff[k]] wt[k][:], k in order
+template <class T>
+void indirect_tile(std::size_t K, const std::size_t* koff, const T* const* base, const T* wt, T* tile) {
+  using B = Batch<T>;
+  constexpr std::size_t MR = IndirectTile<T>::MR, L = B::size;
+  B acc[MR][2];
+  for (std::size_t r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = B(T(0));
+  const T* b[MR];
+  for (std::size_t r = 0; r < MR; ++r) b[r] = base[r];
+  // acc[MR][2L] += in[MR pixels at offset k] (outer) wt[k][2L], one rank-1 update per k
+  for (std::size_t k = 0; k < K; ++k, wt += 2 * L) {
+    const std::size_t off = koff[k];
+    const B w0 = B::load_unaligned(wt), w1 = B::load_unaligned(wt + L);
+    for (std::size_t r = 0; r < MR; ++r) {
+      const B a(b[r][off]);  // broadcast
+      acc[r][0] = fused_multiply_add(a, w0, acc[r][0]);
+      acc[r][1] = fused_multiply_add(a, w1, acc[r][1]);
+    }
+  }
+  for (std::size_t r = 0; r < MR; ++r) {
+    acc[r][0].store_unaligned(tile + r * 2 * L);
+    acc[r][1].store_unaligned(tile + r * 2 * L + L);
+  }
+}
+
+// y[n0 .. n0 + nb] = (accumulate ? y : 0) + conv(in, wt) + bias, in = the chunk's input, padded or
+// not ([nb, C, HP, WP]); wt packed by pack_indirect_weights. Threads take (group, pixel tile,
+// channel sliver) items, each writing its own outputs.
+template <class T>
+void indirect_chunk_forward(const Conv2dShape& s, const T* in, std::size_t HP, std::size_t WP, const T* wt,
+                            const T* bias, std::size_t n0, std::size_t nb, bool accumulate, T* y) {
+  constexpr std::size_t MR = IndirectTile<T>::MR, NR = IndirectTile<T>::NR;
+  const std::size_t cg = s.group_in(), og = s.group_out(), K = s.patch(), OW = s.out_w(), P = s.out_pixels();
+  const std::size_t width = nb * P, tiles = (width + MR - 1) / MR, slivers = (og + NR - 1) / NR;
+  std::vector<std::size_t> koff(K);
+  for (std::size_t k = 0; k < K; ++k) {
+    const PatchRow p = patch_row(s, k);
+    koff[k] = (p.c * HP + std::size_t(p.off_h + Index(s.pad_h))) * WP + std::size_t(p.off_w + Index(s.pad_w));
+  }
+  const Index items = Index(s.groups * tiles * slivers);
+  const bool threads = double(width) * double(s.out_channels) * double(K) >= double(kParallelMinElements) * 64;
+  // [G x pixel tiles x slivers] tiles of [MR pixels, NR channels]
+#pragma omp parallel for schedule(static) if (threads)
+  for (Index item = 0; item < items; ++item) {
+    const std::size_t v = std::size_t(item) % slivers, tile = std::size_t(item) / slivers % tiles;
+    const std::size_t g = std::size_t(item) / slivers / tiles;
+    const T* base[MR];
+    T* out[MR];
+    const std::size_t pixels = std::min(MR, width - tile * MR);
+    for (std::size_t r = 0; r < MR; ++r) {
+      // past the last pixel: read the tile's first window again, write nothing
+      const std::size_t j = tile * MR + (r < pixels ? r : 0);
+      const std::size_t n = j / P, p = j % P, oh = p / OW, ow = p % OW;
+      base[r] = in + ((n * s.in_channels + g * cg) * HP + oh * s.stride_h) * WP + ow * s.stride_w;
+      out[r] = y + ((n0 + n) * s.out_channels + g * og + v * NR) * P + p;
+    }
+    alignas(64) T acc[MR * NR];
+    indirect_tile(K, koff.data(), base, wt + (g * slivers + v) * K * NR, acc);
+    // [channels of this sliver, pixels]
+    const std::size_t channels = std::min(NR, og - v * NR);
+    for (std::size_t o = 0; o < channels; ++o) {
+      const T shift = bias ? bias[g * og + v * NR + o] : T(0);
+      for (std::size_t r = 0; r < pixels; ++r) {
+        T& to = out[r][o * P];
+        to = (accumulate ? to + acc[r * NR + o] : acc[r * NR + o]) + shift;
+      }
+    }
+  }
+}
+
+// The whole convolution through indirect_chunk_forward, weight(o, k) giving the window; the
+// workspace holds the packed weights, then the padded chunk (indirect_workspace).
+template <class T, class Weight>
+void indirect_forward(const Conv2dShape& s, const T* x, Weight weight, const T* bias, T* y, bool accumulate,
+                      T* workspace) {
+  constexpr std::size_t NR = IndirectTile<T>::NR;
+  T* wt = workspace;
+  pack_indirect_weights(s, weight, wt);
+  T* padded = wt + s.groups * (s.group_out() + NR - 1) / NR * NR * s.patch();
+  const std::size_t chunk = needs_padding(s) ? indirect_chunk(s, sizeof(T)) : s.batch;
+  const std::size_t HP = padded_h(s), WP = padded_w(s);
+  for (std::size_t n0 = 0; n0 < s.batch; n0 += chunk) {
+    const std::size_t nb = std::min(chunk, s.batch - n0);
+    const T* in = x + n0 * s.in_channels * s.in_h * s.in_w;
+    if (needs_padding(s)) {
+      pad_input(s, x, n0, nb, padded);
+      in = padded;
+    }
+    indirect_chunk_forward(s, in, HP, WP, wt, bias, n0, nb, accumulate, y);
+  }
+}
+
 // gx += the convolution of gy with the flipped window, chunk by chunk through an output block
 // (for one sample too, so that the sums, and the bits, do not depend on the chunk).
 template <class T>
 void backward_data_as_forward(const Conv2dShape& s, const T* gy, const T* w, T* gx, T* workspace) {
   const Conv2dShape t = transposed_chunked(s, sizeof(T));
+  // A 1 x 1 window needs no flip: flipped_g[C/G, O/G] is w_g[O/G, C/G] transposed, which the
+  // GEMM reads as it packs (flipping it was a strided transpose of every weight, 7% of
+  // DenseNet-121's IG-50 on one thread).
+  const bool one_by_one = s.kernel_h == 1 && s.kernel_w == 1;
   T* flipped = workspace;
-  flip_window(s, w, flipped);
+  if (!one_by_one) flip_window(s, w, flipped);
   T* block = flipped + s.out_channels * s.patch();
   const std::size_t K = t.patch(), og = t.group_out(), P = t.out_pixels();
   for (std::size_t n0 = 0; n0 < t.batch; n0 += t.chunk) {
@@ -464,7 +658,10 @@ void backward_data_as_forward(const Conv2dShape& s, const T* gy, const T* w, T* 
     for (std::size_t g = 0; g < t.groups; ++g) {
       // block[C/G, width] = flipped_g[C/G, K] col(gy)[K, width], then added into gx
       const ImageColumns<T> col(t, gy, n0, g * t.group_in());
-      gemm<T>(false, og, width, K, T(1), flipped + g * og * K, K, col, T(0), block, width);
+      if (one_by_one)
+        gemm<T>(true, og, width, K, T(1), w + g * K * og, og, col, T(0), block, width);
+      else
+        gemm<T>(false, og, width, K, T(1), flipped + g * og * K, K, col, T(0), block, width);
       scatter_output(t, block, static_cast<const T*>(nullptr), n0, nb, g * og, true, gx);
     }
   }
@@ -497,6 +694,7 @@ std::size_t conv2d_workspace(const Conv2dShape& shape) {
     const Conv2dShape t = transposed_chunked(s, sizeof(float));
     direct = std::max(direct, s.out_channels * s.patch() + t.chunk * t.out_pixels() * t.group_out());
   }
+  if (!direct_forward_fits(s) && indirect_fits(shape)) direct = std::max(direct, indirect_workspace(s));
   return std::max(lowering, direct);
 }
 
@@ -557,6 +755,10 @@ void conv2d_forward(const Conv2dShape& shape, const T* x, const T* w, const T* b
     return;
   }
   const std::size_t K = s.patch(), og = s.group_out(), P = s.out_pixels();
+  if (indirect_fits(shape)) {
+    indirect_forward(s, x, [&](std::size_t o, std::size_t k) { return w[o * K + k]; }, bias, y, accumulate, workspace);
+    return;
+  }
   T* block = workspace + s.chunk * P * K;
   for (std::size_t n0 = 0; n0 < s.batch; n0 += s.chunk) {
     const std::size_t nb = std::min(s.chunk, s.batch - n0), width = nb * P;

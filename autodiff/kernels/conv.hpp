@@ -23,6 +23,10 @@
 //   gx_g[C/G, pixels] += flip(w)_g[C/G, O/G KH KW] col(gy)[O/G KH KW, pixels]
 // packed straight from gy like the forward. A 1 x 1 convolution with stride 1 and no padding
 // reads each plane [H, W] as one row [1, H W] (same products, longer runs to pack and move).
+// Forward convolutions whose GEMM would have few rows or short output rows (DenseNet's and
+// SqueezeNet's at 64 x 64) take an indirect GEMM instead: a tile of output pixels by output
+// channels in registers, each window value broadcast straight from the zero-padded input, the
+// weights packed once per call (conv.cpp says where it pays).
 // Float 3 x 3 stride-1 convolutions with enough channels and tiles can take Winograd instead,
 // forward and backward-data (winograd.hpp; on unless set_winograd(false)).
 //
