@@ -261,6 +261,7 @@ class PathSearch {
       if (levels_[j].stored) kept_.push_back(j);
     plan_stages();
     stores_.assign(levels_.size(), nullptr);
+    buffers_.resize(levels_.size());
     // points a partial pass takes at once: at most kMaxBatch, so that a batch's values (a few MB
     // per node on LeNet-sized layers) are reused in place from one batch to the next instead of
     // being mapped afresh by the allocator (and page-faulted in) at every change of batch size
@@ -296,7 +297,7 @@ class PathSearch {
   // and the gradients at its frontier summed over each piece between them.
   struct Store {
     std::vector<double> alphas;
-    std::vector<T> rows;                 // [alphas, level width]
+    Buffer<T> rows;                      // [alphas, level width] (written in full by keep)
     std::vector<double> grads;           // [alphas - 1, level width]
   };
   // One partial forward pass: the input, the frontier values interpolated, and the op nodes run.
@@ -480,7 +481,9 @@ class PathSearch {
     if (j == levels_.size()) return finish(points);
     const Level& level = levels_[j];
     const Stage& stage = level_stages_[j];
-    Store store;
+    // one store per level, reused from window to window: its buffers (tens of MB on LeNet-sized
+    // layers) are then mapped and page-faulted in once, not once per window
+    Store& store = buffers_[j];
     if (level.stored) {
       store.alphas = points;
       store.rows.resize(points.size() * level.width);
@@ -707,6 +710,7 @@ class PathSearch {
   std::vector<Stage> level_stages_, segment_stages_;
   Stage logits_stage_, final_stage_;
   std::vector<Store*> stores_;        // the kept values of the levels on the current window
+  std::vector<Store> buffers_;        // their storage, one per level
   static constexpr std::size_t kMaxBatch = 64;
   std::size_t batch_ = 1, window_ = 2;
   std::size_t known_pieces_ = 1;      // pieces found so far: never more than in the end
