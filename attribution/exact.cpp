@@ -303,7 +303,9 @@ class PathSearch {
   // One partial forward pass: the input, the frontier values interpolated, and the op nodes run.
   struct Stage {
     bool input = false;
-    struct Kept { int node; std::size_t level, offset, width; };
+    // shape_only: a frontier a backward segment is seeded at, which no node of the pass reads:
+    // sized, not interpolated (an affine op's backward reads its output's shape, not its values)
+    struct Kept { int node; std::size_t level, offset, width; bool shape_only = false; };
     std::vector<Kept> interpolated;
     std::vector<int> run;
   };
@@ -364,7 +366,7 @@ class PathSearch {
       const Node<T>& n = tape_.node(id);
       if (!needed[u]) continue;
       if (source[u] >= 0) {
-        stage.interpolated.push_back({id, std::size_t(source[u]), offset[u], per_point(id)});
+        stage.interpolated.push_back({id, std::size_t(source[u]), offset[u], per_point(id), false});
       } else if (id == input_) {
         stage.input = true;
       } else if (n.kind == NodeKind::op) {
@@ -415,10 +417,22 @@ class PathSearch {
       // the level's own frontier is kept too: its segment's backward pass needs no forward of it
       std::vector<int> targets = with_frontier(with_frontier(segment(stop_below(i), levels_[j].kink - 1), long(i)), long(i) - 1);
       segment_stages_.push_back(make_stage(j + 1, targets, true));
+      mark_shape_only(segment_stages_.back(), j);
     }
     // the backward pass sizes the input's gradient from its value
     final_stage_.input = true;
     for (Stage& s : segment_stages_) s.input = true;
+  }
+
+  // The values stage interpolates from level j's own store that none of its op nodes reads.
+  void mark_shape_only(Stage& stage, std::size_t j) const {
+    for (typename Stage::Kept& k : stage.interpolated) {
+      if (k.level != j) continue;
+      k.shape_only = std::none_of(stage.run.begin(), stage.run.end(), [&](int id) {
+        const std::vector<int>& in = tape_.node(id).inputs;
+        return std::find(in.begin(), in.end(), k.node) != in.end();
+      });
+    }
   }
 
   // Puts the stage's inputs in place at the n points `alphas` and runs it.
@@ -436,6 +450,7 @@ class PathSearch {
       Shape shape = v.shape();
       shape[0] = n;
       v.resize(shape);
+      if (k.shape_only) continue;
       interpolate(*stores_[k.level], levels_[k.level].width, k.offset, k.width, alphas, n, v.data());
     }
     f_.check_deadline();  // every partial forward pass of the search, as the engine's own passes
