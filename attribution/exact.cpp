@@ -261,6 +261,7 @@ class PathSearch {
       if (levels_[j].stored) kept_.push_back(j);
     plan_stages();
     stores_.assign(levels_.size(), nullptr);
+    buffers_.resize(levels_.size());
     // points a partial pass takes at once: at most kMaxBatch, so that a batch's values (a few MB
     // per node on LeNet-sized layers) are reused in place from one batch to the next instead of
     // being mapped afresh by the allocator (and page-faulted in) at every change of batch size
@@ -296,13 +297,15 @@ class PathSearch {
   // and the gradients at its frontier summed over each piece between them.
   struct Store {
     std::vector<double> alphas;
-    std::vector<T> rows;                 // [alphas, level width]
+    Buffer<T> rows;                      // [alphas, level width] (written in full by keep)
     std::vector<double> grads;           // [alphas - 1, level width]
   };
   // One partial forward pass: the input, the frontier values interpolated, and the op nodes run.
   struct Stage {
     bool input = false;
-    struct Kept { int node; std::size_t level, offset, width; };
+    // shape_only: a frontier a backward segment is seeded at, which no node of the pass reads:
+    // sized, not interpolated (an affine op's backward reads its output's shape, not its values)
+    struct Kept { int node; std::size_t level, offset, width; bool shape_only = false; };
     std::vector<Kept> interpolated;
     std::vector<int> run;
   };
@@ -363,7 +366,7 @@ class PathSearch {
       const Node<T>& n = tape_.node(id);
       if (!needed[u]) continue;
       if (source[u] >= 0) {
-        stage.interpolated.push_back({id, std::size_t(source[u]), offset[u], per_point(id)});
+        stage.interpolated.push_back({id, std::size_t(source[u]), offset[u], per_point(id), false});
       } else if (id == input_) {
         stage.input = true;
       } else if (n.kind == NodeKind::op) {
@@ -414,10 +417,22 @@ class PathSearch {
       // the level's own frontier is kept too: its segment's backward pass needs no forward of it
       std::vector<int> targets = with_frontier(with_frontier(segment(stop_below(i), levels_[j].kink - 1), long(i)), long(i) - 1);
       segment_stages_.push_back(make_stage(j + 1, targets, true));
+      mark_shape_only(segment_stages_.back(), j);
     }
     // the backward pass sizes the input's gradient from its value
     final_stage_.input = true;
     for (Stage& s : segment_stages_) s.input = true;
+  }
+
+  // The values stage interpolates from level j's own store that none of its op nodes reads.
+  void mark_shape_only(Stage& stage, std::size_t j) const {
+    for (typename Stage::Kept& k : stage.interpolated) {
+      if (k.level != j) continue;
+      k.shape_only = std::none_of(stage.run.begin(), stage.run.end(), [&](int id) {
+        const std::vector<int>& in = tape_.node(id).inputs;
+        return std::find(in.begin(), in.end(), k.node) != in.end();
+      });
+    }
   }
 
   // Puts the stage's inputs in place at the n points `alphas` and runs it.
@@ -435,6 +450,7 @@ class PathSearch {
       Shape shape = v.shape();
       shape[0] = n;
       v.resize(shape);
+      if (k.shape_only) continue;
       interpolate(*stores_[k.level], levels_[k.level].width, k.offset, k.width, alphas, n, v.data());
     }
     f_.check_deadline();  // every partial forward pass of the search, as the engine's own passes
@@ -480,7 +496,9 @@ class PathSearch {
     if (j == levels_.size()) return finish(points);
     const Level& level = levels_[j];
     const Stage& stage = level_stages_[j];
-    Store store;
+    // one store per level, reused from window to window: its buffers (tens of MB on LeNet-sized
+    // layers) are then mapped and page-faulted in once, not once per window
+    Store& store = buffers_[j];
     if (level.stored) {
       store.alphas = points;
       store.rows.resize(points.size() * level.width);
@@ -707,6 +725,7 @@ class PathSearch {
   std::vector<Stage> level_stages_, segment_stages_;
   Stage logits_stage_, final_stage_;
   std::vector<Store*> stores_;        // the kept values of the levels on the current window
+  std::vector<Store> buffers_;        // their storage, one per level
   static constexpr std::size_t kMaxBatch = 64;
   std::size_t batch_ = 1, window_ = 2;
   std::size_t known_pieces_ = 1;      // pieces found so far: never more than in the end

@@ -210,3 +210,23 @@ TEST_CASE("per-channel kernels give the same bits on one thread or two") {
   CHECK(sum1 == sum2);
   CHECK(sumd1 == sumd2);
 }
+
+TEST_CASE("max-pool's 2 x 2 stride-2 kernel: taken for whole windows only, the scalar kernel's bits on LeNet planes") {
+  // odd sides leave a last row or column no window reads; ceil mode clips a last window
+  CHECK(kernels::maxpool2d_whole_2x2<float>({1, axis(28, 2, 2, 0, false), axis(27, 2, 2, 0, false)}));
+  CHECK_FALSE(kernels::maxpool2d_whole_2x2<float>({1, axis(28, 2, 2, 0, false), axis(27, 2, 2, 0, true)}));
+  CHECK_FALSE(kernels::maxpool2d_whole_2x2<float>({1, axis(28, 2, 2, 1, false), axis(28, 2, 2, 1, false)}));
+  CHECK_FALSE(kernels::maxpool2d_whole_2x2<float>({1, axis(28, 2, 1, 0, false), axis(28, 2, 1, 0, false)}));
+  for (Fill fill : {Fill::spread, Fill::ties, Fill::nans}) {
+    CAPTURE(int(fill));
+    kernels::Pool2dShape s{64 * 32, axis(28, 2, 2, 0, false), axis(29, 2, 2, 0, false)};  // a batch: both threads
+    const std::vector<float> x = pool_input<float>(s.planes * s.in_plane(), fill, 21);
+    const std::size_t outs = s.planes * s.out_plane();
+    std::vector<float> fast(outs), scalar(outs);
+    std::vector<std::uint32_t> fast_at(outs), scalar_at(outs);
+    kernels::maxpool2d_forward_2x2(s, x.data(), fast.data(), fast_at.data());
+    kernels::maxpool2d_forward_scalar(s, x.data(), scalar.data(), scalar_at.data());
+    CHECK(same_bits(fast.data(), scalar.data(), outs * sizeof(float)));
+    CHECK(fast_at == scalar_at);
+  }
+}

@@ -93,6 +93,13 @@ void avgpool2d_forward_scalar(const Pool2dShape& s, const T* x, T* y);
 
 template <class T>
 void maxpool2d_forward_reference(const Pool2dShape& s, const T* x, T* y);
+
+// 2 x 2 windows of stride 2, none clipped (maxpool2d_whole_2x2): one output at a time, in SIMD
+// along rows; maxpool2d_forward takes it for those windows. Bitwise maxpool2d_forward_scalar's.
+template <class T>
+bool maxpool2d_whole_2x2(const Pool2dShape& s);
+template <class T>
+void maxpool2d_forward_2x2(const Pool2dShape& s, const T* x, T* y, std::uint32_t* argmax);
 // gx += gy at each window's first maximum, found again from x
 template <class T>
 void maxpool2d_backward_reference(const Pool2dShape& s, const T* x, const T* gy, T* gx);
