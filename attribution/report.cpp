@@ -98,6 +98,7 @@ constexpr std::size_t grid_samples = 4;      // random baselines averaged per gr
 constexpr double gaussian_sigma = 0.25;      // the gaussian baseline's noise, in input units
 constexpr double mask_fraction = 0.1;
 constexpr std::size_t picture_side = 112;    // pictures about this many pixels across
+constexpr std::size_t convergence_batch = 256;  // path points per pass: big products, tape buffers in cache
 
 // Letters and digits of a text, lower-cased, up to its first '/' ("T-shirt/top" -> "tshirt").
 std::string letters(const std::string& text, bool digits) {
@@ -403,44 +404,48 @@ std::string path_figure(const Attribution<T>& reference, const Attribution<T>& g
   return plot::line_plot_svg(axes, {f_path, exact_sum, gl_sum}, 460, 320);
 }
 
-// dF/dx at points of the path, each evaluated once: the convergence plot's Riemann and trapezoid
-// rules with power-of-two steps share most of their nodes (k/n lies on the grid of every 2^j n).
+// The attributions (x - x') * sum_k w_k dF/dx(g(a_k)) of many rules at once, each distinct node
+// evaluated once: the convergence plot's Riemann and trapezoid rules with power-of-two steps share
+// most of their nodes (k/n lies on the grid of every 2^j n). The nodes run on the engine's line
+// (Engine::begin_line) in batches, each rule's weighted sum is formed at the line's frontier, and
+// one backward pass through the affine prefix per rule takes it back to the input.
 template <class T>
-struct PathGradients {
-  const Tensor<T>& x;
-  const Tensor<T>& baseline;
-  std::map<double, std::size_t> row;  // alpha -> its row in `grads`
-  std::vector<T> grads;               // [points so far, input size]
-
-  // (x - x') * sum_k w_k dF/dx(g(a_k)) for the rule's nodes, evaluating only the new ones.
-  Tensor<T> attributions(Engine<T>& f, const Quadrature& q) {
-    std::vector<double> missing;
-    for (double a : q.alphas)
-      if (!row.count(a)) missing.push_back(a);
-    const std::size_t size = x.size();
-    if (!missing.empty()) {
-      Shape shape{missing.size()};
-      shape.insert(shape.end(), x.shape().begin(), x.shape().end());
-      Tensor<T> points(shape), g;
-      // [points, input size]: g(a) = x' + a (x - x')
-      for (std::size_t k = 0; k < missing.size(); ++k)
-        for (std::size_t i = 0; i < size; ++i)
-          points.data()[k * size + i] = T(double(baseline.data()[i]) + missing[k] * double(x.data()[i] - baseline.data()[i]));
-      std::vector<double> values;
-      f.evaluate(points, values, &g);
-      for (std::size_t k = 0; k < missing.size(); ++k) row[missing[k]] = grads.size() / size + k;
-      grads.insert(grads.end(), g.data(), g.data() + g.size());
-    }
-    std::vector<double> sum(size, 0.0);
-    for (std::size_t k = 0; k < q.alphas.size(); ++k) {
-      const T* g = grads.data() + row[q.alphas[k]] * size;
-      for (std::size_t i = 0; i < size; ++i) sum[i] += q.weights[k] * double(g[i]);
-    }
-    Tensor<T> a(x.shape());
-    for (std::size_t i = 0; i < size; ++i) a.data()[i] = T(double(x.data()[i] - baseline.data()[i]) * sum[i]);
-    return a;
+std::vector<Tensor<T>> rule_attributions(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
+                                         const std::vector<Quadrature>& rules) {
+  std::map<double, std::vector<std::pair<std::size_t, double>>> uses;  // alpha -> (rule, weight) pairs
+  for (std::size_t r = 0; r < rules.size(); ++r)
+    for (std::size_t k = 0; k < rules[r].alphas.size(); ++k) uses[rules[r].alphas[k]].emplace_back(r, rules[r].weights[k]);
+  std::vector<double> alphas;
+  for (const auto& use : uses) alphas.push_back(use.first);
+  f.begin_line(x, baseline);
+  const std::size_t width = f.line_width();
+  std::vector<double> sums(rules.size() * width, 0.0);  // [rules, frontier values]
+  std::vector<double> values;
+  const std::size_t group = std::min(f.chunk(), convergence_batch);
+  auto use = uses.begin();
+  for (std::size_t begin = 0; begin < alphas.size(); begin += group) {
+    const std::size_t n = std::min(group, alphas.size() - begin);
+    const T* grads = f.evaluate_line(alphas.data() + begin, n, values);
+    // points x the rules using each x frontier values
+    for (std::size_t i = 0; i < n; ++i, ++use)
+      for (const auto& [r, w] : use->second) {
+        double* sum = sums.data() + r * width;
+        const T* g = grads + i * width;
+        for (std::size_t j = 0; j < width; ++j) sum[j] += w * double(g[j]);
+      }
   }
-};
+  std::vector<Tensor<T>> out;
+  std::vector<T> total(width);
+  Tensor<T> gradient;
+  for (std::size_t r = 0; r < rules.size(); ++r) {
+    std::copy(sums.begin() + std::ptrdiff_t(r * width), sums.begin() + std::ptrdiff_t((r + 1) * width), total.begin());
+    f.line_gradient(total.data(), gradient);
+    Tensor<T> a(x.shape());
+    for (std::size_t i = 0; i < x.size(); ++i) a.data()[i] = (x.data()[i] - baseline.data()[i]) * gradient.data()[i];
+    out.push_back(std::move(a));
+  }
+  return out;
+}
 
 // The convergence of the quadrature rules: relative completeness gap and relative L2 distance to
 // the reference IG against the number of steps, the reference's own gap as the floor. The
@@ -457,18 +462,21 @@ nlohmann::json convergence(const Job<T>& job, const Attribution<T>& reference, s
   const char* const colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd"};
   const auto clock = std::chrono::steady_clock::now();
   const std::size_t before = job.f.evaluations();
-  PathGradients<T> path{job.p.x, job.p.baseline, {}, {}};
+  std::vector<Quadrature> quadratures;  // [rules x steps]
+  for (Rule rule : rules)
+    for (std::size_t n : job.r.convergence_steps) quadratures.push_back(quadrature(rule, rule == Rule::riemann_trapezoid ? n + 1 : n));
+  const std::vector<Tensor<T>> attributions = rule_attributions(job.f, job.p.x, job.p.baseline, quadratures);
   const double change = reference.f_input - reference.f_baseline;
-  for (std::size_t i = 0; i < rules.size(); ++i) {
+  for (std::size_t i = 0, q = 0; i < rules.size(); ++i) {
     plot::Series gap{rule_name(rules[i]), {}, {}, false, true, colours[i]};
     plot::Series l2{"", {}, {}, true, false, colours[i]};
-    for (std::size_t n : job.r.convergence_steps) {
-      const std::size_t points = rules[i] == Rule::riemann_trapezoid ? n + 1 : n;
-      const Tensor<T> a = path.attributions(job.f, quadrature(rules[i], points));
+    for (std::size_t s = 0; s < job.r.convergence_steps.size(); ++s, ++q) {
+      const Tensor<T>& a = attributions[q];
+      const double points = double(quadratures[q].alphas.size());
       double sum = 0;
       for (T v : a) sum += double(v);
-      gap.x.push_back(double(points)), gap.y.push_back(std::abs(sum - change) / (change != 0 ? std::abs(change) : 1.0));
-      l2.x.push_back(double(points)), l2.y.push_back(relative_l2(a, reference.values));
+      gap.x.push_back(points), gap.y.push_back(std::abs(sum - change) / (change != 0 ? std::abs(change) : 1.0));
+      l2.x.push_back(points), l2.y.push_back(relative_l2(a, reference.values));
     }
     j["rules"].push_back({{"rule", gap.name}, {"steps", gap.x}, {"relative_delta", gap.y}, {"relative_l2", l2.y}});
     series.push_back(gap), series.push_back(l2);
