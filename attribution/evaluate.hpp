@@ -103,6 +103,13 @@ struct DeletionCurve {
 template <class T>
 DeletionCurve deletion_curve(Engine<T>& f, int class_index, const Tensor<T>& x, const Tensor<T>& fill,
                              const std::vector<std::size_t>& order, const std::vector<std::size_t>& counts);
+// The curves of every order with every fill, curve o * fills.size() + k for order o and fill k,
+// as one batch: the rows they share (the intact image, each fill whole) run once.
+template <class T>
+std::vector<DeletionCurve> deletion_curves(Engine<T>& f, int class_index, const Tensor<T>& x,
+                                           const std::vector<const Tensor<T>*>& fills,
+                                           const std::vector<std::vector<std::size_t>>& orders,
+                                           const std::vector<std::size_t>& counts);
 
 // The area under y over x in [0, 1] on equally spaced points (trapezoid rule).
 double curve_area(const std::vector<double>& y);
