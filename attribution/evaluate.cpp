@@ -137,11 +137,12 @@ Tensor<T> eg_data(const EvaluateRequest& r, const std::vector<std::string>& meth
     return data;
   }
   if (r.fashion_mnist_test == 0) throw Error("--methods eg needs a data set: give --eg-data PATH (.npy [D, input shape])");
-  const nn::ImageSet set = nn::fashion_mnist_train(r.fashion_mnist_dir);
-  const std::size_t rows = std::min(r.eg_data_rows, set.size());
+  const std::shared_ptr<const nn::ImageSet> set =
+      r.fashion_mnist_train ? r.fashion_mnist_train : std::make_shared<const nn::ImageSet>(nn::fashion_mnist_train(r.fashion_mnist_dir));
+  const std::size_t rows = std::min(r.eg_data_rows, set->size());
   Shape data_shape{rows};
   for (std::size_t d : shape) data_shape.push_back(d);
-  return row_of<T>(set.images, 0, data_shape);
+  return row_of<T>(set->images, 0, data_shape);
 }
 
 // A thread's engine on one model, made when first asked; Engine::retarget sets the class each
