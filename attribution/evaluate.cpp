@@ -10,8 +10,10 @@
 #include "random.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -135,32 +137,75 @@ Tensor<T> eg_data(const EvaluateRequest& r, const std::vector<std::string>& meth
     return data;
   }
   if (r.fashion_mnist_test == 0) throw Error("--methods eg needs a data set: give --eg-data PATH (.npy [D, input shape])");
-  const nn::ImageSet set = nn::fashion_mnist_train(r.fashion_mnist_dir);
-  const std::size_t rows = std::min(r.eg_data_rows, set.size());
+  const std::shared_ptr<const nn::ImageSet> set =
+      r.fashion_mnist_train ? r.fashion_mnist_train : std::make_shared<const nn::ImageSet>(nn::fashion_mnist_train(r.fashion_mnist_dir));
+  const std::size_t rows = std::min(r.eg_data_rows, set->size());
   Shape data_shape{rows};
   for (std::size_t d : shape) data_shape.push_back(d);
-  return row_of<T>(set.images, 0, data_shape);
+  return row_of<T>(set->images, 0, data_shape);
 }
 
-// One engine per explained class (an engine's class is fixed once set), made when first asked.
+// A thread's engine on one model, made when first asked; Engine::retarget sets the class each
+// image explains, so that one recorded tape serves every image the thread runs.
 template <class T>
-class Engines {
+class ThreadEngine {
  public:
-  Engines(const nn::ModelSpec& model, const std::string& node, Output output, const EngineOptions& options)
-      : model_(model), node_(node), output_(output), options_(options) {}
-  Engine<T>& at(int class_index) {
-    std::unique_ptr<Engine<T>>& e = engines_[class_index];
-    if (!e) e = std::make_unique<Engine<T>>(model_, TargetSpec{node_, output_, class_index, -1}, options_);
-    return *e;
+  ThreadEngine(const std::string& node, const EngineOptions& options) : node_(node), options_(options) {}
+  Engine<T>& on(const nn::ModelSpec& model, int class_index) {
+    if (!engine_ || model_ != &model) {
+      engine_ = std::make_unique<Engine<T>>(model, TargetSpec{node_, Output::logit, -1, -1}, options_);
+      model_ = &model;
+    }
+    engine_->retarget(class_index);
+    return *engine_;
   }
 
  private:
-  const nn::ModelSpec& model_;
   std::string node_;
-  Output output_;
   EngineOptions options_;
-  std::map<int, std::unique_ptr<Engine<T>>> engines_;
+  const nn::ModelSpec* model_ = nullptr;
+  std::unique_ptr<Engine<T>> engine_;
 };
+
+// Runs task(engine, i) for i = 0..n-1, one index at a time on each of OpenMP's threads, each
+// thread with its own ThreadEngine. The kernels' parallel regions inside a task are nested, so
+// they run on the task's thread alone; a task's result depends on i only, never on the thread,
+// so the bits are the same on one thread or many. done(i) runs on one thread at a time, for i in
+// increasing order, as the tasks up to i have finished. The first error, by index, is rethrown
+// once every thread has stopped (the tasks after an error are skipped).
+template <class T, class Task, class Done>
+void run_tasks(std::size_t n, const std::string& node, const EngineOptions& options, Task task, Done done) {
+  std::vector<std::exception_ptr> errors(n);
+  std::vector<char> finished(n, 0);
+  std::size_t reported = 0;
+  std::atomic<bool> failed{false};
+#pragma omp parallel
+  {
+    ThreadEngine<T> engine(node, options);
+#pragma omp for schedule(dynamic, 1)
+    for (std::ptrdiff_t k = 0; k < static_cast<std::ptrdiff_t>(n); ++k) {
+      const std::size_t i = static_cast<std::size_t>(k);
+      if (!failed) try {
+          task(engine, i);
+        } catch (...) {
+          errors[i] = std::current_exception();
+          failed = true;
+        }
+#pragma omp critical(axiomatic_evaluate_done)
+      {
+        finished[i] = 1;
+        for (; reported < n && finished[reported] && !errors[reported] && !failed; ++reported) try {
+            done(reported);
+          } catch (...) {
+            errors[reported] = std::current_exception();
+            failed = true;
+          }
+      }
+    }
+  }
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
+}
 
 // What every attribution needs besides the engine and the input.
 template <class T>
@@ -244,17 +289,6 @@ std::vector<Image<T>> prepare_images(const EvaluateRequest& r, const nn::ModelSp
   return images;
 }
 
-template <class T>
-void add_deletion(CurveSums& sums, const std::string& name, const Image<T>& image, const std::vector<std::size_t>& order,
-                  const std::vector<std::size_t>& counts, Engine<T>& scorer) {
-  for (const char* fill : fills) {
-    const Tensor<T>& values = std::string(fill) == "mean" ? image.fill_mean : image.fill_blur;
-    const DeletionCurve curve = deletion_curve(scorer, image.predicted, image.x, values, order, counts);
-    add_curve(sums[name][fill]["probability"], curve.probability);
-    add_curve(sums[name][fill]["logit"], curve.logit);
-  }
-}
-
 // The deletion curves' JSON: the mean over images of each curve, and its areas.
 nlohmann::json deletion_json(const CurveSums& sums, std::size_t images, const std::vector<std::size_t>& counts,
                              std::size_t values) {
@@ -296,40 +330,71 @@ nlohmann::json run(const EvaluateRequest& r, const nn::ModelSpec& model) {
   const std::size_t kept = std::min(r.randomization_images, images.size());
 
   Progress progress{r, 0, images.size() * methods.size() + (layers.size() + 1) * kept * methods.size()};
-  Engines<T> logit(model, node, Output::logit, options);
+  // the random orders first, in image order: one stream for them all
   Random random(r.seed);
-  CurveSums sums;
-  std::vector<std::vector<std::vector<double>>> originals(kept);  // [image][method]: the attributions
-  // images x methods: each attribution ranks the values once, and its curves run as batches
-  for (std::size_t i = 0; i < images.size(); ++i) {
-    const Image<T>& image = images[i];
-    Engine<T>& f = logit.at(image.predicted);
-    add_deletion(sums, "random", image, random_order(values, random), counts, predictor);
-    for (const std::string& method : methods) {
-      const Tensor<T> a = attribute(method, f, image.x, image.baseline, context, r.seed + i);
-      add_deletion(sums, method, image, deletion_order(a), counts, predictor);
-      if (i < kept) originals[i].push_back(as_doubles(a));
-      progress.step("deletion: image " + std::to_string(i + 1) + ", " + method);
-    }
-  }
+  std::vector<std::vector<std::size_t>> random_orders;
+  for (std::size_t i = 0; i < images.size(); ++i) random_orders.push_back(random_order(values, random));
 
-  // depths x images x methods: the same seeds as above, so only the weights differ
-  std::map<std::string, std::vector<double>> abs_sum, signed_sum;
-  for (std::size_t depth = 0; depth <= layers.size(); ++depth) {
-    const nn::ModelSpec randomized = randomize_top_layers(model, depth, r.seed);
-    Engines<T> engines(randomized, node, Output::logit, options);
-    for (std::size_t i = 0; i < kept; ++i)
-      for (std::size_t m = 0; m < methods.size(); ++m) {
-        const Tensor<T> a = attribute(methods[m], engines.at(images[i].predicted), images[i].x, images[i].baseline, context, r.seed + i);
-        const std::vector<double> now = as_doubles(a);
-        std::vector<double>& s_abs = abs_sum[methods[m]];
-        std::vector<double>& s_signed = signed_sum[methods[m]];
-        s_abs.resize(layers.size() + 1, 0.0);
-        s_signed.resize(layers.size() + 1, 0.0);
-        s_abs[depth] += spearman(absolute(originals[i][m]), absolute(now));
-        s_signed[depth] += spearman(originals[i][m], now);
-        progress.step("randomization: depth " + std::to_string(depth) + ", image " + std::to_string(i + 1) + ", " + methods[m]);
+  // images (in parallel) x methods: each attribution ranks the values once; an image's curves,
+  // every order and both fills, run as one batch
+  std::vector<std::vector<DeletionCurve>> curves(images.size());         // [image][order x fill]
+  std::vector<std::vector<std::vector<double>>> originals(kept);           // [image][method]: the attributions
+  run_tasks<T>(
+      images.size(), node, options,
+      [&](ThreadEngine<T>& engine, std::size_t i) {
+        const Image<T>& image = images[i];
+        Engine<T>& f = engine.on(model, image.predicted);
+        std::vector<std::vector<std::size_t>> orders{random_orders[i]};
+        for (const std::string& method : methods) {
+          const Tensor<T> a = attribute(method, f, image.x, image.baseline, context, r.seed + i);
+          orders.push_back(deletion_order(a));
+          if (i < kept) originals[i].push_back(as_doubles(a));
+        }
+        curves[i] = deletion_curves(f, image.predicted, image.x, {&image.fill_mean, &image.fill_blur}, orders, counts);
+      },
+      [&](std::size_t i) {
+        for (const std::string& method : methods) progress.step("deletion: image " + std::to_string(i + 1) + ", " + method);
+      });
+  CurveSums sums;  // summed in image order, whatever thread made each image's curves
+  for (std::size_t i = 0; i < images.size(); ++i)
+    for (std::size_t o = 0; o <= methods.size(); ++o)
+      for (std::size_t k = 0; k < 2; ++k) {
+        const DeletionCurve& curve = curves[i][o * 2 + k];
+        std::map<std::string, std::vector<double>>& sum = sums[o == 0 ? "random" : methods[o - 1]][fills[k]];
+        add_curve(sum["probability"], curve.probability);
+        add_curve(sum["logit"], curve.logit);
       }
+
+  // depths x images (in parallel) x methods: the same seeds as above, so only the weights differ.
+  // Depth 0 is the original model, whose attributions are the originals themselves.
+  std::vector<nn::ModelSpec> randomized;  // [depth - 1]
+  for (std::size_t depth = 1; depth <= layers.size(); ++depth) randomized.push_back(randomize_top_layers(model, depth, r.seed));
+  std::vector<std::vector<double>> abs_rho((layers.size() + 1) * kept), signed_rho((layers.size() + 1) * kept);  // [depth x image][method]
+  run_tasks<T>(
+      (layers.size() + 1) * kept, node, options,
+      [&](ThreadEngine<T>& engine, std::size_t t) {
+        const std::size_t depth = t / kept, i = t % kept;
+        for (std::size_t m = 0; m < methods.size(); ++m) {
+          std::vector<double> now = originals[i][m];
+          if (depth > 0)
+            now = as_doubles(attribute(methods[m], engine.on(randomized[depth - 1], images[i].predicted), images[i].x,
+                                       images[i].baseline, context, r.seed + i));
+          abs_rho[t].push_back(spearman(absolute(originals[i][m]), absolute(now)));
+          signed_rho[t].push_back(spearman(originals[i][m], now));
+        }
+      },
+      [&](std::size_t t) {
+        for (const std::string& method : methods)
+          progress.step("randomization: depth " + std::to_string(t / kept) + ", image " + std::to_string(t % kept + 1) + ", " + method);
+      });
+  std::map<std::string, std::vector<double>> abs_sum, signed_sum;  // summed in image order
+  for (std::size_t m = 0; m < methods.size(); ++m) {
+    abs_sum[methods[m]].assign(layers.size() + 1, 0.0);
+    signed_sum[methods[m]].assign(layers.size() + 1, 0.0);
+    for (std::size_t t = 0; t < abs_rho.size(); ++t) {
+      abs_sum[methods[m]][t / kept] += abs_rho[t][m];
+      signed_sum[methods[m]][t / kept] += signed_rho[t][m];
+    }
   }
 
   nlohmann::json j;
@@ -555,37 +620,74 @@ std::vector<std::size_t> deletion_counts(std::size_t values, std::size_t steps) 
 }
 
 template <class T>
-DeletionCurve deletion_curve(Engine<T>& f, int class_index, const Tensor<T>& x, const Tensor<T>& fill,
-                             const std::vector<std::size_t>& order, const std::vector<std::size_t>& counts) {
-  const std::size_t n = x.size();
-  Buffer<T> points(counts.size() * n);
-  Buffer<T> row(x.begin(), x.end());
-  // steps j x the values removed since step j - 1: each row extends the previous one's removal
-  std::size_t removed = 0;
-  for (std::size_t j = 0; j < counts.size(); ++j) {
-    for (; removed < counts[j]; ++removed) row[order[removed]] = fill.data()[order[removed]];
-    std::copy(row.begin(), row.end(), points.data() + j * n);
+std::vector<DeletionCurve> deletion_curves(Engine<T>& f, int class_index, const Tensor<T>& x,
+                                           const std::vector<const Tensor<T>*>& fills,
+                                           const std::vector<std::vector<std::size_t>>& orders,
+                                           const std::vector<std::size_t>& counts) {
+  const std::size_t n = x.size(), steps = counts.size(), curves = orders.size() * fills.size();
+  // The rows to run, each once: the intact image (nothing removed) and each fill whole
+  // (everything removed) are shared by every curve that reaches them.
+  std::vector<T> rows;                  // [rows, n]
+  std::vector<std::size_t> removed_at;  // per row: the values removed, for messages
+  std::vector<std::size_t> row_of(curves * steps);  // [curve, step] -> its row
+  const auto add_row = [&](const T* values, std::size_t removed) {
+    rows.insert(rows.end(), values, values + n);
+    removed_at.push_back(removed);
+    return removed_at.size() - 1;
+  };
+  const std::size_t none = ~std::size_t(0);
+  std::size_t intact = none;
+  std::vector<std::size_t> whole(fills.size(), none);
+  Buffer<T> row(n);
+  // curves (order x fill) x steps x the values removed since the step before
+  for (std::size_t c = 0; c < curves; ++c) {
+    const std::vector<std::size_t>& order = orders[c / fills.size()];
+    const std::size_t k = c % fills.size();
+    const T* fill = fills[k]->data();
+    std::copy(x.begin(), x.end(), row.begin());
+    std::size_t removed = 0;
+    for (std::size_t j = 0; j < steps; ++j) {
+      for (; removed < counts[j]; ++removed) row[order[removed]] = fill[order[removed]];
+      if (counts[j] == 0 || counts[j] == n) {
+        std::size_t& shared = counts[j] == 0 ? intact : whole[k];
+        if (shared == none) shared = add_row(row.data(), counts[j]);
+        row_of[c * steps + j] = shared;
+      } else {
+        row_of[c * steps + j] = add_row(row.data(), counts[j]);
+      }
+    }
   }
-  DeletionCurve curve;
-  // chunks of points x classes: the logit, and the probability from a shifted log-sum-exp
-  for (std::size_t begin = 0; begin < counts.size(); begin += f.chunk()) {
-    const std::size_t rows = std::min(f.chunk(), counts.size() - begin);
-    f.forward_points(points.data() + begin * n, rows, f.score_var());
-    const Tensor<T>& z = f.tape().value(f.score_var());  // [rows, classes]
-    const std::size_t classes = z.size() / rows;
-    for (std::size_t i = 0; i < rows; ++i) {
+  // chunks of rows x classes: the logit, and the probability from a shifted log-sum-exp
+  std::vector<double> logit(removed_at.size()), probability(removed_at.size());
+  for (std::size_t begin = 0; begin < removed_at.size(); begin += f.chunk()) {
+    const std::size_t count = std::min(f.chunk(), removed_at.size() - begin);
+    f.forward_points(rows.data() + begin * n, count, f.score_var());
+    const Tensor<T>& z = f.tape().value(f.score_var());  // [count, classes]
+    const std::size_t classes = z.size() / count;
+    for (std::size_t i = 0; i < count; ++i) {
       const T* zi = z.data() + i * classes;
       const double top = double(*std::max_element(zi, zi + classes));
       double total = 0;
       for (std::size_t k = 0; k < classes; ++k) total += std::exp(double(zi[k]) - top);
-      const double logit = double(zi[class_index]);
-      if (!std::isfinite(top) || !std::isfinite(logit))
-        throw NonFinite("deletion: a score is NaN or infinite at " + std::to_string(counts[begin + i]) + " values removed");
-      curve.logit.push_back(logit);
-      curve.probability.push_back(std::exp(logit - top) / total);
+      logit[begin + i] = double(zi[class_index]);
+      if (!std::isfinite(top) || !std::isfinite(logit[begin + i]))
+        throw NonFinite("deletion: a score is NaN or infinite at " + std::to_string(removed_at[begin + i]) + " values removed");
+      probability[begin + i] = std::exp(logit[begin + i] - top) / total;
     }
   }
-  return curve;
+  std::vector<DeletionCurve> out(curves);
+  for (std::size_t c = 0; c < curves; ++c)
+    for (std::size_t j = 0; j < steps; ++j) {
+      out[c].logit.push_back(logit[row_of[c * steps + j]]);
+      out[c].probability.push_back(probability[row_of[c * steps + j]]);
+    }
+  return out;
+}
+
+template <class T>
+DeletionCurve deletion_curve(Engine<T>& f, int class_index, const Tensor<T>& x, const Tensor<T>& fill,
+                             const std::vector<std::size_t>& order, const std::vector<std::size_t>& counts) {
+  return deletion_curves(f, class_index, x, {&fill}, {order}, counts)[0];
 }
 
 double curve_area(const std::vector<double>& y) {
@@ -691,6 +793,14 @@ std::string evaluation_html(const nlohmann::json& e) {
 
 template std::vector<std::size_t> deletion_order(const Tensor<float>&);
 template std::vector<std::size_t> deletion_order(const Tensor<double>&);
+template std::vector<DeletionCurve> deletion_curves(Engine<float>&, int, const Tensor<float>&,
+                                                    const std::vector<const Tensor<float>*>&,
+                                                    const std::vector<std::vector<std::size_t>>&,
+                                                    const std::vector<std::size_t>&);
+template std::vector<DeletionCurve> deletion_curves(Engine<double>&, int, const Tensor<double>&,
+                                                    const std::vector<const Tensor<double>*>&,
+                                                    const std::vector<std::vector<std::size_t>>&,
+                                                    const std::vector<std::size_t>&);
 template DeletionCurve deletion_curve(Engine<float>&, int, const Tensor<float>&, const Tensor<float>&,
                                       const std::vector<std::size_t>&, const std::vector<std::size_t>&);
 template DeletionCurve deletion_curve(Engine<double>&, int, const Tensor<double>&, const Tensor<double>&,

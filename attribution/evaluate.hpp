@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,9 @@ struct EvaluateRequest {
   std::string baseline = "zero";         // a deterministic baseline SPEC (baseline.hpp)
   std::string eg_data;                   // eg's data set (.npy [D, input shape]); "" with Fashion-MNIST: its training set
   std::size_t eg_data_rows = 1000;       // eg with Fashion-MNIST: the first this many training images
+  // Fashion-MNIST's training set when the caller has read it already (a report does), so that eg's
+  // rows come from it instead of reading fashion_mnist_dir again; null: read it when needed.
+  std::shared_ptr<const nn::ImageSet> fashion_mnist_train;
   std::size_t samples = 32;              // smoothgrad's and eg's draws per image
   std::size_t deletion_steps = 20;       // k = 0, 100/steps, ..., 100 percent
   double blur_sigma = 2;                 // the blurred fill's Gaussian, in pixels
@@ -103,6 +107,13 @@ struct DeletionCurve {
 template <class T>
 DeletionCurve deletion_curve(Engine<T>& f, int class_index, const Tensor<T>& x, const Tensor<T>& fill,
                              const std::vector<std::size_t>& order, const std::vector<std::size_t>& counts);
+// The curves of every order with every fill, curve o * fills.size() + k for order o and fill k,
+// as one batch: the rows they share (the intact image, each fill whole) run once.
+template <class T>
+std::vector<DeletionCurve> deletion_curves(Engine<T>& f, int class_index, const Tensor<T>& x,
+                                           const std::vector<const Tensor<T>*>& fills,
+                                           const std::vector<std::vector<std::size_t>>& orders,
+                                           const std::vector<std::size_t>& counts);
 
 // The area under y over x in [0, 1] on equally spaced points (trapezoid rule).
 double curve_area(const std::vector<double>& y);
