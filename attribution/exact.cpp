@@ -587,12 +587,11 @@ class PathSearch {
       const std::size_t size = x_.size();
       // [n, input values]
       for (std::size_t r = 0; r < n; ++r) {
+        for (std::size_t c = 0; c < size; ++c) total_[c] += double(g[r * size + c]);
+        if (!dots) continue;
         double dot = 0;
-        for (std::size_t c = 0; c < size; ++c) {
-          total_[c] += double(g[r * size + c]);
-          dot += double(g[r * size + c]) * (double(x_.data()[c]) - double(baseline_.data()[c]));
-        }
-        if (dots) dots->push_back(dot);
+        for (std::size_t c = 0; c < size; ++c) dot += double(g[r * size + c]) * (double(x_.data()[c]) - double(baseline_.data()[c]));
+        dots->push_back(dot);
       }
       return;
     }
@@ -608,12 +607,11 @@ class PathSearch {
       for (std::size_t f = 0; f < level.frontier.size(); ++f) {
         const std::size_t w = per_point(level.frontier[f]), at = level.offset[f];
         const T* g = tape_.grad(Var<T>{&tape_, level.frontier[f]}).data() + r * w;
+        for (std::size_t c = 0; c < w; ++c) sum[at + c] += double(g[c]);  // SIMD
+        if (!dots) continue;  // the dot, a chain of dependent adds, only where it is asked
         const T* r0 = s.rows.data() + (k - 1) * level.width + at;
         const T* r1 = s.rows.data() + k * level.width + at;
-        for (std::size_t c = 0; c < w; ++c) {
-          sum[at + c] += double(g[c]);
-          dot += double(g[c]) * (double(r1[c]) - double(r0[c]));
-        }
+        for (std::size_t c = 0; c < w; ++c) dot += double(g[c]) * (double(r1[c]) - double(r0[c]));
       }
       if (dots) dots->push_back(dot / width);
     }

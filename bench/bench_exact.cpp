@@ -8,7 +8,7 @@
 // midpoint), its time, and how far its breakpoints and attributions are from today's.
 // Prints figures; never fails.
 //
-//   bench_exact [--runs N] [--images N] [--before 0|1]   (defaults: 3 runs, all ten images, 1)
+//   bench_exact [--runs N] [--images N] [--before 0|1]   (defaults: 3 runs, all ten images, 1; --help)
 #include "../attribution/io.hpp"
 #include "../attribution/methods.hpp"
 #include "../nn/model_file.hpp"
@@ -92,10 +92,19 @@ int main(int argc, char** argv) {
   int runs = 3;
   std::size_t count = 100;
   bool before = true;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  const char* usage =
+      "usage: bench_exact [--runs N] [--images N] [--before 0|1]\n"
+      "  exact IG on the shipped model for each shipped image (the first N with --images), the median of\n"
+      "  --runs runs (3); beside it, in the same run, a 1000-step Gauss-Legendre IG, whose time a point is\n"
+      "  the unit of the last column (a piece's cost in points); with --before 1 (the default) also the\n"
+      "  first implementation and float64 exact IG, which both float results are measured against\n";
+  for (int i = 1; i < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--help")) return std::printf("%s", usage), 0;
+    if (i + 1 >= argc) return std::fprintf(stderr, "bench_exact: %s needs a value\n%s", argv[i], usage), 2;
     if (!std::strcmp(argv[i], "--runs")) runs = std::max(1, std::atoi(argv[i + 1]));
     else if (!std::strcmp(argv[i], "--images")) count = std::size_t(std::max(1, std::atoi(argv[i + 1])));
     else if (!std::strcmp(argv[i], "--before")) before = std::atoi(argv[i + 1]) != 0;
+    else return std::fprintf(stderr, "bench_exact: unknown argument %s\n%s", argv[i], usage), 2;
   }
   timing::set_threads(2);
   const nn::ModelSpec spec = nn::read_model(std::string(AXIOMATIC_BENCH_DIR) + "/../examples/models/fashion_mnist.safetensors");
