@@ -568,7 +568,8 @@ int main(int argc, char** argv) {
     std::printf("peer: not run (%s); our figures alone\n", why_no_peer.c_str());
   const char* policy = std::getenv("OMP_WAIT_POLICY");  // both sides read it (the peer inherits it)
   std::printf("OMP_WAIT_POLICY: %s\n", policy ? policy : "unset (libgomp's default: threads spin before they sleep)");
-  std::printf("Winograd (float 3x3 stride-1 convolutions): %s\n", kernels::winograd_enabled() ? "on (--winograd)" : "off");
+  std::printf("Winograd (float 3x3 stride-1 convolutions): %s\n",
+              kernels::winograd_enabled() ? "on (the default)" : "off (--winograd off)");
   std::printf("figures: median of all runs and the fastest run, in ms; peer/ours > 1 means we are faster\n\n");
 
   const nn::ModelSpec lenet = nn::lenet28(7);

@@ -315,11 +315,11 @@ TEST_CASE("--threads 1 and 2 give the same bits through the command") {
   }
   // the library's option: an engine sets its constructing thread's count, and 0 leaves it
   {
-    // --winograd on|off: a LeNet whose 16->32 convolution Winograd takes at 50 points (by
-    // default, as with --winograd and --winograd on); its rounding differs from the direct path's
-    // (--winograd off), so the bits differ, by float rounding only
-    const std::string wide = temp("lenet16.safetensors"), direct_out = temp("direct.npy"), winograd_out = temp("winograd.npy");
-    nn::write_model(wide, nn::lenet28(3, 16));
+    // --winograd on|off: a LeNet whose 32->64 convolution Winograd takes at 50 points, forward
+    // and backward (by default, as with --winograd and --winograd on); its rounding differs from
+    // the direct path's (--winograd off), so the bits differ, by float rounding only
+    const std::string wide = temp("lenet32.safetensors"), direct_out = temp("direct.npy"), winograd_out = temp("winograd.npy");
+    nn::write_model(wide, nn::lenet28(3, 32));
     const std::string command = "explain --model " + wide + " --input " + input + " --method ig --steps 50 --out ";
     REQUIRE(run(command + direct_out + " --winograd off").status == 0);
     REQUIRE(run(command + winograd_out).status == 0);

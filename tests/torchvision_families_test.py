@@ -14,9 +14,10 @@ tools/export_torch.py (F32), then checks `axiomatic explain`:
   - the same IG with Winograd on (the default): below 1e-4 too, or else explained by ReLU ties.
     Winograd's rounding is about ten times the direct path's, and a ReLU input within float32's
     error of the kink may be settled on the other side from float64, which moves that point's
-    whole gradient (the random ResNet-18 here: one unit of layer2.1's second ReLU, 3.3e-7 from
-    its kink in float64, -2.4e-7 in float32, at one of the 16 points: IG 1.5e-3 off; with that
-    unit's slope set to float32's side, float64 IG is 1.4e-6 from float32's). So when the error
+    whole gradient (the random ResNet-18 here, through whole passes without the engine's affine
+    prefix: one unit of layer2.1's second ReLU, 3.3e-7 from its kink in float64, -2.4e-7 in
+    float32, at one of the 16 points: IG 1.5e-3 off; with that unit's slope set to float32's
+    side, float64 IG is 1.4e-6 from float32's; the command lands on float64's side). So when the error
     passes 1e-4, the test finds, in float64, the ReLU units within TIE_RELATIVE (1e-5, 17 times
     the largest float32 error measured in a ReLU layer, relative to the layer's largest input) of
     their kink at each point, computes how float64 IG moves when each one's slope is set to the
