@@ -30,7 +30,7 @@ struct Numbers {
   std::string target, minus, steps, tolerance, max_steps, samples, sigma, seed, max_pieces, timeout, threads;
   std::string memory = "1G";
   std::string evaluate;  // report's --evaluate N
-  std::string winograd;  // "on", "off", or "" (given bare, or not given: on)
+  std::string winograd = "unset";  // "on", "off", "" (given bare: on) or "unset" (not given)
 };
 
 // What explain, check and report share: rule, output, precision, memory, timeout.
@@ -52,8 +52,9 @@ void add_common(CLI::App& app, Choices& c, Numbers& n) {
   app.add_option("--timeout", n.timeout, "stop with an error after this many seconds (no partial answer)");
   app.add_option("--threads", n.threads, "threads of the computation (1 to 1024; default: the cores available)");
   app.add_option("--winograd", n.winograd,
-                 "on (the default) or off: float 3x3 stride-1 convolutions through Winograd where it pays, at "
-                 "about 10x the direct path's rounding; off keeps every convolution direct")
+                 "on or off: float 3x3 stride-1 convolutions through Winograd where it pays, at about 10x the "
+                 "direct path's rounding; off keeps every convolution direct (default: on, but off for report, "
+                 "whose figures stand beside exact IG's, always direct)")
       ->expected(0, 1)
       ->check(CLI::IsMember({"on", "off"}));
 }
@@ -412,6 +413,9 @@ Request parse_options(int argc, const char* const* argv) {
       if (!n->threads.empty()) request.threads = parse_count(n->threads, "--threads", 1, max_threads);
     for (const Numbers* n : {&explain_numbers, &check_numbers, &report_numbers, &evaluate_numbers})
       if (n->winograd == "off") request.winograd = false;
+    // The report sets every method beside exact IG, which runs on the direct path (Winograd's
+    // rounding breaks exact max-pool ties, such as a constant baseline's): unless asked, it all does.
+    if (request.command == Command::report && report_numbers.winograd == "unset") request.winograd = false;
     request.explain.threads = request.threads;
   } catch (const UsageError&) {
     throw;

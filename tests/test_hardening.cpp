@@ -393,6 +393,19 @@ TEST_CASE("the command line: numbers parsed strictly, within stated ranges") {
   CHECK(r.explain.steps == 7);
   CHECK(r.explain.timeout == 2.5);
   CHECK(r.explain.seed == 3);
+  // --winograd: on by default, off by default for report (beside exact IG, always direct)
+  const auto winograd = [&](std::vector<const char*> args) {
+    std::vector<const char*> full = {"axiomatic"};
+    full.insert(full.end(), args.begin(), args.end());
+    return parse_options(static_cast<int>(full.size()), full.data()).winograd;
+  };
+  const char* m = model.c_str();
+  CHECK(winograd({"explain", "--model", m, "--input", m}));
+  CHECK_FALSE(winograd({"explain", "--model", m, "--input", m, "--winograd", "off"}));
+  CHECK_FALSE(winograd({"report", "--model", m, "--images", m, "--out", "unused"}));
+  CHECK(winograd({"report", "--model", m, "--images", m, "--out", "unused", "--winograd"}));
+  CHECK(winograd({"report", "--model", m, "--images", m, "--out", "unused", "--winograd", "on"}));
+  CHECK_FALSE(winograd({"report", "--model", m, "--images", m, "--out", "unused", "--winograd", "off"}));
 }
 
 TEST_CASE("every case of the hostile table: one line, exit 2 for usage and 1 otherwise, nothing written") {
