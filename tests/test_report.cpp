@@ -3,6 +3,7 @@
 // and a bad labels file or data set writes nothing; --evaluate adds the evaluation section.
 #include "attribution/html.hpp"
 #include "attribution/io.hpp"
+#include "attribution/methods.hpp"
 #include "attribution/report.hpp"
 #include "nn/model_file.hpp"
 #include "nn/zoo.hpp"
@@ -151,6 +152,52 @@ TEST_CASE("report page: every number on it is report.json's, and every method's 
   CHECK_FALSE(images[0].contains("true_label"));
   CHECK(images[1]["true_label"] == "b");
   CHECK(images[1]["true_label_from"] == "from the file name");
+}
+
+TEST_CASE("report: the convergence figure is each rule's IG, and the grid's black is Gauss-Legendre 50's") {
+  // float64, so that the figure's shared nodes and sums at the line's frontier agree with IG run
+  // rule by rule to far below anything the plot could show
+  const std::string out = temp("convergence");
+  attr::ReportRequest request = toy_request(out);
+  request.float64 = true;
+  request.images.resize(1);
+  const nlohmann::json report = attr::write_report(request);
+  const nlohmann::json& image = report["images"][0];
+  const nn::ModelSpec model = nn::load_model(toy);
+  attr::Engine<double> f(model, attr::TargetSpec{image["explained_node"].get<std::string>(), attr::Output::logit,
+                                                 image["predicted"].get<int>(), -1});
+  const Tensor<double> x = attr::read_npy<double>(request.images[0]);
+  const Tensor<double> black = zeros<double>(x.shape());
+  attr::IgOptions exact;
+  exact.rule = attr::Rule::exact;
+  const Tensor<double> reference = attr::integrated_gradients(f, x, black, exact).values;
+  const nlohmann::json& rules = image["convergence"]["rules"];
+  REQUIRE(rules.size() == 5);
+  std::size_t compared = 0;
+  for (const nlohmann::json& rule : rules)
+    for (std::size_t s = 0; s < rule["steps"].size(); ++s) {
+      attr::IgOptions ig;
+      ig.rule = attr::parse_rule(rule["rule"].get<std::string>());
+      ig.steps = rule["steps"][s].get<std::size_t>();  // the trapezoid's n + 1 points
+      const attr::Attribution<double> a = attr::integrated_gradients(f, x, black, ig);
+      double d = 0, r = 0;
+      for (std::size_t i = 0; i < a.values.size(); ++i) {
+        d += (a.values.data()[i] - reference.data()[i]) * (a.values.data()[i] - reference.data()[i]);
+        r += reference.data()[i] * reference.data()[i];
+      }
+      CAPTURE(rule["rule"]);
+      CAPTURE(ig.steps);
+      CHECK(rule["relative_delta"][s].get<double>() == doctest::Approx(a.relative_delta).epsilon(1e-9).scale(1e-9));
+      CHECK(rule["relative_l2"][s].get<double>() == doctest::Approx(std::sqrt(d / r)).epsilon(1e-9).scale(1e-9));
+      ++compared;
+    }
+  CHECK(compared == 5 * request.convergence_steps.size());
+  // the grid's black baseline is the report's own: the same numbers as Gauss-Legendre 50's
+  const nlohmann::json& gl50 = image["methods"][3];
+  const nlohmann::json& grid_black = image["baselines"][0];
+  REQUIRE(grid_black["name"] == "black");
+  CHECK(gl50["id"] == "ig_gausslegendre50");
+  for (const char* key : {"sum", "relative_delta", "f_baseline", "evaluations"}) CHECK(grid_black[key] == gl50[key]);
 }
 
 TEST_CASE("report page: self-contained, every picture a PNG data URI, the plots inline SVG") {
