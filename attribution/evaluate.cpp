@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -358,8 +359,8 @@ nlohmann::json run(const EvaluateRequest& r, const nn::ModelSpec& model) {
   CurveSums sums;  // summed in image order, whatever thread made each image's curves
   for (std::size_t i = 0; i < images.size(); ++i)
     for (std::size_t o = 0; o <= methods.size(); ++o)
-      for (std::size_t k = 0; k < 2; ++k) {
-        const DeletionCurve& curve = curves[i][o * 2 + k];
+      for (std::size_t k = 0; k < std::size(fills); ++k) {
+        const DeletionCurve& curve = curves[i][o * std::size(fills) + k];
         std::map<std::string, std::vector<double>>& sum = sums[o == 0 ? "random" : methods[o - 1]][fills[k]];
         add_curve(sum["probability"], curve.probability);
         add_curve(sum["logit"], curve.logit);

@@ -415,42 +415,62 @@ std::string path_figure(const Attribution<T>& reference, const Attribution<T>& g
 
 // The attributions (x - x') * sum_k w_k dF/dx(g(a_k)) of many rules at once, each distinct node
 // evaluated once: the convergence plot's Riemann and trapezoid rules with power-of-two steps share
-// most of their nodes (k/n lies on the grid of every 2^j n). The nodes run on the engine's line
-// (Engine::begin_line) in batches, each rule's weighted sum is formed at the line's frontier, and
-// one backward pass through the affine prefix per rule takes it back to the input.
+// most of their nodes (k/n lies on the grid of every 2^j n). Those nodes run on the engine's line
+// (Engine::begin_line) in batches, each rule's weighted sum formed at the line's frontier and taken
+// back to the input once per rule. The line rounds a node to T; nodes that T does not hold exactly
+// (Gauss-Legendre's) run as points of the input formed in double instead, so that each node is
+// where the rule puts it: near one of the path's kinks, a node moved by a rounding can take the
+// next piece's gradient, and the smallest gaps would show it.
 template <class T>
 std::vector<Tensor<T>> rule_attributions(Engine<T>& f, const Tensor<T>& x, const Tensor<T>& baseline,
                                          const std::vector<Quadrature>& rules) {
   std::map<double, std::vector<std::pair<std::size_t, double>>> uses;  // alpha -> (rule, weight) pairs
   for (std::size_t r = 0; r < rules.size(); ++r)
     for (std::size_t k = 0; k < rules[r].alphas.size(); ++k) uses[rules[r].alphas[k]].emplace_back(r, rules[r].weights[k]);
-  std::vector<double> alphas;
-  for (const auto& use : uses) alphas.push_back(use.first);
+  std::vector<double> on_line, off_line;
+  for (const auto& use : uses) (double(T(use.first)) == use.first ? on_line : off_line).push_back(use.first);
+  // sums[r, j] += w * g[j] for every rule r using the node a, over one node's gradient g
+  const auto add = [&](std::vector<double>& sums, std::size_t width, double a, const T* g) {
+    for (const auto& [r, w] : uses.at(a)) {
+      double* sum = sums.data() + r * width;
+      // [values]
+      for (std::size_t j = 0; j < width; ++j) sum[j] += w * double(g[j]);
+    }
+  };
+  const std::size_t group = std::min(f.chunk(), convergence_batch), size = x.size();
+  std::vector<double> values;
   f.begin_line(x, baseline);
   const std::size_t width = f.line_width();
-  std::vector<double> sums(rules.size() * width, 0.0);  // [rules, frontier values]
-  std::vector<double> values;
-  const std::size_t group = std::min(f.chunk(), convergence_batch);
-  auto use = uses.begin();
-  for (std::size_t begin = 0; begin < alphas.size(); begin += group) {
-    const std::size_t n = std::min(group, alphas.size() - begin);
-    const T* grads = f.evaluate_line(alphas.data() + begin, n, values);
-    // points x the rules using each x frontier values
-    for (std::size_t i = 0; i < n; ++i, ++use)
-      for (const auto& [r, w] : use->second) {
-        double* sum = sums.data() + r * width;
-        const T* g = grads + i * width;
-        for (std::size_t j = 0; j < width; ++j) sum[j] += w * double(g[j]);
-      }
+  std::vector<double> line_sums(rules.size() * width, 0.0);  // [rules, frontier values]
+  for (std::size_t begin = 0; begin < on_line.size(); begin += group) {
+    const std::size_t n = std::min(group, on_line.size() - begin);
+    const T* grads = f.evaluate_line(on_line.data() + begin, n, values);
+    for (std::size_t i = 0; i < n; ++i) add(line_sums, width, on_line[begin + i], grads + i * width);
+  }
+  std::vector<double> input_sums(rules.size() * size, 0.0);  // [rules, input values]
+  Tensor<T> points, grads;
+  for (std::size_t begin = 0; begin < off_line.size(); begin += group) {
+    const std::size_t n = std::min(group, off_line.size() - begin);
+    Shape shape{n};
+    shape.insert(shape.end(), x.shape().begin(), x.shape().end());
+    points.resize(shape);
+    // [points, input values]: g(a) = x' + a (x - x')
+    for (std::size_t k = 0; k < n; ++k)
+      for (std::size_t i = 0; i < size; ++i)
+        points.data()[k * size + i] = T(double(baseline.data()[i]) + off_line[begin + k] * double(x.data()[i] - baseline.data()[i]));
+    f.evaluate(points, values, &grads);
+    for (std::size_t k = 0; k < n; ++k) add(input_sums, size, off_line[begin + k], grads.data() + k * size);
   }
   std::vector<Tensor<T>> out;
   std::vector<T> total(width);
   Tensor<T> gradient;
   for (std::size_t r = 0; r < rules.size(); ++r) {
-    std::copy(sums.begin() + std::ptrdiff_t(r * width), sums.begin() + std::ptrdiff_t((r + 1) * width), total.begin());
+    std::copy(line_sums.begin() + std::ptrdiff_t(r * width), line_sums.begin() + std::ptrdiff_t((r + 1) * width), total.begin());
     f.line_gradient(total.data(), gradient);
     Tensor<T> a(x.shape());
-    for (std::size_t i = 0; i < x.size(); ++i) a.data()[i] = (x.data()[i] - baseline.data()[i]) * gradient.data()[i];
+    const double* direct = input_sums.data() + r * size;
+    for (std::size_t i = 0; i < size; ++i)
+      a.data()[i] = T(double(x.data()[i] - baseline.data()[i]) * (double(gradient.data()[i]) + direct[i]));
     out.push_back(std::move(a));
   }
   return out;

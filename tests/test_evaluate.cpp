@@ -117,6 +117,36 @@ TEST_CASE("deletion on a linear model: the curve is F(x) less the top IG values,
   }
 }
 
+TEST_CASE("deletion curves as one batch: each is the curve run alone, the shared rows once") {
+  const std::vector<double> w = {0.5, -1.0, 2.0, 0.25, 1.5, 0.75, -0.5, -2.0, 0.1, 0.2, 0.3, 0.4};
+  const nn::ModelSpec model = linear_two_classes(w);
+  Engine<double> f(model, TargetSpec{"", Output::logit, 0, -1});
+  Tensor<double> x(Shape{w.size()}), half(Shape{w.size()});
+  for (std::size_t i = 0; i < w.size(); ++i) x(i) = (i % 3 ? -0.6 : 0.8) * double(i + 2) / 5.0, half(i) = 0.5;
+  const Tensor<double> zero = zeros<double>({w.size()});
+  std::vector<std::size_t> forward(w.size()), backward(w.size());
+  std::iota(forward.begin(), forward.end(), std::size_t(0));
+  std::iota(backward.rbegin(), backward.rend(), std::size_t(0));
+  const std::vector<std::size_t> counts = deletion_counts(w.size(), 4);  // 0, 3, 6, 9, 12
+  const std::size_t before = f.evaluations();
+  const std::vector<DeletionCurve> curves = deletion_curves(f, 0, x, {&zero, &half}, {forward, backward}, counts);
+  // 2 orders x 2 fills x 3 inner steps, the intact image once and each fill whole once
+  CHECK(f.evaluations() - before == 2 * 2 * 3 + 1 + 2);
+  REQUIRE(curves.size() == 4);
+  const std::vector<double> intact = f.scores(x), emptied = f.scores(zero), halved = f.scores(half);
+  for (std::size_t o = 0; o < 2; ++o)
+    for (std::size_t k = 0; k < 2; ++k) {
+      CAPTURE(o);
+      CAPTURE(k);
+      const DeletionCurve alone = deletion_curve(f, 0, x, k == 0 ? zero : half, o == 0 ? forward : backward, counts);
+      CHECK(curves[o * 2 + k].logit == alone.logit);
+      CHECK(curves[o * 2 + k].probability == alone.probability);
+      CHECK(curves[o * 2 + k].logit.front() == intact[0]);
+      CHECK(curves[o * 2 + k].logit.back() == (k == 0 ? emptied : halved)[0]);
+    }
+  CHECK(curves[0].logit[1] != curves[2].logit[1]);  // the orders remove different values
+}
+
 TEST_CASE("deletion's steps and the area under a curve") {
   CHECK(deletion_counts(10, 4) == std::vector<std::size_t>{0, 3, 5, 8, 10});  // round(10 j / 4)
   CHECK(deletion_counts(784, 20).back() == 784);

@@ -3,6 +3,7 @@
 // and a bad labels file or data set writes nothing; --evaluate adds the evaluation section.
 #include "attribution/html.hpp"
 #include "attribution/io.hpp"
+#include "attribution/methods.hpp"
 #include "attribution/report.hpp"
 #include "nn/model_file.hpp"
 #include "nn/zoo.hpp"
@@ -18,6 +19,7 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <type_traits>
 #include <unistd.h>
 
 using namespace ax;
@@ -151,6 +153,67 @@ TEST_CASE("report page: every number on it is report.json's, and every method's 
   CHECK_FALSE(images[0].contains("true_label"));
   CHECK(images[1]["true_label"] == "b");
   CHECK(images[1]["true_label_from"] == "from the file name");
+}
+
+namespace {
+
+// The report's convergence figure against IG run rule by rule on an engine of type T, to within
+// `epsilon` relatively (and epsilon * 1e-3 absolutely, for the gaps at the precision's floor).
+template <class T>
+void check_convergence(const std::string& name, double epsilon) {
+  const std::string out = temp(name);
+  attr::ReportRequest request = toy_request(out);
+  request.float64 = std::is_same_v<T, double>;
+  request.images.resize(1);
+  const nlohmann::json report = attr::write_report(request);
+  const nlohmann::json& image = report["images"][0];
+  const nn::ModelSpec model = nn::load_model(toy);
+  attr::Engine<T> f(model, attr::TargetSpec{image["explained_node"].get<std::string>(), attr::Output::logit,
+                                            image["predicted"].get<int>(), -1});
+  const Tensor<T> x = attr::read_npy<T>(request.images[0]);
+  const Tensor<T> black = zeros<T>(x.shape());
+  attr::IgOptions exact;
+  exact.rule = attr::Rule::exact;
+  const Tensor<T> reference = attr::integrated_gradients(f, x, black, exact).values;
+  const nlohmann::json& rules = image["convergence"]["rules"];
+  REQUIRE(rules.size() == 5);
+  std::size_t compared = 0;
+  for (const nlohmann::json& rule : rules)
+    for (std::size_t s = 0; s < rule["steps"].size(); ++s) {
+      attr::IgOptions ig;
+      ig.rule = attr::parse_rule(rule["rule"].get<std::string>());
+      ig.steps = rule["steps"][s].get<std::size_t>();  // the trapezoid's n + 1 points
+      const attr::Attribution<T> a = attr::integrated_gradients(f, x, black, ig);
+      double d = 0, r = 0;
+      for (std::size_t i = 0; i < a.values.size(); ++i) {
+        d += (double(a.values.data()[i]) - double(reference.data()[i])) * (double(a.values.data()[i]) - double(reference.data()[i]));
+        r += double(reference.data()[i]) * double(reference.data()[i]);
+      }
+      CAPTURE(rule["rule"]);
+      CAPTURE(ig.steps);
+      CHECK(rule["relative_delta"][s].get<double>() == doctest::Approx(a.relative_delta).epsilon(epsilon).scale(1e-3));
+      CHECK(rule["relative_l2"][s].get<double>() == doctest::Approx(std::sqrt(d / r)).epsilon(epsilon).scale(1e-3));
+      ++compared;
+    }
+  CHECK(compared == 5 * request.convergence_steps.size());
+  // the grid's black baseline is the report's own: the same numbers as Gauss-Legendre 50's
+  const nlohmann::json& gl50 = image["methods"][3];
+  const nlohmann::json& grid_black = image["baselines"][0];
+  REQUIRE(grid_black["name"] == "black");
+  CHECK(gl50["id"] == "ig_gausslegendre50");
+  for (const char* key : {"sum", "relative_delta", "f_baseline", "evaluations"}) CHECK(grid_black[key] == gl50[key]);
+}
+
+}  // namespace
+
+TEST_CASE("report: the convergence figure is each rule's IG, and the grid's black is Gauss-Legendre 50's") {
+  // float64: the figure's shared nodes and sums at the line's frontier agree with IG run rule by
+  // rule to far below anything the plot could show
+  check_convergence<double>("convergence64", 1e-9);
+  // float32: Gauss-Legendre's nodes run as points formed in double, the grid's on the line, the
+  // sums in double; IG's own rounds every node to float and sums the line's gradients in float,
+  // so the smallest gaps (1e-4 of F's change) agree only to some 10%
+  check_convergence<float>("convergence32", 0.1);
 }
 
 TEST_CASE("report page: self-contained, every picture a PNG data URI, the plots inline SVG") {
