@@ -471,11 +471,13 @@ struct IndirectTile {
   static constexpr std::size_t NR = gemm_panel_width<T>();      // channels: two registers
 };
 
-// Where it pays (forward, float, one thread, DenseNet-121, SqueezeNet 1.1 and ResNet-18 layers):
+// Where it pays (forward, float, one thread, DenseNet-121, SqueezeNet 1.1, ResNet-18 and LeNet
+// layers, bench_conv shapes timed in turn with the GEMM):
 // - windows packed piece by piece (not 1 x 1 stride 1 unpadded) into a GEMM with few rows or
 //   short output rows: 2-5x on DenseNet's 128 -> 32 3 x 3 at 16 x 16 to 2 x 2, SqueezeNet's
-//   expand 3 x 3, ResNet-18's 256 -> 256 at 14 x 14 1.2x; but with 512 output channels
-//   (ResNet-18's 7 x 7 layers) the GEMM's packing is amortized and the GEMM is as fast or faster;
+//   expand 3 x 3 (64 to 256 outputs on 15 x 15 to 3 x 3), LeNet's 16 -> 32; with more output
+//   channels on longer rows the GEMM's packing is amortized, and ResNet-18's 256 -> 256 at
+//   14 x 14 ran as fast or 7% slower (its 224 x 224 layers all keep the GEMM);
 // - 1 x 1 stride-1 windows (packed as whole planes) with at most 128 output channels and at
 //   least 128 input channels: 1.2-2x on DenseNet's bottlenecks and SqueezeNet's squeezes;
 //   with few input channels (SqueezeNet's 16 -> 64 expand) each tile's stores cost more than
@@ -483,14 +485,14 @@ struct IndirectTile {
 //   faster.
 // Backward-data keeps the GEMM: its transposed convolutions have C/G >= 128 rows, where the
 // indirect tiles ran 1.1-2x slower.
-constexpr std::size_t kIndirectMinDepth = 64, kIndirectMaxRow = 16, kIndirectMaxGroupOut = 256;
+constexpr std::size_t kIndirectMinDepth = 64, kIndirectFewOut = 32;
 constexpr std::size_t kIndirectPlaneMinDepth = 128, kIndirectPlaneMaxGroupOut = 128;
 bool indirect_fits(const Conv2dShape& original) {
   const Conv2dShape& s = original;
+  const std::size_t og = s.group_out(), row = s.out_w();
   if (s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0)
-    return s.group_out() <= kIndirectPlaneMaxGroupOut && s.patch() >= kIndirectPlaneMinDepth;
-  return s.group_out() <= kIndirectMaxGroupOut && s.patch() >= kIndirectMinDepth &&
-         (s.out_w() < kIndirectMaxRow || s.group_out() <= 32);
+    return og <= kIndirectPlaneMaxGroupOut && s.patch() >= kIndirectPlaneMinDepth;
+  return s.patch() >= kIndirectMinDepth && (og <= kIndirectFewOut || (row < 16 && og <= 128) || (row < 8 && og <= 256));
 }
 
 std::size_t padded_h(const Conv2dShape& s) { return s.in_h + 2 * s.pad_h; }
