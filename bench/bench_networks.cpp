@@ -32,9 +32,11 @@
 // taken while another process competes for a core are slower on both sides, and a 2-thread run
 // whose second thread loses its core waits at every barrier. Trust the lines near 0%.
 //
-//   bench_networks [--no-peer] [--quick] [--wait-quiet S] [--only-archs]
+//   bench_networks [--no-peer] [--quick] [--wait-quiet S] [--only-archs] [--arch NAME ...]
 //     --quick         fewer runs, for a smoke test
 //     --only-archs    only the section on torchvision architectures (2b)
+//     --arch NAME     section 2b on this torchvision model only (squeezenet1_1, densenet121,
+//                     vgg11_bn); repeat it for several. Default: all three
 //     --winograd off  ours with every convolution on the direct path (Winograd is on by default)
 //     --wait-quiet S  first wait (at most S seconds) until the machine has been >= 90% idle for
 //                     10 seconds in a row
@@ -493,12 +495,14 @@ struct Target {
   std::string figure;
 };
 
-// Section 2b: IG-50 on each of kArchs, ours beside the peer; appends a target per model.
-void arch_section(Peer& peer, bool quick, std::vector<Target>& targets) {
+// Section 2b: IG-50 on each of kArchs (those named in `only`, or all when it is empty), ours
+// beside the peer; appends a target per model.
+void arch_section(Peer& peer, bool quick, const std::vector<std::string>& only, std::vector<Target>& targets) {
   std::printf("\n2b. IG-50 (riemann_middle, zero baseline) on torchvision models at 3x64x64, random weights (seed 0)\n");
   print_header();
   const std::string dir = make_temp_dir();
   for (const Arch& a : kArchs) {
+    if (!only.empty() && std::find(only.begin(), only.end(), a.torchvision) == only.end()) continue;
     const std::string path = dir + "/" + a.torchvision + ".safetensors";
     if (dir.empty() || !export_arch(a, path)) {
       std::printf("  %-34s tools/export_torch.py could not export it\n", a.title);
@@ -535,6 +539,7 @@ void arch_section(Peer& peer, bool quick, std::vector<Target>& targets) {
 
 int main(int argc, char** argv) {
   bool use_peer = true, quick = false, only_archs = false;
+  std::vector<std::string> archs;  // --arch: section 2b's models
   int wait_limit = 0;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--memory-child")) return memory_child();
@@ -544,12 +549,20 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--winograd") && i + 1 < argc && !std::strcmp(argv[i + 1], "off"))
       kernels::set_winograd(false), ++i;
     else if (!std::strcmp(argv[i], "--winograd")) i += i + 1 < argc && !std::strcmp(argv[i + 1], "on");
+    else if (!std::strcmp(argv[i], "--arch") && i + 1 < argc) archs.push_back(argv[++i]);
     else if (!std::strcmp(argv[i], "--wait-quiet") && i + 1 < argc) wait_limit = std::atoi(argv[++i]);
     else {
-      std::printf("usage: bench_networks [--no-peer] [--quick] [--wait-quiet SECONDS] [--only-archs] [--winograd on|off]\n");
+      std::printf("usage: bench_networks [--no-peer] [--quick] [--wait-quiet SECONDS] [--only-archs] [--winograd on|off] "
+                  "[--arch squeezenet1_1|densenet121|vgg11_bn ...]
+");
       return 0;
     }
   }
+  for (const std::string& name : archs)
+    if (std::none_of(std::begin(kArchs), std::end(kArchs), [&](const Arch& a) { return name == a.torchvision; })) {
+      std::fprintf(stderr, "bench_networks: --arch %s: expected squeezenet1_1, densenet121 or vgg11_bn\n", name.c_str());
+      return 2;
+    }
   if (wait_limit > 0) wait_quiet(wait_limit);
 #ifdef _OPENMP
   omp_set_num_threads(kThreads);
@@ -578,7 +591,7 @@ int main(int argc, char** argv) {
   const CpuTicks run_start = cpu_ticks(peer.pid());
   CpuTicks section = run_start;
   if (only_archs) {
-    if (peer_up) arch_section(peer, quick, targets);
+    if (peer_up) arch_section(peer, quick, archs, targets);
     std::printf("\nother processes used %.0f%% of the machine's CPU during the run\n", others_percent(run_start, cpu_ticks(-1)));
     for (const Target& t : targets)
       std::printf("  [%s] %s: %s\n", !t.measured ? "no peer" : t.met ? "met" : "missed", t.what.c_str(), t.figure.c_str());
@@ -698,7 +711,7 @@ int main(int argc, char** argv) {
   // ---- 2b. IG-50 on torchvision architectures at 64 x 64 ----
   if (peer_up) {
     settle(false);
-    arch_section(peer, quick, targets);
+    arch_section(peer, quick, archs, targets);
     print_others(section, peer.pid());
     section = cpu_ticks(peer.pid());
   }

@@ -18,6 +18,7 @@
 #include <functional>
 #include <limits>
 #include <numeric>
+#include <random>
 #include <vector>
 
 #ifdef _OPENMP
@@ -635,6 +636,65 @@ void compare_pool_kernels_on_awkward_sizes() {
 
 TEST_CASE("pool kernels match the references on awkward sizes (float)") { compare_pool_kernels_on_awkward_sizes<float>(); }
 TEST_CASE("pool kernels match the references on awkward sizes (double)") { compare_pool_kernels_on_awkward_sizes<double>(); }
+
+// The 3 x 3 stride-2 max-pool kernel (SIMD across and down, pool.cpp) against the reference, bit
+// for bit in values and in where backward sends the gradient: planes of 1 to 33 along each axis
+// (windows clipped by padding or by ceil_mode at either end, rows shorter and longer than a
+// vector), random values, values drawn from three (ties everywhere), and NaNs and infinities.
+template <class T>
+void compare_maxpool_3x3_stride_2() {
+  std::mt19937_64 rng(43);
+  const T inf = std::numeric_limits<T>::infinity(), nan = std::numeric_limits<T>::quiet_NaN();
+  for (std::size_t h : {1, 2, 3, 5, 8, 15, 33})
+    for (std::size_t w : {1, 2, 3, 4, 7, 9, 16, 17, 31, 33})
+      for (std::int64_t pad : {0, 1})
+        for (bool ceil_mode : {false, true}) {
+          const PoolCase c{{2, 3, h, w}, 3, 2, pad, ceil_mode};
+          if (kernels::pool_output_size(std::int64_t(h), 3, 2, pad, ceil_mode) < 1 ||
+              kernels::pool_output_size(std::int64_t(w), 3, 2, pad, ceil_mode) < 1)
+            continue;
+          const kernels::Pool2dShape s = pool_shape(c);
+          const std::size_t in = s.planes * s.in_plane(), out = s.planes * s.out_plane();
+          std::uniform_int_distribution<int> pick(0, 9);
+          for (int values = 0; values < 3; ++values) {
+            Tensor<T> x = uniform<T>({in}, -1, 1, rng);
+            for (T& v : x) {
+              const int r = pick(rng);
+              if (values == 1) v = T(r % 3 - 1);                          // ties
+              if (values == 2) v = r == 0 ? nan : r == 1 ? -inf : r == 2 ? inf : v;  // NaN and infinities
+            }
+            INFO(describe(c) << ", values " << values);
+            const Tensor<T> gy = uniform<T>({out}, -1, 1, rng);
+            Tensor<T> fast(Shape{out}), ref(Shape{out});
+            std::vector<std::uint32_t> argmax(out);
+            kernels::maxpool2d_forward(s, x.data(), fast.data(), argmax.data());
+            kernels::maxpool2d_forward_reference(s, x.data(), ref.data());
+            CHECK(same_bits(fast, ref));
+            Tensor<T> g_fast = zeros<T>({in}), g_ref = zeros<T>({in});
+            kernels::maxpool2d_backward(s, argmax.data(), gy.data(), g_fast.data());
+            kernels::maxpool2d_backward_reference(s, x.data(), gy.data(), g_ref.data());
+            CHECK(same_bits(g_fast, g_ref));
+          }
+        }
+  // all of a window -inf: the reference keeps its first position inside the input
+  const kernels::Pool2dShape s = pool_shape(PoolCase{{1, 1, 5, 5}, 3, 2, 1, true});
+  const Tensor<T> x = full<T>({25}, -inf), gy = full<T>({s.out_plane()}, T(1));
+  std::vector<std::uint32_t> argmax(s.out_plane());
+  Tensor<T> y(Shape{s.out_plane()});
+  kernels::maxpool2d_forward(s, x.data(), y.data(), argmax.data());
+  Tensor<T> g_fast = zeros<T>({25}), g_ref = zeros<T>({25});
+  kernels::maxpool2d_backward(s, argmax.data(), gy.data(), g_fast.data());
+  kernels::maxpool2d_backward_reference(s, x.data(), gy.data(), g_ref.data());
+  CHECK(same_bits(g_fast, g_ref));
+  CHECK(argmax[0] == 0);
+}
+
+TEST_CASE("maxpool 3x3 stride 2 matches the reference: padding, ceil_mode, ties, NaN (float)") {
+  compare_maxpool_3x3_stride_2<float>();
+}
+TEST_CASE("maxpool 3x3 stride 2 matches the reference: padding, ceil_mode, ties, NaN (double)") {
+  compare_maxpool_3x3_stride_2<double>();
+}
 
 // ---- threads ----
 

@@ -471,11 +471,13 @@ struct IndirectTile {
   static constexpr std::size_t NR = gemm_panel_width<T>();      // channels: two registers
 };
 
-// Where it pays (forward, float, one thread, DenseNet-121, SqueezeNet 1.1 and ResNet-18 layers):
+// Where it pays (forward, float, one thread, DenseNet-121, SqueezeNet 1.1, ResNet-18 and LeNet
+// layers, bench_conv shapes timed in turn with the GEMM):
 // - windows packed piece by piece (not 1 x 1 stride 1 unpadded) into a GEMM with few rows or
 //   short output rows: 2-5x on DenseNet's 128 -> 32 3 x 3 at 16 x 16 to 2 x 2, SqueezeNet's
-//   expand 3 x 3, ResNet-18's 256 -> 256 at 14 x 14 1.2x; but with 512 output channels
-//   (ResNet-18's 7 x 7 layers) the GEMM's packing is amortized and the GEMM is as fast or faster;
+//   expand 3 x 3 (64 to 256 outputs on 15 x 15 to 3 x 3), LeNet's 16 -> 32; with more output
+//   channels on longer rows the GEMM's packing is amortized, and ResNet-18's 256 -> 256 at
+//   14 x 14 ran as fast or 7% slower (its 224 x 224 layers all keep the GEMM);
 // - 1 x 1 stride-1 windows (packed as whole planes) with at most 128 output channels and at
 //   least 128 input channels: 1.2-2x on DenseNet's bottlenecks and SqueezeNet's squeezes;
 //   with few input channels (SqueezeNet's 16 -> 64 expand) each tile's stores cost more than
@@ -483,14 +485,14 @@ struct IndirectTile {
 //   faster.
 // Backward-data keeps the GEMM: its transposed convolutions have C/G >= 128 rows, where the
 // indirect tiles ran 1.1-2x slower.
-constexpr std::size_t kIndirectMinDepth = 64, kIndirectMaxRow = 16, kIndirectMaxGroupOut = 256;
+constexpr std::size_t kIndirectMinDepth = 64, kIndirectFewOut = 32;
 constexpr std::size_t kIndirectPlaneMinDepth = 128, kIndirectPlaneMaxGroupOut = 128;
 bool indirect_fits(const Conv2dShape& original) {
   const Conv2dShape& s = original;
+  const std::size_t og = s.group_out(), row = s.out_w();
   if (s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0)
-    return s.group_out() <= kIndirectPlaneMaxGroupOut && s.patch() >= kIndirectPlaneMinDepth;
-  return s.group_out() <= kIndirectMaxGroupOut && s.patch() >= kIndirectMinDepth &&
-         (s.out_w() < kIndirectMaxRow || s.group_out() <= 32);
+    return og <= kIndirectPlaneMaxGroupOut && s.patch() >= kIndirectPlaneMinDepth;
+  return s.patch() >= kIndirectMinDepth && (og <= kIndirectFewOut || (row < 16 && og <= 128) || (row < 8 && og <= 256));
 }
 
 std::size_t padded_h(const Conv2dShape& s) { return s.in_h + 2 * s.pad_h; }
@@ -548,28 +550,39 @@ void pack_indirect_weights(const Conv2dShape& s, Weight weight, T* wt) {
         }
 }
 
-// tile[MR][NR] = sum over k < K of in[base[r] + koff[k]] wt[k][:], k in order
+// The depth of one chain of fused multiply-adds; deeper sums add up such partial sums, as the
+// GEMM's KC blocks do (one chain 1152 deep, a DenseNet layer's, rounded enough more to move a
+// few ReLUs across their kink in float32 IG against float64).
+constexpr std::size_t kIndirectBlockDepth = 256;
+
+// tile[MR][NR] = sum over k < K of in[base[r] + koff[k]] wt[k][:], k in order, in partial sums
+// of kIndirectBlockDepth
 template <class T>
 void indirect_tile(std::size_t K, const std::size_t* koff, const T* const* base, const T* wt, T* tile) {
   using B = Batch<T>;
   constexpr std::size_t MR = IndirectTile<T>::MR, L = B::size;
-  B acc[MR][2];
-  for (std::size_t r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = B(T(0));
   const T* b[MR];
   for (std::size_t r = 0; r < MR; ++r) b[r] = base[r];
-  // acc[MR][2L] += in[MR pixels at offset k] (outer) wt[k][2L], one rank-1 update per k
-  for (std::size_t k = 0; k < K; ++k, wt += 2 * L) {
-    const std::size_t off = koff[k];
-    const B w0 = B::load_unaligned(wt), w1 = B::load_unaligned(wt + L);
-    for (std::size_t r = 0; r < MR; ++r) {
-      const B a(b[r][off]);  // broadcast
-      acc[r][0] = fused_multiply_add(a, w0, acc[r][0]);
-      acc[r][1] = fused_multiply_add(a, w1, acc[r][1]);
+  for (std::size_t k0 = 0; k0 < K; k0 += kIndirectBlockDepth) {
+    B acc[MR][2];
+    for (std::size_t r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = B(T(0));
+    // acc[MR][2L] += in[MR pixels at offset k] (outer) wt[k][2L], one rank-1 update per k
+    const std::size_t k1 = std::min(K, k0 + kIndirectBlockDepth);
+    for (std::size_t k = k0; k < k1; ++k, wt += 2 * L) {
+      const std::size_t off = koff[k];
+      const B w0 = B::load_unaligned(wt), w1 = B::load_unaligned(wt + L);
+      for (std::size_t r = 0; r < MR; ++r) {
+        const B a(b[r][off]);  // broadcast
+        acc[r][0] = fused_multiply_add(a, w0, acc[r][0]);
+        acc[r][1] = fused_multiply_add(a, w1, acc[r][1]);
+      }
     }
-  }
-  for (std::size_t r = 0; r < MR; ++r) {
-    acc[r][0].store_unaligned(tile + r * 2 * L);
-    acc[r][1].store_unaligned(tile + r * 2 * L + L);
+    // tile (+)= acc
+    for (std::size_t r = 0; r < MR; ++r)
+      for (std::size_t h = 0; h < 2; ++h) {
+        T* to = tile + r * 2 * L + h * L;
+        (k0 == 0 ? acc[r][h] : B::load_unaligned(to) + acc[r][h]).store_unaligned(to);
+      }
   }
 }
 
