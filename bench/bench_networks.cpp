@@ -553,8 +553,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--wait-quiet") && i + 1 < argc) wait_limit = std::atoi(argv[++i]);
     else {
       std::printf("usage: bench_networks [--no-peer] [--quick] [--wait-quiet SECONDS] [--only-archs] [--winograd on|off] "
-                  "[--arch squeezenet1_1|densenet121|vgg11_bn ...]
-");
+                  "[--arch squeezenet1_1|densenet121|vgg11_bn ...]\n");
       return 0;
     }
   }
