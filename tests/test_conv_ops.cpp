@@ -588,12 +588,15 @@ TEST_CASE("conv2d kernels match the direct loops on awkward sizes, in chunks of 
   compare_conv_kernels_on_awkward_sizes<double>();
 }
 
+// Max-pool's fast forward and backward against the references, bit for bit; the fast forward's
+// output and positions are left in `fast` and `argmax`.
 template <class T>
-void compare_pool_kernels(const kernels::Pool2dShape& s, std::mt19937_64& rng) {
+void check_maxpool_bits(const kernels::Pool2dShape& s, const Tensor<T>& x, const Tensor<T>& gy, Tensor<T>& fast,
+                        std::vector<std::uint32_t>& argmax) {
   const std::size_t in = s.planes * s.in_plane(), out = s.planes * s.out_plane();
-  const Tensor<T> x = uniform<T>({in}, -1, 1, rng), gy = uniform<T>({out}, -1, 1, rng);
-  Tensor<T> fast(Shape{out}), ref(Shape{out});
-  std::vector<std::uint32_t> argmax(out);
+  Tensor<T> ref(Shape{out});
+  fast.resize(Shape{out});
+  argmax.assign(out, 0);
   kernels::maxpool2d_forward(s, x.data(), fast.data(), argmax.data());
   kernels::maxpool2d_forward_reference(s, x.data(), ref.data());
   CHECK(same_bits(fast, ref));
@@ -601,6 +604,17 @@ void compare_pool_kernels(const kernels::Pool2dShape& s, std::mt19937_64& rng) {
   kernels::maxpool2d_backward(s, argmax.data(), gy.data(), g_fast.data());
   kernels::maxpool2d_backward_reference(s, x.data(), gy.data(), g_ref.data());
   CHECK(same_bits(g_fast, g_ref));
+}
+
+template <class T>
+void compare_pool_kernels(const kernels::Pool2dShape& s, std::mt19937_64& rng) {
+  const std::size_t in = s.planes * s.in_plane(), out = s.planes * s.out_plane();
+  const Tensor<T> x = uniform<T>({in}, -1, 1, rng), gy = uniform<T>({out}, -1, 1, rng);
+  Tensor<T> fast, ref(Shape{out});
+  std::vector<std::uint32_t> argmax;
+  check_maxpool_bits(s, x, gy, fast, argmax);
+  kernels::maxpool2d_forward_reference(s, x.data(), ref.data());
+  Tensor<T> g_fast = zeros<T>({in}), g_ref = zeros<T>({in});
   kernels::maxpool2d_tangent(s, argmax.data(), x.data(), fast.data());  // the tangent along x is y
   CHECK(same_bits(fast, ref));
 
@@ -665,15 +679,9 @@ void compare_maxpool_3x3_stride_2() {
             }
             INFO(describe(c) << ", values " << values);
             const Tensor<T> gy = uniform<T>({out}, -1, 1, rng);
-            Tensor<T> fast(Shape{out}), ref(Shape{out});
-            std::vector<std::uint32_t> argmax(out);
-            kernels::maxpool2d_forward(s, x.data(), fast.data(), argmax.data());
-            kernels::maxpool2d_forward_reference(s, x.data(), ref.data());
-            CHECK(same_bits(fast, ref));
-            Tensor<T> g_fast = zeros<T>({in}), g_ref = zeros<T>({in});
-            kernels::maxpool2d_backward(s, argmax.data(), gy.data(), g_fast.data());
-            kernels::maxpool2d_backward_reference(s, x.data(), gy.data(), g_ref.data());
-            CHECK(same_bits(g_fast, g_ref));
+            Tensor<T> fast;
+            std::vector<std::uint32_t> argmax;
+            check_maxpool_bits(s, x, gy, fast, argmax);
           }
         }
   // all of a window -inf: the reference keeps its first position inside the input
