@@ -205,6 +205,55 @@ void maxpool2d_forward_reference(const Pool2dShape& s, const T* x, T* y) {
   });
 }
 
+// ---- max-pool forward, 2 x 2 windows of stride 2 without padding (LeNet's) ----
+//
+// The general kernel above takes every window start along a row (twice the work at stride 2)
+// through tiles of scratch rows; here each output reads its four values in row-major order
+// (top left, top right, bottom left, bottom right) and keeps the first maximum, a NaN replacing
+// whatever came before: the same rule as maxpool2d_forward_scalar (its reference, below), so
+// the same bits and positions. Branch-free, so that a row of outputs runs in SIMD. Only when
+// every window lies wholly inside the plane (no clipped last window).
+template <class T>
+bool maxpool2d_whole_2x2(const Pool2dShape& s) {
+  const auto whole = [](const PoolAxis& a) {
+    return !a.adaptive && a.kernel == 2 && a.stride == 2 && a.pad == 0 && 2 * a.out <= a.in;
+  };
+  return whole(s.h) && whole(s.w) && s.in_plane() < (std::size_t(1) << 32);
+}
+
+template <class T>
+void maxpool2d_forward_2x2(const Pool2dShape& s, const T* x, T* y, std::uint32_t* argmax) {
+  const std::size_t W = s.w.in, OW = s.w.out;
+  // [planes, OH] output rows, each [OW] windows of [2, 2]
+#pragma omp parallel for schedule(static) if (s.planes * s.in_plane() >= kParallelMinElements)
+  for (Index p = 0; p < Index(s.planes); ++p)
+    for (std::size_t oh = 0; oh < s.h.out; ++oh) {
+      const T* top = x + std::size_t(p) * s.in_plane() + 2 * oh * W;
+      const T* bottom = top + W;
+      T* out = y + std::size_t(p) * s.out_plane() + oh * OW;
+      std::uint32_t* at = argmax + std::size_t(p) * s.out_plane() + oh * OW;
+      const std::uint32_t row = std::uint32_t(2 * oh * W);
+      for (std::size_t ow = 0; ow < OW; ++ow) {
+        const T a = top[2 * ow], b = top[2 * ow + 1], c = bottom[2 * ow], d = bottom[2 * ow + 1];
+        T best = a;
+        std::uint32_t offset = 0;  // 0, 1, W, W + 1: the window's positions in row-major order
+        const bool take_b = (b > best) | (b != b);
+        best = take_b ? b : best, offset = take_b ? 1 : offset;
+        const bool take_c = (c > best) | (c != c);
+        best = take_c ? c : best, offset = take_c ? std::uint32_t(W) : offset;
+        const bool take_d = (d > best) | (d != d);
+        best = take_d ? d : best, offset = take_d ? std::uint32_t(W + 1) : offset;
+        out[ow] = best;
+        at[ow] = row + std::uint32_t(2 * ow) + offset;
+      }
+    }
+}
+
+template bool maxpool2d_whole_2x2<float>(const Pool2dShape&);
+template bool maxpool2d_whole_2x2<double>(const Pool2dShape&);
+template void maxpool2d_forward_2x2<float>(const Pool2dShape&, const float*, float*, std::uint32_t*);
+template void maxpool2d_forward_2x2<double>(const Pool2dShape&, const double*, double*, std::uint32_t*);
+
 // ---- 3 x 3 windows with stride 2 (SqueezeNet's, DenseNet's and ResNet's max-pools) ----
 //
 // The separable kernel above takes every window start along w (twice the work at stride 2) and
@@ -572,54 +621,5 @@ void avgpool2d_backward(const Pool2dShape& s, const T* gy, T* gx) {
   template void avgpool2d_backward_reference<T>(const Pool2dShape&, const T*, T*);
 AX_INSTANTIATE_POOL_KERNELS(float)
 AX_INSTANTIATE_POOL_KERNELS(double)
-
-// ---- max-pool forward, 2 x 2 windows of stride 2 without padding (LeNet's) ----
-//
-// The general kernel above takes every window start along a row (twice the work at stride 2)
-// through tiles of scratch rows; here each output reads its four values in row-major order
-// (top left, top right, bottom left, bottom right) and keeps the first maximum, a NaN replacing
-// whatever came before: the same rule as maxpool2d_forward_scalar (its reference, above), so
-// the same bits and positions. Branch-free, so that a row of outputs runs in SIMD. Only when
-// every window lies wholly inside the plane (no clipped last window).
-template <class T>
-bool maxpool2d_whole_2x2(const Pool2dShape& s) {
-  const auto whole = [](const PoolAxis& a) {
-    return !a.adaptive && a.kernel == 2 && a.stride == 2 && a.pad == 0 && 2 * a.out <= a.in;
-  };
-  return whole(s.h) && whole(s.w) && s.in_plane() < (std::size_t(1) << 32);
-}
-
-template <class T>
-void maxpool2d_forward_2x2(const Pool2dShape& s, const T* x, T* y, std::uint32_t* argmax) {
-  const std::size_t W = s.w.in, OW = s.w.out;
-  // [planes, OH] output rows, each [OW] windows of [2, 2]
-#pragma omp parallel for schedule(static) if (s.planes * s.in_plane() >= kParallelMinElements)
-  for (Index p = 0; p < Index(s.planes); ++p)
-    for (std::size_t oh = 0; oh < s.h.out; ++oh) {
-      const T* top = x + std::size_t(p) * s.in_plane() + 2 * oh * W;
-      const T* bottom = top + W;
-      T* out = y + std::size_t(p) * s.out_plane() + oh * OW;
-      std::uint32_t* at = argmax + std::size_t(p) * s.out_plane() + oh * OW;
-      const std::uint32_t row = std::uint32_t(2 * oh * W);
-      for (std::size_t ow = 0; ow < OW; ++ow) {
-        const T a = top[2 * ow], b = top[2 * ow + 1], c = bottom[2 * ow], d = bottom[2 * ow + 1];
-        T best = a;
-        std::uint32_t offset = 0;  // 0, 1, W, W + 1: the window's positions in row-major order
-        const bool take_b = (b > best) | (b != b);
-        best = take_b ? b : best, offset = take_b ? 1 : offset;
-        const bool take_c = (c > best) | (c != c);
-        best = take_c ? c : best, offset = take_c ? std::uint32_t(W) : offset;
-        const bool take_d = (d > best) | (d != d);
-        best = take_d ? d : best, offset = take_d ? std::uint32_t(W + 1) : offset;
-        out[ow] = best;
-        at[ow] = row + std::uint32_t(2 * ow) + offset;
-      }
-    }
-}
-
-template bool maxpool2d_whole_2x2<float>(const Pool2dShape&);
-template bool maxpool2d_whole_2x2<double>(const Pool2dShape&);
-template void maxpool2d_forward_2x2<float>(const Pool2dShape&, const float*, float*, std::uint32_t*);
-template void maxpool2d_forward_2x2<double>(const Pool2dShape&, const double*, double*, std::uint32_t*);
 
 }  // namespace ax::kernels
