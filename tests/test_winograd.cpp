@@ -15,6 +15,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -176,9 +177,11 @@ TEST_CASE("conv2d takes Winograd for float 3 x 3 stride-1 convolutions with enou
   s = shape(2, 16, 16, 16, 16, 1), s.winograd = false;
   CHECK_FALSE(kernels::winograd_fits(s));
 
-  // conv2d_forward and conv2d_backward_data dispatch to it; winograd = false keeps the GEMM
+  // conv2d_forward and conv2d_backward_data dispatch to it; winograd = false keeps the GEMM.
+  // 16 -> 48 channels on rows of 17 pixels: too many outputs on too long rows for the indirect
+  // tiles, which take the forward of shapes they fit (below)
   std::mt19937_64 rng(74);
-  s = shape(4, 16, 9, 10, 24, 1);
+  s = shape(4, 16, 16, 17, 48, 1);
   const Data d = random_case(s, rng);
   std::vector<float> workspace(kernels::conv2d_workspace(s));
   Tensor<float> via_conv(d.gy.shape()), via_winograd(d.gy.shape()), direct(d.gy.shape()), direct_ref(d.gy.shape());
@@ -190,7 +193,20 @@ TEST_CASE("conv2d takes Winograd for float 3 x 3 stride-1 convolutions with enou
   kernels::conv2d_forward(kept, d.x.data(), d.w.data(), d.b.data(), direct.data(), false, workspace.data());
   kernels::conv2d_forward_reference(kept, d.x.data(), d.w.data(), d.b.data(), direct_ref.data());
   CHECK_FALSE(same_bits(direct, via_winograd));
-  // backward-data: 16 -> 24 channels keeps the direct kernel (winograd_backward_fits), 24 -> 16 takes Winograd
+  // the forward of 16 -> 24 channels on rows of 10 pixels fits Winograd, but the indirect tiles take it
+  const kernels::Conv2dShape narrow = shape(4, 16, 9, 10, 24, 1);
+  REQUIRE(kernels::winograd_fits(narrow));
+  const Data n = random_case(narrow, rng);
+  std::vector<float> n_workspace(kernels::conv2d_workspace(narrow));
+  Tensor<float> n_conv(n.gy.shape()), n_winograd(n.gy.shape()), n_kept(n.gy.shape());
+  kernels::conv2d_forward(narrow, n.x.data(), n.w.data(), n.b.data(), n_conv.data(), false, n_workspace.data());
+  kernels::winograd_forward(narrow, n.x.data(), n.w.data(), n.b.data(), n_winograd.data(), false);
+  kernels::Conv2dShape narrow_kept = narrow;
+  narrow_kept.winograd = false;
+  kernels::conv2d_forward(narrow_kept, n.x.data(), n.w.data(), n.b.data(), n_kept.data(), false, n_workspace.data());
+  CHECK_FALSE(same_bits(n_conv, n_winograd));
+  CHECK(same_bits(n_conv, n_kept));
+  // backward-data: 16 -> 48 channels keeps the direct kernel (winograd_backward_fits), 24 -> 16 takes Winograd
   CHECK_FALSE(kernels::winograd_backward_fits(s));
   CHECK(kernels::winograd_backward_fits(shape(4, 32, 9, 10, 64, 1)));
   CHECK_FALSE(kernels::winograd_backward_fits(shape(1, 64, 8, 8, 64, 1)));  // 4 tiles: not even forward
@@ -206,6 +222,33 @@ TEST_CASE("conv2d takes Winograd for float 3 x 3 stride-1 convolutions with enou
   kernels::conv2d_backward_data(t, e.gy.data(), e.w.data(), gt_conv.data(), t_workspace.data());
   kernels::winograd_backward_data(t, e.gy.data(), e.w.data(), gt_winograd.data());
   CHECK(same_bits(gt_conv, gt_winograd));
+
+  // 128 -> 32 channels on rows of 8 fits the indirect tiles, but the forward takes Winograd (deep
+  // windows on rows of 8 and more); on rows of 3 the forward keeps the indirect tiles, and
+  // backward-data, which winograd_backward_fits would give Winograd, keeps the GEMM (tiles
+  // mostly padding)
+  for (const kernels::Conv2dShape& u : {shape(8, 128, 8, 8, 32, 1), shape(32, 128, 3, 3, 32, 1)}) {
+    const bool long_rows = u.out_w() >= 8;
+    CAPTURE(u.out_w());
+    REQUIRE(kernels::winograd_backward_fits(u));
+    const Data g = random_case(u, rng);
+    kernels::Conv2dShape u_kept = u;
+    u_kept.winograd = false;
+    std::vector<float> u_workspace(kernels::conv2d_workspace(u));
+    Tensor<float> y_conv(g.gy.shape()), y_winograd(g.gy.shape()), y_kept(g.gy.shape());
+    kernels::conv2d_forward(u, g.x.data(), g.w.data(), g.b.data(), y_conv.data(), false, u_workspace.data());
+    kernels::winograd_forward(u, g.x.data(), g.w.data(), g.b.data(), y_winograd.data(), false);
+    kernels::conv2d_forward(u_kept, g.x.data(), g.w.data(), g.b.data(), y_kept.data(), false, u_workspace.data());
+    CHECK_FALSE(same_bits(y_winograd, y_kept));
+    CHECK(same_bits(y_conv, long_rows ? y_winograd : y_kept));
+    Tensor<float> gx_conv = zeros<float>(g.x.shape()), gx_winograd = zeros<float>(g.x.shape());
+    Tensor<float> gx_kept = zeros<float>(g.x.shape());
+    kernels::conv2d_backward_data(u, g.gy.data(), g.w.data(), gx_conv.data(), u_workspace.data());
+    kernels::winograd_backward_data(u, g.gy.data(), g.w.data(), gx_winograd.data());
+    kernels::conv2d_backward_data(u_kept, g.gy.data(), g.w.data(), gx_kept.data(), u_workspace.data());
+    CHECK(same_bits(gx_conv, long_rows ? gx_winograd : gx_kept));
+    CHECK_FALSE(same_bits(gx_winograd, gx_kept));
+  }
 }
 
 TEST_CASE("Winograd is on by default; set_winograd(false) and DirectConvolutions keep the direct path") {
@@ -234,8 +277,10 @@ TEST_CASE("Winograd is on by default; set_winograd(false) and DirectConvolutions
 
 TEST_CASE("the conv op in float through Winograd stays within its error of the direct path, value and gradient") {
   std::mt19937_64 rng(75);
-  const Tensor<float> xv = uniform<float>({4, 32, 12, 12}, -1, 1, rng), wv = uniform<float>({32, 32, 3, 3}, -1, 1, rng);
-  const Tensor<float> bv = uniform<float>({32}, -1, 1, rng);
+  // 48 channels on rows of 16 pixels: Winograd's forward (fewer outputs or shorter rows take the
+  // indirect tiles) and backward-data
+  const Tensor<float> xv = uniform<float>({4, 48, 16, 16}, -1, 1, rng), wv = uniform<float>({48, 48, 3, 3}, -1, 1, rng);
+  const Tensor<float> bv = uniform<float>({48}, -1, 1, rng);
   const auto run = [&](bool winograd) {
     kernels::set_winograd(winograd);
     Tape<float> tape;
@@ -254,11 +299,19 @@ TEST_CASE("the conv op in float through Winograd stays within its error of the d
 }
 
 TEST_CASE("exact IG keeps the direct convolutions, Winograd on or off") {
-  // LeNet-28 with 16 channels: its 16 -> 32 convolution takes Winograd at 4 points and more, as
-  // exact IG's search batches (up to 64 points) do; its rounding would add breakpoints
-  const nn::ModelSpec spec = nn::lenet28(5, 16);
+  // A LeNet at 20 x 20 whose second convolution, 16 -> 48 channels on rows of 16 pixels, comes
+  // before the pooling: its forward takes Winograd at 2 points and more, as exact IG's search
+  // batches (up to 64 points) would (LeNet-28's 16 -> 32 on rows of 11 takes the indirect
+  // tiles); its rounding would add breakpoints
+  const nn::ModelSpec spec = [] {
+    nn::SpecBuilder b("input", {1, 20, 20}, 5);
+    b.set_range(0.0, 1.0);
+    std::string h = b.relu("relu1", b.conv2d("conv1", "input", 1, 16, 3));
+    h = b.maxpool2d("pool", b.relu("relu2", b.conv2d("conv2", h, 16, 48, 3)), 4, 4);
+    return b.finish(b.linear("fc", b.flatten("flat", h), 48 * 4 * 4, 10));
+  }();
   std::mt19937_64 rng(76);
-  const Tensor<float> x = uniform<float>({1, 28, 28}, 0, 1, rng), base = zeros<float>({1, 28, 28});
+  const Tensor<float> x = uniform<float>({1, 20, 20}, 0, 1, rng), base = zeros<float>({1, 20, 20});
   attr::IgOptions options;
   options.rule = attr::Rule::exact;
   const auto run = [&](bool winograd) {

@@ -757,11 +757,37 @@ void conv2d_forward_reference(const Conv2dShape& s, const T* x, const T* w, cons
         for (std::size_t p = 0; p < P; ++p) y[(n * s.out_channels + o) * P + p] += bias[o];
 }
 
+namespace {
+// Which float convolutions take Winograd, beside the indirect tiles and the GEMM. Measured per
+// layer (forward and backward-data, Winograd against the other path, fastest of 15 interleaved
+// rounds, batches 10, 22 and 52, 1 and 2 threads, load 4-5):
+// - forward: where the indirect tiles fit, they beat Winograd on every shape with fewer than
+//   128 input channels (SqueezeNet's expands 16 -> 64 at 15 x 15 to 64 -> 256 at 3 x 3 in
+//   0.45-0.88x its time, LeNet-28's 16 -> 32 in 0.55x, Fashion's 32 -> 64 at 14 x 14 0.9-0.96x)
+//   and on DenseNet's 128 -> 32 at 4 x 4 and 2 x 2 (0.4-0.9x); Winograd stays ahead on deep
+//   windows with 128 outputs or more (ResNet-18 at 64 x 64: 128 -> 128 at 8 x 8 1.2-1.6x,
+//   256 -> 256 at 4 x 4 1.3-1.6x) or rows of 8 and more (DenseNet's 128 -> 32 at 16 x 16 1.0-1.2x,
+//   8 x 8 0.9-1.1x);
+// - backward-data: on rows or columns shorter than one 4 x 4 tile most of each tile is padding,
+//   and the GEMM beat Winograd (SqueezeNet's 48 -> 192 and 64 -> 256 at 3 x 3 in 0.81-0.95x its
+//   time, DenseNet's 128 -> 32 at 2 x 2 0.92x); from 4 x 4 up winograd_backward_fits's rule holds.
+constexpr std::size_t kWinogradDeepWindow = 128, kWinogradWideOut = 128, kWinogradLongRow = 8;
+constexpr std::size_t kWinogradTile = 4;  // F(4x4, 3x3)'s output tile side
+bool forward_takes_winograd(const Conv2dShape& s) {
+  if (!winograd_fits(s)) return false;
+  if (!indirect_fits(s)) return true;
+  return s.in_channels >= kWinogradDeepWindow && (s.out_channels >= kWinogradWideOut || s.out_w() >= kWinogradLongRow);
+}
+bool backward_takes_winograd(const Conv2dShape& s) {
+  return winograd_backward_fits(s) && s.out_h() >= kWinogradTile && s.out_w() >= kWinogradTile;
+}
+}  // namespace
+
 template <class T>
 void conv2d_forward(const Conv2dShape& shape, const T* x, const T* w, const T* bias, T* y, bool accumulate,
                     T* workspace) {
   if constexpr (std::is_same_v<T, float>)
-    if (winograd_fits(shape)) return winograd_forward(shape, x, w, bias, y, accumulate);
+    if (forward_takes_winograd(shape)) return winograd_forward(shape, x, w, bias, y, accumulate);
   const Conv2dShape s = pixels_as_one_row(shape);
   if (direct_forward_fits(s)) {
     direct_conv(direct_forward_shape(s), x, w, bias, y, accumulate, workspace);
@@ -798,7 +824,7 @@ void conv2d_backward_data_reference(const Conv2dShape& s, const T* gy, const T* 
 template <class T>
 void conv2d_backward_data(const Conv2dShape& shape, const T* gy, const T* w, T* gx, T* workspace) {
   if constexpr (std::is_same_v<T, float>)
-    if (winograd_backward_fits(shape)) return winograd_backward_data(shape, gy, w, gx);
+    if (backward_takes_winograd(shape)) return winograd_backward_data(shape, gy, w, gx);
   const Conv2dShape s = pixels_as_one_row(shape);
   if (direct_backward_fits(s)) {
     T* flipped = workspace;
