@@ -835,6 +835,7 @@ template <class T>
 bool few_nonzero_channels(const Conv2dShape& s, const T* gy, std::vector<std::size_t>& nonzero) {
   if (s.groups != 1) return false;
   const std::size_t O = s.out_channels, P = s.out_pixels(), most = O / kSparseChannelsFraction;
+  nonzero.reserve(most + 1);
   // [O] channels in order, each over [N, P] until its first nonzero value
   for (std::size_t o = 0; o < O; ++o) {
     bool zero = true;
@@ -874,7 +875,8 @@ void backward_data_kept_channels(const Conv2dShape& s, const std::vector<std::si
 
 template <class T>
 void conv2d_backward_data(const Conv2dShape& shape, const T* gy, const T* w, T* gx, T* workspace) {
-  std::vector<std::size_t> kept;
+  thread_local std::vector<std::size_t> kept;  // its capacity kept: no allocation once warm
+  kept.clear();
   if (!few_nonzero_channels(shape, gy, kept)) return backward_data_dense(shape, gy, w, gx, workspace);
   if (!kept.empty()) backward_data_kept_channels(shape, kept, gy, w, gx);
 }
