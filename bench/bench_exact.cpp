@@ -37,9 +37,12 @@ double cpu_seconds() {
   return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
 }
 
+// The median; of an even count, the mean of the middle two (ten images: not the upper one).
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
+  if (v.empty()) return 0.0;
+  const std::size_t half = v.size() / 2;
+  return v.size() % 2 ? v[half] : 0.5 * (v[half - 1] + v[half]);
 }
 
 std::vector<std::string> shipped_images() {

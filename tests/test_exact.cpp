@@ -8,6 +8,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <omp.h>
@@ -340,22 +341,23 @@ TEST_CASE("exact IG on a network with skip connections: the reference search, co
   CHECK(test::max_abs_diff(fine.values, exact.values) < 1e-3 * xt::amax(xt::abs(exact.values))());
 }
 
-TEST_CASE("max-pool's quick window test drops no switch: the same switches as walking every window") {
-  // 2 x 2 windows of stride 2 over 7 x 9 planes (a last row and column in no window), values
-  // from a few levels so that ties at either end are common, and a NaN now and then
+namespace {
+
+// 2 x 2 windows of stride 2 over `in`, values from a few levels so that ties at either end are
+// common, and a NaN now and then: MaxPool2d::switches against every window walked (the values as
+// doubles, the full test, the envelope). Returns the windows that switched.
+std::size_t check_quick_window_test(const Shape& in, const Shape& out, int trials) {
   std::mt19937_64 rng(5);
   std::uniform_int_distribution<int> level(0, 3);
   Attrs attrs = ops::pool_attrs(2, 2, 0, false, true);
-  const Shape in{1, 3, 7, 9}, out{1, 3, 3, 4};
   std::size_t windows_with_switches = 0;
-  for (int trial = 0; trial < 200; ++trial) {
+  for (int trial = 0; trial < trials; ++trial) {
     std::vector<float> z0(numel(in)), z1(numel(in));
     for (float& v : z0) v = float(level(rng));
     for (float& v : z1) v = float(level(rng));
     if (trial % 10 == 0) z1[std::size_t(trial) % z1.size()] = std::nanf("");
     std::vector<double> quick, walked, v0, v1;
     ops::MaxPool2d::switches(attrs, in, out, z0.data(), z1.data(), quick);
-    // every window walked: the values as doubles, the full test, the envelope
     for (std::size_t ch = 0; ch < in[1]; ++ch)
       for (std::size_t oy = 0; oy < out[2]; ++oy)
         for (std::size_t ox = 0; ox < out[3]; ++ox) {
@@ -371,5 +373,48 @@ TEST_CASE("max-pool's quick window test drops no switch: the same switches as wa
         }
     CHECK(quick == walked);
   }
-  CHECK(windows_with_switches > 100);
+  return windows_with_switches;
+}
+
+}  // namespace
+
+TEST_CASE("max-pool's quick window test drops no switch: the same switches as walking every window") {
+  // 7 x 9 planes: a last row and column in no window
+  CHECK(check_quick_window_test({1, 3, 7, 9}, {1, 3, 3, 4}, 200) > 100);
+  // rows of 7 windows (the shipped model's second pool), over many blocks of the quick test, and
+  // planes of odd width whose windows' corners straddle the blocks' ends
+  CHECK(check_quick_window_test({1, 64, 14, 14}, {1, 64, 7, 7}, 20) > 100);
+  CHECK(check_quick_window_test({1, 40, 13, 15}, {1, 40, 6, 7}, 20) > 100);
+}
+
+TEST_CASE("relu's crossings, tested a block at a time, are those of every unit walked in order") {
+  // long inputs where few units cross (whole blocks pass the quick test): the only crossing of a
+  // block at its first or last unit, or a few at random; some units exactly at 0 at one end (no
+  // crossing strictly inside), and NaNs (never a crossing)
+  std::mt19937_64 rng(9);
+  std::uniform_real_distribution<float> value(-1, 1);
+  std::uniform_int_distribution<int> pick(0, 199);
+  const std::vector<std::size_t> lone{0, 63, 191, 256, 999};  // blocks of 64: crossing alone at an end
+  for (std::size_t n : {1u, 63u, 64u, 65u, 1000u}) {
+    std::vector<float> z0(n), z1(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      z0[i] = value(rng);
+      const int kind = pick(rng);
+      const bool crosses = kind == 0 || std::find(lone.begin(), lone.end(), i) != lone.end();
+      z1[i] = crosses ? -z0[i] : kind == 1 ? 0.0f : kind == 2 ? std::nanf("") : z0[i] * 2;
+    }
+    // z1 = -z0 crosses 0.25 only where |z0| > 0.25: the lone ones cross it too
+    for (std::size_t i : lone)
+      if (i < n) z0[i] = z0[i] < 0 ? z0[i] - 0.5f : z0[i] + 0.5f, z1[i] = -z0[i];
+    for (double level : {0.0, 0.25}) {
+      std::vector<double> blocked, walked;
+      ops::level_crossings(z0.data(), z1.data(), n, level, blocked);
+      for (std::size_t i = 0; i < n; ++i) {
+        const double d0 = double(z0[i]) - level, d1 = double(z1[i]) - level;
+        if ((d0 < 0 && d1 > 0) || (d0 > 0 && d1 < 0)) walked.push_back(d0 / (d0 - d1));
+      }
+      CHECK(blocked == walked);
+      if (n == 1000) CHECK(walked.size() >= lone.size());
+    }
+  }
 }

@@ -4,6 +4,7 @@
 // affinely from z0 to z1; a switch is returned as s in (0, 1), the fraction of that interval.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <vector>
 
@@ -11,11 +12,25 @@ namespace ax::ops {
 
 // Where, strictly inside (0, 1), each of the n affine functions with end values z0[i], z1[i]
 // crosses `level` (a kink of an elementwise op).
+// Few units cross between two breakpoints: each block of kBlock is first tested as a whole,
+// branch-free (in SIMD), and only a block with a crossing is walked unit by unit. The test is
+// the walk's own (in double, where a float converts exactly), so the roots are the same.
 template <class T>
 void level_crossings(const T* z0, const T* z1, std::size_t n, double level, std::vector<double>& roots) {
-  for (std::size_t i = 0; i < n; ++i) {
-    const double d0 = double(z0[i]) - level, d1 = double(z1[i]) - level;
-    if ((d0 < 0 && d1 > 0) || (d0 > 0 && d1 < 0)) roots.push_back(d0 / (d0 - d1));
+  constexpr std::size_t kBlock = 64;
+  for (std::size_t begin = 0; begin < n; begin += kBlock) {
+    const std::size_t end = std::min(n, begin + kBlock);
+    int crosses = 0;
+    // [block]
+    for (std::size_t i = begin; i < end; ++i) {
+      const double d0 = double(z0[i]) - level, d1 = double(z1[i]) - level;
+      crosses |= ((d0 < 0) & (d1 > 0)) | ((d0 > 0) & (d1 < 0));
+    }
+    if (!crosses) continue;
+    for (std::size_t i = begin; i < end; ++i) {
+      const double d0 = double(z0[i]) - level, d1 = double(z1[i]) - level;
+      if ((d0 < 0 && d1 > 0) || (d0 > 0 && d1 < 0)) roots.push_back(d0 / (d0 - d1));
+    }
   }
 }
 

@@ -170,22 +170,23 @@ struct MaxPool2d : FixedWindowPool {
       for (std::size_t x = 0; x < cols; ++x) steady |= (z0[y * row + x] == top0) & (z1[y * row + x] == top1);
     return steady;
   }
-  // The quick test for a row of n whole 2 x 2 windows of stride 2: steady[o] when one of window
-  // o's four positions holds its maximum at both ends, and no value is a NaN (those take the
-  // full test). Branch-free, so that the loop runs in SIMD. top and bottom: the windows' two
-  // input rows, at each end of the interval.
+  // The quick test for the 2 x 2 windows whose top-left corners are the n consecutive positions
+  // from z0, z1 (rows `row` apart): steady[i] when one of the four positions of the window at i
+  // holds its maximum at both ends, and no value is a NaN (those take the full test). Every
+  // position is taken, not only the stride-2 corners: the loads are then contiguous and the loop
+  // runs in SIMD at full width, where a row of 7 windows (the shipped model's second pool) left
+  // it scalar. Branch-free for the same reason.
   template <class T>
-  static void steady_row_2x2(const T* top0, const T* bottom0, const T* top1, const T* bottom1, std::size_t n,
-                             unsigned char* steady) {
-    // [windows]
-    for (std::size_t o = 0; o < n; ++o) {
-      const T a0 = top0[2 * o], b0 = top0[2 * o + 1], c0 = bottom0[2 * o], d0 = bottom0[2 * o + 1];
-      const T a1 = top1[2 * o], b1 = top1[2 * o + 1], c1 = bottom1[2 * o], d1 = bottom1[2 * o + 1];
+  static void steady_corners_2x2(const T* z0, const T* z1, std::size_t row, std::size_t n, unsigned char* steady) {
+    // [positions]
+    for (std::size_t i = 0; i < n; ++i) {
+      const T a0 = z0[i], b0 = z0[i + 1], c0 = z0[i + row], d0 = z0[i + row + 1];
+      const T a1 = z1[i], b1 = z1[i + 1], c1 = z1[i + row], d1 = z1[i + row + 1];
       const T m0 = std::max(std::max(a0, b0), std::max(c0, d0)), m1 = std::max(std::max(a1, b1), std::max(c1, d1));
       const int numbers = (a0 == a0) & (b0 == b0) & (c0 == c0) & (d0 == d0) & (a1 == a1) & (b1 == b1) & (c1 == c1) & (d1 == d1);
       const int held = ((a0 == m0) & (a1 == m1)) | ((b0 == m0) & (b1 == m1)) | ((c0 == m0) & (c1 == m1)) |
                        ((d0 == m0) & (d1 == m1));
-      steady[o] = static_cast<unsigned char>(numbers & held);
+      steady[i] = static_cast<unsigned char>(numbers & held);
     }
   }
   template <class T>
@@ -210,24 +211,32 @@ struct MaxPool2d : FixedWindowPool {
     if (most > kWindowOnStack) heap0.resize(most), heap1.resize(most);
     double* v0 = most > kWindowOnStack ? heap0.data() : stack0;  // one window's values at both ends
     double* v1 = most > kWindowOnStack ? heap1.data() : stack1;
-    // 2 x 2 windows of stride 2 (LeNet's): the quick test a row at a time, over the whole windows
+    // 2 x 2 windows of stride 2 (LeNet's): the quick test over blocks of kCorners consecutive
+    // positions (the windows' corners among them), for the whole windows; a whole window's
+    // bottom-right position is inside the sample, so is every position a block reads
     const bool pairs = ah.kernel == 2 && aw.kernel == 2 && ah.stride == 2 && aw.stride == 2 && ah.pad == 0 && aw.pad == 0;
     const std::size_t whole_rows = pairs ? std::min(ah.out, in[2] / 2) : 0;
     const std::size_t whole_cols = pairs ? std::min(aw.out, in[3] / 2) : 0;
-    constexpr std::size_t kRowOnStack = 256;
-    unsigned char row_steady[kRowOnStack];
+    // positions from last_corner on have no whole window below-right of them
+    const std::size_t last_corner = whole_rows && whole_cols ? in[1] * plane - in[3] - 1 : 0;
+    constexpr std::size_t kCorners = 1024;
+    unsigned char corner_steady[kCorners];
+    std::size_t block = 0, block_end = 0;  // the positions corner_steady holds
     // [channels, out h, out w] windows, each [span h, span w]
     for (std::size_t ch = 0; ch < in[1]; ++ch)
-      for (std::size_t oy = 0; oy < ah.out; ++oy) {
-        const std::size_t quick = oy < whole_rows ? std::min(whole_cols, kRowOnStack) : 0;
-        if (quick) {
-          const std::size_t top = ch * plane + 2 * oy * in[3], bottom = top + in[3];
-          steady_row_2x2(z0 + top, z0 + bottom, z1 + top, z1 + bottom, quick, row_steady);
-        }
+      for (std::size_t oy = 0; oy < ah.out; ++oy)
         for (std::size_t ox = 0; ox < aw.out; ++ox) {
-          if (ox < quick && row_steady[ox]) continue;
+          const bool quick = oy < whole_rows && ox < whole_cols;
+          if (quick) {
+            const std::size_t corner = ch * plane + 2 * oy * in[3] + 2 * ox;  // increasing
+            if (corner >= block_end) {
+              block = corner, block_end = std::min(corner + kCorners, last_corner);
+              steady_corners_2x2(z0 + block, z1 + block, in[3], block_end - block, corner_steady);
+            }
+            if (corner_steady[corner - block]) continue;
+          }
           const auto sy = ah.span(oy), sx = aw.span(ox);
-          if (ox >= quick && steady(z0 + ch * plane, z1 + ch * plane, in[3], sy, sx)) continue;
+          if (!quick && steady(z0 + ch * plane, z1 + ch * plane, in[3], sy, sx)) continue;
           std::size_t k = 0;
           for (std::size_t y = sy.begin; y < sy.end; ++y)
             for (std::size_t x = sx.begin; x < sx.end; ++x, ++k) {
@@ -237,7 +246,6 @@ struct MaxPool2d : FixedWindowPool {
             }
           if (!same_leader(v0, v1, k)) envelope_switches(v0, v1, k, roots);
         }
-      }
   }
 };
 
