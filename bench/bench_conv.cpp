@@ -7,7 +7,8 @@
 //                  against (what an implicit GEMM could at best reach)
 //   backward data  gx += conv^T(gy, w): GEMM + col2im, what an attribution runs
 //   winograd       the same forward and backward-data by Winograd F(4x4, 3x3) (kernels/winograd.hpp),
-//                  for the 3 x 3 stride-1 shapes it takes; GFLOP/s "effective": counted as the
+//                  for the 3 x 3 stride-1 shapes it fits (the kernels themselves, whichever
+//                  route conv2d's dispatch picks there); GFLOP/s "effective": counted as the
 //                  direct convolution's flops, so they compare with the columns beside them
 //   error          Winograd's and the direct path's float results against the direct path in
 //                  double: relative L2 (||a - b|| / ||b||) and largest error over largest value
@@ -120,8 +121,16 @@ void bench_winograd(const Conv& c, std::size_t batch, int runs) {
   const std::vector<float> w = random_vector(c.out_channels * s.patch(), rng);
   const std::vector<float> gy = random_vector(batch * c.out_channels * s.out_pixels(), rng);
   std::vector<float> y(gy.size()), gx(x.size()), workspace(ax::kernels::conv2d_workspace(s));
-  const auto forward = [&] { ax::kernels::conv2d_forward<float>(s, x.data(), w.data(), nullptr, y.data(), false, workspace.data()); };
-  const auto backward = [&] { ax::kernels::conv2d_backward_data<float>(s, gy.data(), w.data(), gx.data(), workspace.data()); };
+  // s.winograd false: conv2d's other routes; true: the Winograd kernels themselves (conv2d's
+  // dispatch gives some shapes Winograd fits to the indirect tiles instead: conv.cpp)
+  const auto forward = [&] {
+    if (s.winograd) return ax::kernels::winograd_forward(s, x.data(), w.data(), nullptr, y.data(), false);
+    ax::kernels::conv2d_forward<float>(s, x.data(), w.data(), nullptr, y.data(), false, workspace.data());
+  };
+  const auto backward = [&] {
+    if (s.winograd) return ax::kernels::winograd_backward_data(s, gy.data(), w.data(), gx.data());
+    ax::kernels::conv2d_backward_data<float>(s, gy.data(), w.data(), gx.data(), workspace.data());
+  };
   // The fastest of `runs` rounds, each timing the four in turn (direct forward, Winograd forward,
   // direct backward, Winograd backward): a burst of load from another process hits all four alike,
   // and the fastest round is what the code does undisturbed.
