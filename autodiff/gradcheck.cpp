@@ -1,5 +1,7 @@
 #include "gradcheck.hpp"
 
+#include "ops/elementwise.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -36,9 +38,16 @@ std::string GradcheckReport::summary() const {
 
 GradcheckReport gradcheck(const GradcheckFunction& f, const std::vector<Tensor<double>>& inputs,
                           const GradcheckOptions& options) {
+  // Each input reaches f through a node that passes it on (x * 1), so that the ops under test meet
+  // their inputs' gradients unset, as inside a network; poisoned with NaN, an element that a
+  // backward leaves unwritten shows.
   Tape<double> tape;
-  std::vector<Var<double>> vars;
-  for (std::size_t i = 0; i < inputs.size(); ++i) vars.push_back(tape.input(inputs[i], true, "x" + std::to_string(i)));
+  tape.set_poison_unset_gradients(true);
+  std::vector<Var<double>> leaves, vars;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    leaves.push_back(tape.input(inputs[i], true, "x" + std::to_string(i)));
+    vars.push_back(scale(leaves.back(), 1.0));
+  }
   const Var<double> out = f(tape, vars);
 
   std::mt19937_64 rng(options.seed);
@@ -50,8 +59,8 @@ GradcheckReport gradcheck(const GradcheckFunction& f, const std::vector<Tensor<d
   tape.zero_grad();
   tape.backward(out, u);
   std::vector<Tensor<double>> jtu;
-  for (const Var<double>& x : vars) jtu.push_back(tape.grad(x));
-  for (std::size_t i = 0; i < vars.size(); ++i) tape.set_direction(vars[i], v[i]);
+  for (const Var<double>& x : leaves) jtu.push_back(tape.grad(x));
+  for (std::size_t i = 0; i < vars.size(); ++i) tape.set_direction(leaves[i], v[i]);
   tape.tangent();
   const Tensor<double> jv = tape.tangent(out);
 
@@ -68,13 +77,13 @@ GradcheckReport gradcheck(const GradcheckFunction& f, const std::vector<Tensor<d
     for (std::size_t j = 0; j < x.size(); ++j) {
       const double saved = x.data()[j];
       x.data()[j] = saved + h;
-      tape.set_value(vars[i], x);
+      tape.set_value(leaves[i], x);
       const double up = weighted_output();
       x.data()[j] = saved - h;
-      tape.set_value(vars[i], x);
+      tape.set_value(leaves[i], x);
       const double down = weighted_output();
       x.data()[j] = saved;
-      tape.set_value(vars[i], x);
+      tape.set_value(leaves[i], x);
       report.backward_error = std::max(report.backward_error, relative(jtu[i].data()[j], (up - down) / (2 * h)));
       ++report.checked;
     }
@@ -85,7 +94,7 @@ GradcheckReport gradcheck(const GradcheckFunction& f, const std::vector<Tensor<d
     for (std::size_t i = 0; i < inputs.size(); ++i) {
       Tensor<double> x = inputs[i];
       for (std::size_t j = 0; j < x.size(); ++j) x.data()[j] += t * v[i].data()[j];
-      tape.set_value(vars[i], x);
+      tape.set_value(leaves[i], x);
     }
     tape.forward();
     return Tensor<double>(tape.value(out));

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 
 namespace ax {
 namespace {
@@ -243,19 +244,33 @@ void Tape<T>::backward_from(const std::pair<int, const Tensor<T>*>* seeds, std::
     if (n.kind != NodeKind::op && n.requires_grad && n.grad.shape() != n.value.shape())
       resize_zero(n.grad, n.value.shape());
 
-  live_.assign(nodes_.size(), 0);  // keeps capacity: no allocation after the first call
+  // An intermediate's gradient joins the pass unset: sized, not filled. Its first writer either
+  // writes it whole (an op that declares writes_unset_gradients) or finds it zero-filled just
+  // before it adds (any other op): no pass over memory that the next one overwrites.
+  live_.assign(nodes_.size(), not_live);  // keeps capacity: no allocation after the first call
   auto make_live = [&](int id) {
     Node<T>& n = nodes_[static_cast<std::size_t>(id)];
-    if (live_[static_cast<std::size_t>(id)]) return;
-    live_[static_cast<std::size_t>(id)] = 1;
-    if (n.kind == NodeKind::op) {  // intermediates restart at zero
+    char& state = live_[static_cast<std::size_t>(id)];
+    if (state != not_live) return;
+    if (n.kind == NodeKind::op) {  // intermediates restart from nothing
       n.grad.resize(n.value.shape());
-      kernels::fill(n.grad.data(), n.grad.size(), T(0));
+      if (poison_unset_) kernels::fill(n.grad.data(), n.grad.size(), std::numeric_limits<T>::quiet_NaN());
+      state = unset;
+    } else {
+      state = holds_value;  // leaves keep what they hold
     }
+  };
+  auto zero_if_unset = [&](int id) {
+    char& state = live_[static_cast<std::size_t>(id)];
+    if (state != unset) return;
+    Tensor<T>& g = nodes_[static_cast<std::size_t>(id)].grad;
+    kernels::fill(g.data(), g.size(), T(0));
+    state = holds_value;
   };
   for (std::size_t s = 0; s < count; ++s) {
     const auto& [id, seed] = seeds[s];
     make_live(id);
+    zero_if_unset(id);
     Node<T>& o = nodes_[static_cast<std::size_t>(id)];
     for (std::size_t i = 0; i < seed->size(); ++i) o.grad.data()[i] += seed->data()[i];
   }
@@ -265,16 +280,28 @@ void Tape<T>::backward_from(const std::pair<int, const Tensor<T>*>* seeds, std::
   for (int id = top; id >= std::max(stop, 0); --id) {
     Node<T>& n = nodes_[static_cast<std::size_t>(id)];
     if (!live_[static_cast<std::size_t>(id)] || n.kind != NodeKind::op) continue;
+    zero_if_unset(id);  // no consumer wrote it (an empty consumer): its inputs receive zeros
     for (int in : n.inputs)
       if (nodes_[static_cast<std::size_t>(in)].requires_grad) make_live(in);
     if (n.value.size() == 0) continue;  // an empty output adds nothing to its inputs' gradients
+    // What this op cannot write unset is filled now: all its inputs for a rescale rule or an op
+    // that only adds, and an input it reads twice (x * x adds to one gradient twice).
+    const bool writes_unset = !rescale && n.op->writes_unset_gradients;
+    for (std::size_t i = 0; i < n.inputs.size(); ++i) {
+      const int in = n.inputs[i];
+      if (!writes_unset || std::count(n.inputs.begin(), n.inputs.end(), in) > 1) zero_if_unset(in);
+    }
     OpContext<T> ctx(*this, id);
     const auto start = profiling_ ? Clock::now() : Clock::time_point{};
     if (rescale) rescale_node(id, ctx);
     else n.op->backward(ctx);
     if (profiling_) stats_.backward_seconds[static_cast<std::size_t>(id)] += seconds_since(start);
     ++stats_.backward_nodes;
+    for (int in : n.inputs)
+      if (live_[static_cast<std::size_t>(in)] == unset) live_[static_cast<std::size_t>(in)] = holds_value;
   }
+  // Gradients the pass reached but did not write (below `stop`, or behind an empty output) are zero.
+  for (std::size_t id = 0; id < nodes_.size(); ++id) zero_if_unset(static_cast<int>(id));
 }
 
 template <class T>

@@ -119,6 +119,7 @@ struct OpFns {
   Shape (*shape)(const OpContext<T>&);  // output shape from the inputs' shapes; throws Error
   void (*forward)(OpContext<T>&);       // y = f(x)
   void (*backward)(OpContext<T>&);      // gx += J^T gy, for each input that wants a gradient
+                                        // (gx = J^T gy where OpContext::gx_unset says so)
   void (*tangent)(OpContext<T>&);       // ty = J tx, inputs without a tangent count as zero
   Linearity linearity = Linearity::smooth;
   SwitchesFn<T> switches = nullptr;     // piecewise_linear ops only
@@ -128,6 +129,9 @@ struct OpFns {
   // The output reads only input 0's shape (its batch size), not its values (a learned constant):
   // it does not move when input 0 moves, so it requires a gradient only through the others.
   bool shape_only_first = false;
+  // The backward writes (=) an input's gradient that holds no value yet (OpContext::gx_unset)
+  // instead of adding to zeros: the tape then leaves it unfilled. False: the tape zero-fills it.
+  bool writes_unset_gradients = false;
 
   // Whether the output depends on the values of input i.
   bool reads(std::size_t i) const { return !(shape_only_first && i == 0); }
@@ -247,6 +251,9 @@ class Tape {
   // Times every node's forward and backward into stats() (and resets those times). Off by
   // default: the clock costs about 20 ns a node.
   void set_profiling(bool on);
+  // For tests: intermediate gradients join a backward pass filled with NaN instead of unset, so
+  // that a backward which leaves part of a gradient unwritten (OpContext::gx_unset) shows.
+  void set_poison_unset_gradients(bool on) { poison_unset_ = on; }
   // "node 7 (softmax)" or "node 0 (input 'x')": how errors name a node.
   std::string describe(int id) const;
   // The most elements an op node's value may hold (max_elements by default; lower it to keep a
@@ -267,11 +274,14 @@ class Tape {
   void rescale_node(int id, OpContext<T>& ctx);
 
   std::vector<Node<T>> nodes_;
-  std::vector<char> live_;  // backward: this node's gradient has received a contribution
+  // backward: whether a node's gradient is part of this pass, and whether it holds a value yet
+  enum Live : char { not_live = 0, holds_value = 1, unset = 2 };
+  std::vector<char> live_;
   Tensor<T> ones_;          // backward(out): the seed of ones
   Tensor<T> workspace_;     // OpContext::workspace()
   TapeStats stats_;
   bool profiling_ = false;
+  bool poison_unset_ = false;
   std::size_t element_limit_ = max_elements;
 };
 
@@ -292,6 +302,12 @@ class OpContext {
   const Tensor<T>& gy() const { return node_.grad; }
   // The gradient of input i to add into, or nullptr when input i takes no gradient.
   Tensor<T>* gx(int i) { Node<T>& n = in(i); return n.requires_grad ? &n.grad : nullptr; }
+  // True when gx(i) holds no value yet (not even zeros) and this backward must write every element
+  // of it (=) rather than add (+=). Only for ops that declare writes_unset_gradients; an input
+  // that appears twice among the op's inputs is never unset.
+  bool gx_unset(int i) const {
+    return tape_.live_[static_cast<std::size_t>(node_.inputs[static_cast<std::size_t>(i)])] == Tape<T>::unset;
+  }
   // The tangent of input i, or nullptr when it is zero.
   const Tensor<T>* tx(int i) const { const Node<T>& n = in(i); return n.has_tangent ? &n.tangent : nullptr; }
   Tensor<T>& ty() { return node_.tangent; }

@@ -89,7 +89,7 @@ void bench(const Conv& c, std::size_t batch, int runs, std::size_t budget_bytes 
                                workspace.data(), width, 0.f, y.data(), width);
   });
   const double backward = median_seconds(runs, [&] {
-    ax::kernels::conv2d_backward_data<float>(s, gy.data(), w.data(), gx.data(), workspace.data());
+    ax::kernels::conv2d_backward_data<float>(s, gy.data(), w.data(), gx.data(), true, workspace.data());
   });
   // gemm_only computes whole chunks: scale its flops to the chunks it ran
   const double gemm_flops = s.flops() * double(chunks * s.chunk) / double(batch);
@@ -128,8 +128,8 @@ void bench_winograd(const Conv& c, std::size_t batch, int runs) {
     ax::kernels::conv2d_forward<float>(s, x.data(), w.data(), nullptr, y.data(), false, workspace.data());
   };
   const auto backward = [&] {
-    if (s.winograd) return ax::kernels::winograd_backward_data(s, gy.data(), w.data(), gx.data());
-    ax::kernels::conv2d_backward_data<float>(s, gy.data(), w.data(), gx.data(), workspace.data());
+    if (s.winograd) return ax::kernels::winograd_backward_data(s, gy.data(), w.data(), gx.data(), true);
+    ax::kernels::conv2d_backward_data<float>(s, gy.data(), w.data(), gx.data(), true, workspace.data());
   };
   // The fastest of `runs` rounds, each timing the four in turn (direct forward, Winograd forward,
   // direct backward, Winograd backward): a burst of load from another process hits all four alike,
@@ -152,7 +152,7 @@ void bench_winograd(const Conv& c, std::size_t batch, int runs) {
   std::vector<double> yd(y.size()), gxd(x.size(), 0.0), workspace_d(workspace.size());
   s.winograd = false;
   ax::kernels::conv2d_forward<double>(s, xd.data(), wd.data(), nullptr, yd.data(), false, workspace_d.data());
-  ax::kernels::conv2d_backward_data<double>(s, gyd.data(), wd.data(), gxd.data(), workspace_d.data());
+  ax::kernels::conv2d_backward_data<double>(s, gyd.data(), wd.data(), gxd.data(), true, workspace_d.data());
   Errors e[2][2];  // [direct, winograd][forward, backward]
   for (bool winograd : {false, true}) {
     s.winograd = winograd;

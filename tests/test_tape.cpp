@@ -2,13 +2,18 @@
 // sensitivity example of the Integrated Gradients paper.
 #include "autodiff/gradcheck.hpp"
 #include "autodiff/ops.hpp"
+#include "gradcheck_support.hpp"
 #include "support.hpp"
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
+
 using namespace ax;
 using ax::test::same_bits;
 using ax::test::uniform;
+using ax::test::Vars;
 
 namespace {
 
@@ -232,4 +237,70 @@ TEST_CASE("misuse is reported, not undefined") {
   CHECK_THROWS_WITH_AS(tape.set_direction(x, zeros<double>({2})), doctest::Contains("direction shape [2] differs"), Error);
   CHECK_THROWS_WITH_AS(tape.backward(relu(c)), doctest::Contains("depends on no leaf that requires grad"), Error);
   CHECK_THROWS_WITH_AS(tape.grad(y), doctest::Contains("has no gradient yet"), Error);
+}
+
+namespace {
+
+// A small network over every op whose backward writes an unset gradient (conv2d, batchnorm2d,
+// relu, add plain and broadcast, concat, reshape, linear) beside ops that only add (max-pool,
+// mul with one input twice), with nodes read by two consumers and a weight that is itself computed.
+Var<double> every_writer(Tape<double>& t, const Vars& v) {
+  const Var<double> x = v[0], w = v[1], scale = v[2];
+  const Var<double> w2 = w * 0.5;  // a weight computed on the tape: its gradient starts unset
+  const Var<double> conv = conv2d(x, w2, t.constant(full<double>({4}, 0.1)), 1, 1);  // [2, 4, 5, 5]
+  const Var<double> bn = batchnorm2d(conv, t.constant(full<double>({4}, 0.2)), t.constant(full<double>({4}, 1.5)));
+  const Var<double> r = relu(bn);
+  const Var<double> both = r + conv;                  // conv read by batchnorm2d and add
+  const Var<double> scaled = both + scale;            // scale [4, 1, 1] broadcast
+  const Var<double> joined = concat(Vars{scaled, r * r}, 1);  // [2, 8, 5, 5]; r read three times
+  const Var<double> pooled = maxpool2d(joined, 2);    // [2, 8, 2, 2]
+  const Var<double> flat = flatten(pooled);           // [2, 32]
+  const Var<double> out = linear(flat, t.constant(full<double>({3, 32}, 0.05)));
+  return sum(out * out);
+}
+
+}  // namespace
+
+TEST_CASE("gradients that join a backward pass unset are written whole by their first writer") {
+  std::mt19937_64 rng(17);
+  const std::vector<Tensor<double>> inputs = {uniform({2, 3, 5, 5}, -1, 1, rng), uniform({4, 3, 3, 3}, -1, 1, rng),
+                                              uniform({4, 1, 1}, -1, 1, rng)};
+  test::check_gradients(every_writer, inputs);  // gradcheck poisons unset gradients with NaN
+
+  // Poisoned or not, every gradient on the tape has the same bits, intermediates included.
+  Tape<double> tapes[2];
+  std::vector<Var<double>> leaves[2];
+  Var<double> outs[2];
+  for (int poisoned = 0; poisoned < 2; ++poisoned) {
+    Tape<double>& t = tapes[poisoned];
+    t.set_poison_unset_gradients(poisoned == 1);
+    for (const Tensor<double>& value : inputs) leaves[poisoned].push_back(t.input(value, true));
+    Vars passed;  // through a node, so that every op meets its inputs' gradients unset
+    for (const Var<double>& leaf : leaves[poisoned]) passed.push_back(leaf * 1.0);
+    outs[poisoned] = every_writer(t, passed);
+    t.backward(outs[poisoned]);
+    t.backward(outs[poisoned]);  // twice: the second pass's unset buffers hold the first's values
+  }
+  for (std::size_t id = 0; id < tapes[0].size(); ++id) {
+    const Node<double>& clean = tapes[0].node(int(id));
+    if (!clean.requires_grad) continue;
+    CAPTURE(tapes[0].describe(int(id)));
+    const Tensor<double>& poisoned = tapes[1].node(int(id)).grad;
+    CHECK(std::all_of(poisoned.begin(), poisoned.end(), [](double g) { return std::isfinite(g); }));
+    CHECK(same_bits(clean.grad, poisoned));
+  }
+}
+
+TEST_CASE("a backward that stops at a node hands the frontier a gradient written whole") {
+  // exact IG's segments read the gradient at a frontier below `stop`: relu writes it unset
+  Tape<double> t;
+  t.set_poison_unset_gradients(true);
+  const Tensor<double> a_value = from_values<double>({1, 4}, {-1.0, 0.5, 0.0, 2.0});
+  const Var<double> a = t.input(a_value, true);
+  const Var<double> z = a * 2.0;
+  const Var<double> y = relu(z);
+  const Var<double> out = sum(y * y);
+  const Tensor<double> one = full<double>(t.value(out).shape(), 1.0);
+  t.backward({{out.id, &one}}, y.id);
+  CHECK(same_bits(t.grad(z), from_values<double>({1, 4}, {0.0, 2.0, 0.0, 8.0})));  // 2 y where z > 0
 }

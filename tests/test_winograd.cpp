@@ -101,7 +101,7 @@ void compare_with_direct(const kernels::Conv2dShape& s, std::size_t block_bytes,
 
   Tensor<float> gx = uniform<float>(d.x.shape(), -1, 1, rng);  // gx += conv^T(gy, w)
   Tensor<double> gx_ref = widen(gx);
-  kernels::winograd_backward_data(s, d.gy.data(), d.w.data(), gx.data(), block_bytes);
+  kernels::winograd_backward_data(s, d.gy.data(), d.w.data(), gx.data(), true, block_bytes);
   kernels::conv2d_backward_data_reference(s, gy.data(), w.data(), gx_ref.data());
   check_close(gx, gx_ref);
 }
@@ -148,7 +148,7 @@ TEST_CASE("Winograd gives the same bits on 1 and 2 threads, in one block or seve
     for (int threads : {1, 2}) {
       omp_set_num_threads(threads);
       kernels::winograd_forward(s, d.x.data(), d.w.data(), d.b.data(), y[threads - 1].data(), false, block_bytes);
-      kernels::winograd_backward_data(s, d.gy.data(), d.w.data(), gx[threads - 1].data(), block_bytes);
+      kernels::winograd_backward_data(s, d.gy.data(), d.w.data(), gx[threads - 1].data(), true, block_bytes);
     }
     CHECK(same_bits(y[0], y[1]));
     CHECK(same_bits(gx[0], gx[1]));
@@ -211,16 +211,16 @@ TEST_CASE("conv2d takes Winograd for float 3 x 3 stride-1 convolutions with enou
   CHECK(kernels::winograd_backward_fits(shape(4, 32, 9, 10, 64, 1)));
   CHECK_FALSE(kernels::winograd_backward_fits(shape(1, 64, 8, 8, 64, 1)));  // 4 tiles: not even forward
   Tensor<float> gx_conv = zeros<float>(d.x.shape()), gx_direct = zeros<float>(d.x.shape());
-  kernels::conv2d_backward_data(s, d.gy.data(), d.w.data(), gx_conv.data(), workspace.data());
-  kernels::conv2d_backward_data(kept, d.gy.data(), d.w.data(), gx_direct.data(), workspace.data());
+  kernels::conv2d_backward_data(s, d.gy.data(), d.w.data(), gx_conv.data(), true, workspace.data());
+  kernels::conv2d_backward_data(kept, d.gy.data(), d.w.data(), gx_direct.data(), true, workspace.data());
   CHECK(same_bits(gx_conv, gx_direct));
   const kernels::Conv2dShape t = shape(4, 24, 9, 10, 16, 1);
   REQUIRE(kernels::winograd_backward_fits(t));
   const Data e = random_case(t, rng);
   std::vector<float> t_workspace(kernels::conv2d_workspace(t));
   Tensor<float> gt_conv = zeros<float>(e.x.shape()), gt_winograd = zeros<float>(e.x.shape());
-  kernels::conv2d_backward_data(t, e.gy.data(), e.w.data(), gt_conv.data(), t_workspace.data());
-  kernels::winograd_backward_data(t, e.gy.data(), e.w.data(), gt_winograd.data());
+  kernels::conv2d_backward_data(t, e.gy.data(), e.w.data(), gt_conv.data(), true, t_workspace.data());
+  kernels::winograd_backward_data(t, e.gy.data(), e.w.data(), gt_winograd.data(), true);
   CHECK(same_bits(gt_conv, gt_winograd));
 
   // 128 -> 32 channels on rows of 8 fits the indirect tiles, but the forward takes Winograd (deep
@@ -243,9 +243,9 @@ TEST_CASE("conv2d takes Winograd for float 3 x 3 stride-1 convolutions with enou
     CHECK(same_bits(y_conv, long_rows ? y_winograd : y_kept));
     Tensor<float> gx_conv = zeros<float>(g.x.shape()), gx_winograd = zeros<float>(g.x.shape());
     Tensor<float> gx_kept = zeros<float>(g.x.shape());
-    kernels::conv2d_backward_data(u, g.gy.data(), g.w.data(), gx_conv.data(), u_workspace.data());
-    kernels::winograd_backward_data(u, g.gy.data(), g.w.data(), gx_winograd.data());
-    kernels::conv2d_backward_data(u_kept, g.gy.data(), g.w.data(), gx_kept.data(), u_workspace.data());
+    kernels::conv2d_backward_data(u, g.gy.data(), g.w.data(), gx_conv.data(), true, u_workspace.data());
+    kernels::winograd_backward_data(u, g.gy.data(), g.w.data(), gx_winograd.data(), true);
+    kernels::conv2d_backward_data(u_kept, g.gy.data(), g.w.data(), gx_kept.data(), true, u_workspace.data());
     CHECK(same_bits(gx_conv, long_rows ? gx_winograd : gx_kept));
     CHECK_FALSE(same_bits(gx_winograd, gx_kept));
   }

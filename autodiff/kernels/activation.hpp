@@ -21,8 +21,8 @@ template <class T> void relu_tangent(const T* x, const T* tx, T* ty, std::size_t
 template <class T> void softmax(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner);
 template <class T> void log_softmax(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner);
 
-// p[0, n) = value, split among threads like the loops above: the tape zeroes every
-// intermediate gradient before a backward pass, megabytes for a convolutional network.
+// p[0, n) = value, split among threads like the loops above: the tape zeroes the intermediate
+// gradients whose first writer only adds, megabytes for a convolutional network.
 template <class T> void fill(T* p, std::size_t n, T value);
 
 template <class T> void relu_forward_reference(const T* x, T* y, std::size_t n);

@@ -139,12 +139,13 @@ class ImageColumns final : public PanelPacker<T> {
   std::size_t n0_, c0_;
 };
 
-// gx[n0 .. n0 + nb, c0 .. c0 + C/G] += the columns dcol[K, nb P] added back where im2col read
-// them. A thread takes one band of input rows of one (sample, channel) plane, so that a single
-// image's three channels still split evenly; every element receives its KH KW taps in order,
-// wherever the bands fall.
+// gx[n0 .. n0 + nb, c0 .. c0 + C/G] (+)= the columns dcol[K, nb P] added back where im2col read
+// them (onto zeros unless `accumulate`). A thread takes one band of input rows of one (sample,
+// channel) plane, so that a single image's three channels still split evenly; every element
+// receives its KH KW taps in order, wherever the bands fall.
 template <class T>
-void col2im_add(const Conv2dShape& s, const T* dcol, std::size_t n0, std::size_t nb, std::size_t c0, T* gx) {
+void col2im_add(const Conv2dShape& s, const T* dcol, std::size_t n0, std::size_t nb, std::size_t c0, bool accumulate,
+                T* gx) {
   const std::size_t H = s.in_h, W = s.in_w, OH = s.out_h(), OW = s.out_w(), P = OH * OW;
   const std::size_t cg = s.group_in(), taps = s.kernel_h * s.kernel_w, width = nb * P;
   const std::size_t sh = s.stride_h, sw = s.stride_w;
@@ -156,6 +157,7 @@ void col2im_add(const Conv2dShape& s, const T* dcol, std::size_t n0, std::size_t
     const std::size_t j = std::size_t(item) / bands / cg, c = std::size_t(item) / bands % cg;
     const std::size_t band = std::size_t(item) % bands, r0 = H * band / bands, r1 = H * (band + 1) / bands;
     T* plane = gx + ((n0 + j) * s.in_channels + c0 + c) * H * W;
+    if (!accumulate) std::fill(plane + r0 * W, plane + r1 * W, T(0));  // the band, while it is in cache
     for (std::size_t t = 0; t < taps; ++t) {
       const PatchRow p = patch_row(s, c * taps + t);
       const T* d = dcol + (c * taps + t) * width + j * P;
@@ -654,10 +656,10 @@ void indirect_forward(const Conv2dShape& s, const T* x, Weight weight, const T* 
   }
 }
 
-// gx += the convolution of gy with the flipped window, chunk by chunk through an output block
+// gx (+)= the convolution of gy with the flipped window, chunk by chunk through an output block
 // (for one sample too, so that the sums, and the bits, do not depend on the chunk).
 template <class T>
-void backward_data_as_forward(const Conv2dShape& s, const T* gy, const T* w, T* gx, T* workspace) {
+void backward_data_as_forward(const Conv2dShape& s, const T* gy, const T* w, T* gx, bool accumulate, T* workspace) {
   const Conv2dShape t = transposed_chunked(s, sizeof(T));
   // A 1 x 1 window needs no flip: flipped_g[C/G, O/G] is w_g[O/G, C/G] transposed, which the
   // GEMM reads as it packs (flipping it was a strided transpose of every weight, 7% of
@@ -676,7 +678,7 @@ void backward_data_as_forward(const Conv2dShape& s, const T* gy, const T* w, T* 
         gemm<T>(true, og, width, K, T(1), w + g * K * og, og, col, T(0), block, width);
       else
         gemm<T>(false, og, width, K, T(1), flipped + g * og * K, K, col, T(0), block, width);
-      scatter_output(t, block, static_cast<const T*>(nullptr), n0, nb, g * og, true, gx);
+      scatter_output(t, block, static_cast<const T*>(nullptr), n0, nb, g * og, accumulate, gx);
     }
   }
 }
@@ -850,52 +852,19 @@ bool few_nonzero_channels(const Conv2dShape& s, const T* gy, std::vector<std::si
 }
 
 template <class T>
-void backward_data_dense(const Conv2dShape& shape, const T* gy, const T* w, T* gx, T* workspace);
-
-// gx += backward-data over the output channels `kept` only: gy's and w's rows gathered, then the
-// usual dispatch on a shape with that many output channels (its own workspace, in scratch).
-template <class T>
-void backward_data_kept_channels(const Conv2dShape& s, const std::vector<std::size_t>& kept, const T* gy,
-                                 const T* w, T* gx) {
-  Conv2dShape t = s;
-  t.out_channels = kept.size();
-  const std::size_t O = s.out_channels, k = kept.size(), P = s.out_pixels(), K = s.patch();
-  thread_local Scratch<T> scratch;
-  T* gy_kept = scratch.get(s.batch * k * P + k * K + conv2d_workspace(t));
-  T* w_kept = gy_kept + s.batch * k * P;
-  // [N, kept] planes and [kept] weight rows
-  for (std::size_t n = 0; n < s.batch; ++n)
-    for (std::size_t j = 0; j < k; ++j)
-      std::copy_n(gy + (n * O + kept[j]) * P, P, gy_kept + (n * k + j) * P);
-  for (std::size_t j = 0; j < k; ++j) std::copy_n(w + kept[j] * K, K, w_kept + j * K);
-  backward_data_dense(t, gy_kept, w_kept, gx, w_kept + k * K);
-}
-
-}  // namespace
-
-template <class T>
-void conv2d_backward_data(const Conv2dShape& shape, const T* gy, const T* w, T* gx, T* workspace) {
-  thread_local std::vector<std::size_t> kept;  // its capacity kept: no allocation once warm
-  kept.clear();
-  if (!few_nonzero_channels(shape, gy, kept)) return backward_data_dense(shape, gy, w, gx, workspace);
-  if (!kept.empty()) backward_data_kept_channels(shape, kept, gy, w, gx);
-}
-
-namespace {
-template <class T>
-void backward_data_dense(const Conv2dShape& shape, const T* gy, const T* w, T* gx, T* workspace) {
+void backward_data_dense(const Conv2dShape& shape, const T* gy, const T* w, T* gx, bool accumulate, T* workspace) {
   if constexpr (std::is_same_v<T, float>)
-    if (backward_takes_winograd(shape)) return winograd_backward_data(shape, gy, w, gx);
+    if (backward_takes_winograd(shape)) return winograd_backward_data(shape, gy, w, gx, accumulate);
   const Conv2dShape s = pixels_as_one_row(shape);
   if (direct_backward_fits(s)) {
     T* flipped = workspace;
     flip_window(s, w, flipped);
-    direct_conv(direct_backward_shape(s), gy, flipped, static_cast<const T*>(nullptr), gx, true,
+    direct_conv(direct_backward_shape(s), gy, flipped, static_cast<const T*>(nullptr), gx, accumulate,
                 flipped + s.out_channels * s.patch());
     return;
   }
   if (transposed_fits(s)) {
-    backward_data_as_forward(s, gy, w, gx, workspace);
+    backward_data_as_forward(s, gy, w, gx, accumulate, workspace);
     return;
   }
   const std::size_t K = s.patch(), og = s.group_out(), P = s.out_pixels();
@@ -907,12 +876,42 @@ void backward_data_dense(const Conv2dShape& shape, const T* gy, const T* w, T* g
       const T* gy_g = output_matrix(s, gy, n0, nb, g, block);
       // dcol[K, width] = w_g[O/G, K]^T gy_g[O/G, width]
       gemm<T>(true, false, K, width, og, T(1), w + g * og * K, K, gy_g, width, T(0), dcol, width);
-      col2im_add(s, dcol, n0, nb, g * s.group_in(), gx);
+      col2im_add(s, dcol, n0, nb, g * s.group_in(), accumulate, gx);
     }
   }
 }
 
+// gx (+)= backward-data over the output channels `kept` only (at least one): gy's and w's rows
+// gathered, then the usual dispatch on a shape with that many output channels (its own
+// workspace, in scratch), which writes every element of gx.
+template <class T>
+void backward_data_kept_channels(const Conv2dShape& s, const std::vector<std::size_t>& kept, const T* gy,
+                                 const T* w, T* gx, bool accumulate) {
+  Conv2dShape t = s;
+  t.out_channels = kept.size();
+  const std::size_t O = s.out_channels, k = kept.size(), P = s.out_pixels(), K = s.patch();
+  thread_local Scratch<T> scratch;
+  T* gy_kept = scratch.get(s.batch * k * P + k * K + conv2d_workspace(t));
+  T* w_kept = gy_kept + s.batch * k * P;
+  // [N, kept] planes and [kept] weight rows
+  for (std::size_t n = 0; n < s.batch; ++n)
+    for (std::size_t j = 0; j < k; ++j)
+      std::copy_n(gy + (n * O + kept[j]) * P, P, gy_kept + (n * k + j) * P);
+  for (std::size_t j = 0; j < k; ++j) std::copy_n(w + kept[j] * K, K, w_kept + j * K);
+  backward_data_dense(t, gy_kept, w_kept, gx, accumulate, w_kept + k * K);
+}
+
 }  // namespace
+
+template <class T>
+void conv2d_backward_data(const Conv2dShape& shape, const T* gy, const T* w, T* gx, bool accumulate, T* workspace) {
+  thread_local std::vector<std::size_t> kept;  // its capacity kept: no allocation once warm
+  kept.clear();
+  if (!few_nonzero_channels(shape, gy, kept)) return backward_data_dense(shape, gy, w, gx, accumulate, workspace);
+  if (!kept.empty()) return backward_data_kept_channels(shape, kept, gy, w, gx, accumulate);
+  if (!accumulate) std::fill_n(gx, shape.batch * shape.in_channels * shape.in_h * shape.in_w, T(0));  // gy is zero
+}
+
 
 template <class T>
 void conv2d_backward_weights_reference(const Conv2dShape& s, const T* x, const T* gy, T* gw) {
@@ -953,7 +952,7 @@ void conv2d_backward_bias(const Conv2dShape& s, const T* gy, T* gbias) {
 
 #define AX_INSTANTIATE_CONV_KERNELS(T)                                                            \
   template void conv2d_forward<T>(const Conv2dShape&, const T*, const T*, const T*, T*, bool, T*); \
-  template void conv2d_backward_data<T>(const Conv2dShape&, const T*, const T*, T*, T*);          \
+  template void conv2d_backward_data<T>(const Conv2dShape&, const T*, const T*, T*, bool, T*);          \
   template void conv2d_backward_weights<T>(const Conv2dShape&, const T*, const T*, T*, T*);       \
   template void conv2d_backward_bias<T>(const Conv2dShape&, const T*, T*);                        \
   template void conv2d_forward_reference<T>(const Conv2dShape&, const T*, const T*, const T*, T*); \

@@ -99,9 +99,9 @@ std::size_t conv2d_workspace(const Conv2dShape& s);
 template <class T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y,
                     bool accumulate, T* workspace);
-// gx += d<gy, y>/dx
+// gx += d<gy, y>/dx when `accumulate`, else gx = d<gy, y>/dx (gx is not read)
 template <class T>
-void conv2d_backward_data(const Conv2dShape& s, const T* gy, const T* w, T* gx, T* workspace);
+void conv2d_backward_data(const Conv2dShape& s, const T* gy, const T* w, T* gx, bool accumulate, T* workspace);
 // gw += d<gy, y>/dw
 template <class T>
 void conv2d_backward_weights(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* workspace);
@@ -119,7 +119,7 @@ void conv2d_backward_weights_reference(const Conv2dShape& s, const T* x, const T
 
 #define AX_DECLARE_CONV_KERNELS(T)                                                                       \
   extern template void conv2d_forward<T>(const Conv2dShape&, const T*, const T*, const T*, T*, bool, T*); \
-  extern template void conv2d_backward_data<T>(const Conv2dShape&, const T*, const T*, T*, T*);          \
+  extern template void conv2d_backward_data<T>(const Conv2dShape&, const T*, const T*, T*, bool, T*);          \
   extern template void conv2d_backward_weights<T>(const Conv2dShape&, const T*, const T*, T*, T*);       \
   extern template void conv2d_backward_bias<T>(const Conv2dShape&, const T*, T*);                        \
   extern template void conv2d_forward_reference<T>(const Conv2dShape&, const T*, const T*, const T*, T*); \

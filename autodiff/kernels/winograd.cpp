@@ -326,12 +326,12 @@ void winograd_forward(const Conv2dShape& s, const float* x, const float* w, cons
   winograd_conv(p, x, U, bias, y, accumulate, worth_threads(s), block_bytes);
 }
 
-void winograd_backward_data(const Conv2dShape& s, const float* gy, const float* w, float* gx,
+void winograd_backward_data(const Conv2dShape& s, const float* gy, const float* w, float* gx, bool accumulate,
                             std::size_t block_bytes) {
   const Plan p = backward_plan(s);
   float* U = weight_scratch(p.O, p.C);
   transform_weights(w, s.out_channels, s.in_channels, true, U, worth_threads(s));
-  winograd_conv(p, gy, U, nullptr, gx, true, worth_threads(s), block_bytes);
+  winograd_conv(p, gy, U, nullptr, gx, accumulate, worth_threads(s), block_bytes);
 }
 
 }  // namespace ax::kernels

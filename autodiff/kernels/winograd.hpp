@@ -65,8 +65,8 @@ constexpr std::size_t kWinogradBlockBytes = std::size_t(8) << 20;
 // transformed weights, 36 O C floats, and one block). block_bytes is for the tests (several blocks).
 void winograd_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
                       bool accumulate, std::size_t block_bytes = kWinogradBlockBytes);
-// gx += d<gy, y>/dx
-void winograd_backward_data(const Conv2dShape& s, const float* gy, const float* w, float* gx,
+// gx += d<gy, y>/dx when `accumulate`, else gx = d<gy, y>/dx (gx is not read)
+void winograd_backward_data(const Conv2dShape& s, const float* gy, const float* w, float* gx, bool accumulate,
                             std::size_t block_bytes = kWinogradBlockBytes);
 
 // The algorithm above tile by tile, the transforms as products with the matrices B^T, G, A^T, in

@@ -8,6 +8,7 @@
 // (OpList), and ops/registry.cpp gathers the lists: nothing else matches ops by name.
 #pragma once
 
+#include "../kernels/activation.hpp"
 #include "../kernels/elementwise.hpp"
 #include "../tape.hpp"
 #include "schema.hpp"
@@ -27,6 +28,7 @@ struct OpBase {
   static constexpr bool scales_with_parameters = false;  // weight and bias times c give y times c
   static constexpr Distribution distribution = Distribution::none;  // softmax: probabilities, ...
   static constexpr bool shape_only_first = false;        // reads input 0's batch size, not its values (constant)
+  static constexpr bool writes_unset_gradients = false;  // backward honours OpContext::gx_unset (tape.hpp)
   static FileForm file_form() { return {}; }             // not a model-file op
   static void set_defaults(Attrs&) {}                    // a file's defaults where they differ from Attrs'
   static void finish(Attrs&, const AttributeNames&) {}   // checks across attributes; throws Error
@@ -67,7 +69,8 @@ const OpFns<T>& op_fns() {
                               Op::linearity,
                               Op::linearity == Linearity::piecewise_linear ? &Op::template switches<T> : nullptr,
                               rescale_of<Op, T>(),
-                              Op::shape_only_first};
+                              Op::shape_only_first,
+                              Op::writes_unset_gradients};
   return table;
 }
 
@@ -91,6 +94,24 @@ Var<T> record(const std::vector<Var<T>>& inputs, Attrs attrs = {}) {
 template <class Op, class T>
 Var<T> record(std::initializer_list<Var<T>> inputs, Attrs attrs = {}) {
   return record<Op>(std::vector<Var<T>>(inputs), std::move(attrs));
+}
+
+// For an op that writes unset gradients (writes_unset_gradients), on a route that only adds:
+// gx(i) zero-filled first when it holds no value yet. Nullptr when input i takes no gradient.
+template <class T>
+Tensor<T>* gx_to_add(OpContext<T>& c, int i) {
+  Tensor<T>* g = c.gx(i);
+  if (g && c.gx_unset(i)) kernels::fill(g->data(), g->size(), T(0));
+  return g;
+}
+
+// gx(i) = gy (unset) or gx(i) += gy: an input that passes the output's gradient on unchanged.
+template <class T>
+void pass_gradient(OpContext<T>& c, int i) {
+  if (Tensor<T>* g = c.gx(i)) {
+    if (c.gx_unset(i)) kernels::map(c.gy(), *g, [](T v) { return v; });
+    else kernels::axpy(T(1), c.gy(), *g);
+  }
 }
 
 // -1 is the last axis; an axis outside the rank is an error naming the op.

@@ -26,6 +26,7 @@ struct Conv2d : OpBase {
   static constexpr const char* name = "conv2d";
   static constexpr Linearity linearity = Linearity::multilinear;  // bilinear in x and the weight
   static constexpr bool scales_with_parameters = true;
+  static constexpr bool writes_unset_gradients = true;
   static FileForm file_form() {
     return file_op({{"stride", &Attrs::stride, Allowed::positive, false, true},
                     {"padding", &Attrs::padding, Allowed::non_negative},
@@ -96,10 +97,11 @@ struct Conv2d : OpBase {
   template <class T> static void backward(OpContext<T>& c) {
     const kernels::Conv2dShape s = geometry(c);
     const T* gy = c.gy().data();
-    if (Tensor<T>* g = c.gx(0)) kernels::conv2d_backward_data(s, gy, c.x(1).data(), g->data(), columns(c, s));
-    if (Tensor<T>* g = c.gx(1)) kernels::conv2d_backward_weights(s, c.x(0).data(), gy, g->data(), columns(c, s));
+    if (Tensor<T>* g = c.gx(0))
+      kernels::conv2d_backward_data(s, gy, c.x(1).data(), g->data(), !c.gx_unset(0), columns(c, s));
+    if (Tensor<T>* g = gx_to_add(c, 1)) kernels::conv2d_backward_weights(s, c.x(0).data(), gy, g->data(), columns(c, s));
     if (c.arity() == 3)
-      if (Tensor<T>* g = c.gx(2)) kernels::conv2d_backward_bias(s, gy, g->data());
+      if (Tensor<T>* g = gx_to_add(c, 2)) kernels::conv2d_backward_bias(s, gy, g->data());
   }
 
   template <class T> static void tangent(OpContext<T>& c) {

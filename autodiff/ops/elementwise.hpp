@@ -20,6 +20,7 @@ namespace ax::ops {
 struct Add : OpBase {
   static constexpr const char* name = "add";
   static constexpr Linearity linearity = Linearity::linear;
+  static constexpr bool writes_unset_gradients = true;
   static FileForm file_form() { return file_op({}, {}, 2, kAnyCount); }
   template <class T> static Var<T> from_graph(GraphNode<T>& node) {
     require_equal_ranks(node);
@@ -33,9 +34,11 @@ struct Add : OpBase {
     kernels::map2(c.x(0), c.x(1), c.y(), [](T a, T b) { return a + b; });
   }
   template <class T> static void backward(OpContext<T>& c) {
-    if (broadcasts(c)) return broadcast_backward(c, one<T>, one<T>);
-    for (int i = 0; i < 2; ++i)
-      if (Tensor<T>* g = c.gx(i)) kernels::axpy(T(1), c.gy(), *g);
+    if (broadcasts(c)) {
+      for (int i = 0; i < 2; ++i) gx_to_add(c, i);
+      return broadcast_backward(c, one<T>, one<T>);
+    }
+    for (int i = 0; i < 2; ++i) pass_gradient(c, i);
   }
   template <class T> static void tangent(OpContext<T>& c) {
     if (broadcasts(c)) return broadcast_tangent(c, one<T>, one<T>);
@@ -215,11 +218,14 @@ struct Relu : OpBase {
   static constexpr const char* name = "relu";
   static constexpr Linearity linearity = Linearity::piecewise_linear;  // one kink, at 0
   static constexpr bool positively_homogeneous = true;
+  static constexpr bool writes_unset_gradients = true;
   static FileForm file_form() { return file_op(); }
   template <class T> static Var<T> from_graph(GraphNode<T>& node) { return record<Relu>({node.input()}); }
   template <class T> static Shape shape(const OpContext<T>& c) { return same_shape(c); }
   template <class T> static void forward(OpContext<T>& c) { kernels::relu_forward(c.x(0).data(), c.y().data(), c.y().size()); }
   template <class T> static void backward(OpContext<T>& c) {
+    if (c.gx_unset(0))  // gx = gy where x > 0: the tangent's map
+      return kernels::relu_tangent(c.x(0).data(), c.gy().data(), c.gx(0)->data(), c.y().size());
     kernels::relu_backward(c.x(0).data(), c.gy().data(), c.gx(0)->data(), c.y().size());
   }
   template <class T> static void tangent(OpContext<T>& c) {

@@ -101,6 +101,7 @@ struct Linear : OpBase {
   static constexpr const char* name = "linear";
   static constexpr Linearity linearity = Linearity::multilinear;  // bilinear in x and the weight
   static constexpr bool scales_with_parameters = true;
+  static constexpr bool writes_unset_gradients = true;
   static FileForm file_form() { return file_op({}, {{"weight", true}, {"bias", false}}); }
   static void check_parameters(const FileParameters& p) {
     if (p.shape("weight").size() != 2)
@@ -133,12 +134,15 @@ struct Linear : OpBase {
   }
   template <class T> static void backward(OpContext<T>& c) {
     const std::size_t R = rows_of(c.x(0)), I = c.x(1).shape()[1], O = c.x(1).shape()[0];
-    if (Tensor<T>* g = c.gx(0))  // gx[R, I] += gy[R, O] w[O, I]
-      kernels::gemm<T>(false, false, R, I, O, T(1), c.gy().data(), O, c.x(1).data(), I, T(1), g->data(), I);
-    if (Tensor<T>* g = c.gx(1))  // gw[O, I] += gy[R, O]^T x[R, I]
-      kernels::gemm<T>(true, false, O, I, R, T(1), c.gy().data(), O, c.x(0).data(), I, T(1), g->data(), I);
+    // beta 0 where the gradient is unset: the GEMM writes it without reading it
+    if (Tensor<T>* g = c.gx(0))  // gx[R, I] (+)= gy[R, O] w[O, I]
+      kernels::gemm<T>(false, false, R, I, O, T(1), c.gy().data(), O, c.x(1).data(), I, T(c.gx_unset(0) ? 0 : 1),
+                       g->data(), I);
+    if (Tensor<T>* g = c.gx(1))  // gw[O, I] (+)= gy[R, O]^T x[R, I]
+      kernels::gemm<T>(true, false, O, I, R, T(1), c.gy().data(), O, c.x(0).data(), I, T(c.gx_unset(1) ? 0 : 1),
+                       g->data(), I);
     if (c.arity() == 3)
-      if (Tensor<T>* g = c.gx(2)) {  // gbias[O] += sum over rows of gy[R, O]
+      if (Tensor<T>* g = gx_to_add(c, 2)) {  // gbias[O] += sum over rows of gy[R, O]
         const T* gy = c.gy().data();
         T* gb = g->data();
         // [R, O]

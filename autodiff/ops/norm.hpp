@@ -24,6 +24,7 @@ namespace ax::ops {
 struct BatchNorm2d : OpBase {
   static constexpr const char* name = "batchnorm2d";
   static constexpr Linearity linearity = Linearity::linear_in_first;  // in x, while the statistics stay
+  static constexpr bool writes_unset_gradients = true;
   static FileForm file_form() {
     return file_op({{"eps", &Attrs::eps, Allowed::non_negative}},
                    {{"running_mean", true}, {"running_var", true}, {"weight", false}, {"bias", false}});
@@ -77,16 +78,16 @@ struct BatchNorm2d : OpBase {
   template <class T> static void backward(OpContext<T>& c) {
     const Channels<T> ch(c);
     Tensor<T>* gx = c.gx(0);
-    Tensor<T>* gmean = c.gx(1);
-    Tensor<T>* gvar = c.gx(2);
-    Tensor<T>* gw = c.arity() == 5 ? c.gx(3) : nullptr;
-    Tensor<T>* gb = c.arity() == 5 ? c.gx(4) : nullptr;
+    Tensor<T>* gmean = gx_to_add(c, 1);
+    Tensor<T>* gvar = gx_to_add(c, 2);
+    Tensor<T>* gw = c.arity() == 5 ? gx_to_add(c, 3) : nullptr;
+    Tensor<T>* gb = c.arity() == 5 ? gx_to_add(c, 4) : nullptr;
     T* scale = per_channel(c, ch, 3);
     T* sum_gy = scale + ch.C;
     T* sum_gy_d = sum_gy + ch.C;
     for (std::size_t k = 0; k < ch.C; ++k) scale[k] = ch.weight(k) * ch.inv_std(k);
     if (gx) kernels::channel_affine(ch.shape(), c.gy().data(), static_cast<const T*>(nullptr), scale,
-                                    static_cast<const T*>(nullptr), gx->data(), true);
+                                    static_cast<const T*>(nullptr), gx->data(), !c.gx_unset(0));
     // The channel sums only when a statistic or a weight asks for its gradient (attribution never does).
     if (!gmean && !gvar && !gw && !gb) return;
     const bool need_d = gvar || gw;

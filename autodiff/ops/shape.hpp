@@ -23,6 +23,7 @@ struct Reshape : OpBase {
   static constexpr const char* name = "reshape";
   static constexpr Linearity linearity = Linearity::linear;
   static constexpr bool positively_homogeneous = true;
+  static constexpr bool writes_unset_gradients = true;
   static FileForm file_form() { return file_op({{"shape", &Attrs::dims, Allowed::any, true}}); }
   static void finish(Attrs& a, const AttributeNames&) {
     if (a.dims.size() > 5) throw Error("shape has " + std::to_string(a.dims.size()) + " entries; at most 5 (a sample's)");
@@ -57,7 +58,7 @@ struct Reshape : OpBase {
     return y;
   }
   template <class T> static void forward(OpContext<T>& c) { std::copy(c.x(0).begin(), c.x(0).end(), c.y().data()); }
-  template <class T> static void backward(OpContext<T>& c) { kernels::axpy(T(1), c.gy(), *c.gx(0)); }
+  template <class T> static void backward(OpContext<T>& c) { pass_gradient(c, 0); }
   template <class T> static void tangent(OpContext<T>& c) { kernels::scale_or_zero(c.tx(0), T(1), c.ty()); }
 };
 
@@ -168,6 +169,7 @@ struct Flatten : OpBase {
 struct Concat : OpBase {
   static constexpr const char* name = "concat";
   static constexpr Linearity linearity = Linearity::linear;
+  static constexpr bool writes_unset_gradients = true;
   static FileForm file_form() { return file_op({{"axis", &Attrs::axis, Allowed::sample_axis}}, {}, 2, kAnyCount); }
   static void set_defaults(Attrs& a) { a.axis = 1; }
   template <class T> static Var<T> from_graph(GraphNode<T>& node) {
@@ -199,10 +201,11 @@ struct Concat : OpBase {
   }
   template <class T> static void backward(OpContext<T>& c) {
     for_each_block(c, [&](int i, std::size_t o, std::size_t at, std::size_t len) {
-      if (Tensor<T>* g = c.gx(i)) {
+      if (Tensor<T>* g = c.gx(i)) {  // every block of an unset gx is written once
         T* gx = g->data() + o * len;
         const T* gy = c.gy().data() + at;
-        for (std::size_t j = 0; j < len; ++j) gx[j] += gy[j];
+        if (c.gx_unset(i)) std::copy(gy, gy + len, gx);
+        else for (std::size_t j = 0; j < len; ++j) gx[j] += gy[j];
       }
     });
   }
