@@ -200,7 +200,9 @@ template <class T>
 std::vector<nlohmann::json> explain_in(const ExplainRequest& r, const nn::ModelSpec& model) {
   const BaselineSpec spec = parse_baseline(r.baseline);
   check_request(r, spec);
-  Engine<T> f(model, r.target, engine_options(r.memory, r.model, r.timeout, r.threads));
+  EngineOptions options = engine_options(r.memory, r.model, r.timeout, r.threads);
+  if (!r.layer.empty()) options.keep_nodes.push_back(r.layer);
+  Engine<T> f(model, r.target, options);
   bool many = false;
   const std::vector<NamedInput<T>> inputs = read_inputs<T>(r, f.input_shape(), many);
   if (many && !r.path_csv.empty()) throw Error("--path-csv applies to one input, not " + std::to_string(inputs.size()));

@@ -58,13 +58,16 @@ bool all_finite(const Tensor<T>& t) {
 }
 
 // Also sets the kernels' thread count, before the network is first run on the tape.
-nn::RecordOptions record_options(const EngineOptions& options) {
+nn::RecordOptions record_options(const EngineOptions& options, const TargetSpec& target) {
   kernels::set_threads(options.threads);
   nn::RecordOptions o;
   o.batch = 1;
   o.input_requires_grad = true;
   o.parameters_require_grad = false;
   o.source = options.source;
+  o.fold_batchnorm = options.fold_batchnorm;
+  o.keep = options.keep_nodes;  // the node explained, a layer attributed, keep their own values
+  if (!target.node.empty()) o.keep.push_back(target.node);
   return o;
 }
 
@@ -97,7 +100,7 @@ Engine<T>::Engine(const nn::ModelSpec& spec, const TargetSpec& target, const Eng
     : graph_(spec.graph),
       target_(target),
       options_(options),
-      network_(spec, bounded(tape_, spec, options), record_options(options)) {
+      network_(spec, bounded(tape_, spec, options), record_options(options, target)) {
   const std::string node_name = target.node.empty() ? spec.graph.output : target.node;
   Var<T> z = network_.node(node_name);
   const Shape& z_shape = tape_.value(z).shape();
@@ -134,6 +137,7 @@ Engine<T>::Engine(const nn::ModelSpec& spec, const TargetSpec& target, const Eng
   chunk_ = std::max<std::size_t>(1, options.memory_budget / bytes_per_point_);
   names_.assign(tape_.size(), std::string());
   const auto name = [&](const std::string& graph_name) {
+    if (!network_.folded_into(graph_name).empty()) return;  // part of its batch norm's node
     const int id = network_.node(graph_name).id;
     if (names_[static_cast<std::size_t>(id)].empty()) names_[static_cast<std::size_t>(id)] = graph_name;
   };

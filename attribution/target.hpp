@@ -44,6 +44,10 @@ struct EngineOptions {
   // The path methods' affine prefix (Engine::begin_line): false runs every point of a line
   // through the whole network, as for scattered points (tests compare the two routes).
   bool affine_prefix = true;
+  // A batch norm that alone reads a convolution is folded into it (nn::RecordOptions::
+  // fold_batchnorm): one node instead of two, results equal to rounding.
+  bool fold_batchnorm = true;
+  std::vector<std::string> keep_nodes;  // hidden nodes that must keep their own values (a --layer)
 };
 
 // The deadline of EngineOptions ran out.

@@ -75,14 +75,108 @@ std::string range_fault(const TensorData& data, const std::string& name) {
   return "parameter '" + name + "': value out of float range (" + value + " at index " + std::to_string(bad) + ")";
 }
 
+// ---- a batch norm folded into the convolution it reads (RecordOptions::fold_batchnorm) ----
+
+// A conv2d's weight and bias with the batch norm after it applied, in double.
+struct FoldedConv {
+  const NodeSpec* batchnorm = nullptr;
+  Shape weight_shape;
+  std::vector<double> weight, bias;
+};
+
+// The tensor `name` widened to double; empty when it is missing, not floating point, or not
+// `count` values.
+std::vector<double> values_of(const ModelSpec& spec, const std::string& name, std::size_t count) {
+  const auto found = spec.tensors.find(name);
+  if (found == spec.tensors.end() || !has_values(found->second) || element_count(found->second) != count) return {};
+  return widened_values(found->second);
+}
+
+// An optional per-channel tensor: its values, `fallback` repeated when the file leaves it out,
+// empty when it is there but unusable.
+std::vector<double> optional_values(const ModelSpec& spec, const std::string& name, std::size_t count, double fallback) {
+  if (!spec.tensors.count(name)) return std::vector<double>(count, fallback);
+  return values_of(spec, name, count);
+}
+
+// conv2d `conv` with batchnorm2d `bn` folded in: w[o] s[o] and (b[o] - mean[o]) s[o] + beta[o],
+// s = gamma[o] / sqrt(var[o] + eps); a channel whose s is 0 keeps beta, as batchnorm2d does. False
+// when anything is missing, misshapen, or not finite in T once folded: the two nodes are then
+// recorded as they are, and report their own faults.
+template <class T>
+bool fold_batchnorm(const ModelSpec& spec, const NodeSpec& conv, const NodeSpec& bn, FoldedConv& out) {
+  const auto w = spec.tensors.find(conv.name + ".weight");
+  if (w == spec.tensors.end() || !has_values(w->second) || w->second.shape.size() != 4) return false;
+  const std::size_t O = w->second.shape[0], total = element_count(w->second);
+  if (O == 0 || total == 0 || !(bn.attrs.eps >= 0)) return false;
+  const std::vector<double> mean = values_of(spec, bn.name + ".running_mean", O);
+  const std::vector<double> var = values_of(spec, bn.name + ".running_var", O);
+  const std::vector<double> gamma = optional_values(spec, bn.name + ".weight", O, 1.0);
+  const std::vector<double> beta = optional_values(spec, bn.name + ".bias", O, 0.0);
+  const std::vector<double> conv_bias = optional_values(spec, conv.name + ".bias", O, 0.0);
+  if (mean.empty() || var.empty() || gamma.empty() || beta.empty() || conv_bias.empty()) return false;
+  const auto fits = [](double v) { return std::isfinite(static_cast<T>(v)); };
+  out.batchnorm = &bn;
+  out.weight_shape = to_shape(w->second.shape);
+  out.weight = widened_values(w->second);
+  out.bias.resize(O);
+  const std::size_t per_channel = total / O;
+  // [O] channels, each scaling its [C/G, KH, KW] weights
+  for (std::size_t o = 0; o < O; ++o) {
+    const double s = gamma[o] / std::sqrt(var[o] + bn.attrs.eps);
+    if (!std::isfinite(s)) return false;
+    for (std::size_t i = 0; i < per_channel; ++i) {
+      double& v = out.weight[o * per_channel + i];
+      v *= s;
+      if (!fits(v)) return false;
+    }
+    out.bias[o] = s == 0 ? beta[o] : (conv_bias[o] - mean[o]) * s + beta[o];
+    if (!fits(out.bias[o])) return false;
+  }
+  return true;
+}
+
+// The conv2d nodes to fold, by name: each read by one batchnorm2d alone (not the output, not
+// `keep`), with what folding gives.
+template <class T>
+std::map<std::string, FoldedConv> convolutions_to_fold(const ModelSpec& spec, const RecordOptions& options) {
+  std::map<std::string, FoldedConv> folds;
+  if (!options.fold_batchnorm || !options.read_parameters || options.parameters_require_grad) return folds;
+  const GraphSpec& g = spec.graph;
+  std::map<std::string, std::size_t> readers;
+  std::map<std::string, const NodeSpec*> by_name;
+  for (const NodeSpec& n : g.nodes) {
+    by_name.emplace(n.name, &n);
+    for (const std::string& in : n.inputs) ++readers[in];
+  }
+  for (const NodeSpec& bn : g.nodes) {
+    if (bn.op != "batchnorm2d" || bn.inputs.size() != 1) continue;
+    const auto conv = by_name.find(bn.inputs[0]);
+    if (conv == by_name.end() || conv->second->op != "conv2d" || readers[conv->first] != 1 ||
+        conv->first == g.output || conv->second->inputs.size() != 1 ||
+        std::find(options.keep.begin(), options.keep.end(), conv->first) != options.keep.end())
+      continue;
+    FoldedConv folded;
+    if (fold_batchnorm<T>(spec, *conv->second, bn, folded)) folds.emplace(conv->first, std::move(folded));
+  }
+  return folds;
+}
+
+template <class T>
+Tensor<T> to_tensor(const Shape& shape, const std::vector<double>& values) {
+  Tensor<T> t(shape);
+  std::transform(values.begin(), values.end(), t.data(), [](double v) { return static_cast<T>(v); });
+  return t;
+}
+
 // A file's node as its op's from_graph sees it while it records the node; `fail` throws with the
-// node named.
+// node named. With `folded`, a conv2d's weight and bias are the folded constants.
 template <class T>
 class NodeRecorder final : public ops::GraphNode<T> {
  public:
   NodeRecorder(const ModelSpec& spec, const NodeSpec& node, Tape<T>& tape, const RecordOptions& options,
-               std::vector<std::pair<std::string, Var<T>>>& parameters)
-      : spec_(spec), node_(node), tape_(tape), options_(options), parameters_(parameters) {}
+               std::vector<std::pair<std::string, Var<T>>>& parameters, const FoldedConv* folded = nullptr)
+      : spec_(spec), node_(node), tape_(tape), options_(options), parameters_(parameters), folded_(folded) {}
 
   [[noreturn]] void fail(const std::string& what) const override {
     throw Error(options_.source + ": node '" + node_.name + "': " + what);
@@ -92,23 +186,25 @@ class NodeRecorder final : public ops::GraphNode<T> {
   const std::vector<Var<T>>& inputs() const override { return inputs_; }
   const Attrs& attrs() const override { return node_.attrs; }
 
-  bool has(const char* param) const override { return spec_.tensors.count(node_.name + "." + param) > 0; }
+  bool has(const char* param) const override {
+    if (folded_ && std::string(param) == "bias") return true;
+    return spec_.tensors.count(node_.name + "." + param) > 0;
+  }
 
   // The parameter `<node>.<param>` as a leaf, after checking its shape against `expected`
   // (a 0 in `expected` accepts any size there).
   Var<T> parameter(const char* param, const Shape& expected) override {
     const std::string name = node_.name + "." + param;
+    if (folded_ && (std::string(param) == "weight" || std::string(param) == "bias")) {
+      const bool weight = std::string(param) == "weight";
+      const Shape shape = weight ? folded_->weight_shape : Shape{folded_->bias.size()};
+      check_shape(name, shape, expected);
+      return tape_.constant(to_tensor<T>(shape, weight ? folded_->weight : folded_->bias),
+                            name + " (with " + folded_->batchnorm->name + ")");
+    }
     const auto found = spec_.tensors.find(name);
     if (found == spec_.tensors.end()) fail("parameter '" + name + "' is missing");
-    const Shape shape = to_shape(found->second.shape);
-    bool fits = shape.size() == expected.size();
-    for (std::size_t d = 0; fits && d < shape.size(); ++d) fits = expected[d] == 0 || expected[d] == shape[d];
-    if (!fits) {
-      std::string want = "[";
-      for (std::size_t d = 0; d < expected.size(); ++d)
-        want += (d ? ", " : "") + (expected[d] ? std::to_string(expected[d]) : std::string("*"));
-      fail("parameter '" + name + "' has shape " + to_string(shape) + ", expected " + want + "]");
-    }
+    check_shape(name, to_shape(found->second.shape), expected);
     if (!has_values(found->second)) fail("parameter '" + name + "' is not floating point");
     if (options_.read_parameters) {
       const std::string fault = range_fault<T>(found->second, name);
@@ -126,11 +222,23 @@ class NodeRecorder final : public ops::GraphNode<T> {
   }
 
  private:
+  void check_shape(const std::string& name, const Shape& shape, const Shape& expected) const {
+    bool fits = shape.size() == expected.size();
+    for (std::size_t d = 0; fits && d < shape.size(); ++d) fits = expected[d] == 0 || expected[d] == shape[d];
+    if (!fits) {
+      std::string want = "[";
+      for (std::size_t d = 0; d < expected.size(); ++d)
+        want += (d ? ", " : "") + (expected[d] ? std::to_string(expected[d]) : std::string("*"));
+      fail("parameter '" + name + "' has shape " + to_string(shape) + ", expected " + want + "]");
+    }
+  }
+
   const ModelSpec& spec_;
   const NodeSpec& node_;
   Tape<T>& tape_;
   const RecordOptions& options_;
   std::vector<std::pair<std::string, Var<T>>>& parameters_;
+  const FoldedConv* folded_;
   std::vector<Var<T>> inputs_;
 };
 
@@ -155,8 +263,18 @@ Network<T>::Network(const ModelSpec& spec, Tape<T>& tape, const RecordOptions& o
   input_ = tape.input(zeros<T>(input_shape), options.input_requires_grad, g.input.name);
   by_name_[g.input.name] = input_;
 
-  for (const NodeSpec& n : g.nodes) {
-    NodeRecorder<T> recorder(spec, n, tape, options, parameters_);
+  const std::map<std::string, FoldedConv> folds = convolutions_to_fold<T>(spec, options);
+  std::map<std::string, std::pair<const NodeSpec*, const FoldedConv*>> folded_by_batchnorm;
+  for (const NodeSpec& n : g.nodes)
+    if (const auto f = folds.find(n.name); f != folds.end()) folded_by_batchnorm[f->second.batchnorm->name] = {&n, &f->second};
+
+  for (const NodeSpec& node : g.nodes) {
+    if (folds.count(node.name)) continue;  // recorded with the batch norm that reads it
+    // A batch norm with its convolution folded in is that convolution, recorded under its name.
+    const auto fold = folded_by_batchnorm.find(node.name);
+    const NodeSpec& n = fold == folded_by_batchnorm.end() ? node : *fold->second.first;
+    NodeRecorder<T> recorder(spec, n, tape, options, parameters_,
+                             fold == folded_by_batchnorm.end() ? nullptr : fold->second.second);
     for (const std::string& name : n.inputs) {
       const auto found = by_name_.find(name);
       if (found == by_name_.end()) recorder.fail("input '" + name + "' names no earlier node");
@@ -164,7 +282,8 @@ Network<T>::Network(const ModelSpec& spec, Tape<T>& tape, const RecordOptions& o
     }
     if (n.inputs.empty()) recorder.fail("has no inputs");
     try {
-      by_name_[n.name] = record_node(n, recorder);
+      by_name_[node.name] = record_node(n, recorder);
+      if (&n != &node) folded_[n.name] = node.name;
     } catch (const Error& e) {
       const std::string what = e.what();
       if (what.rfind(options.source + ": ", 0) == 0) throw;
@@ -184,8 +303,18 @@ Network<T>::Network(const ModelSpec& spec, Tape<T>& tape, const RecordOptions& o
 template <class T>
 Var<T> Network<T>::node(const std::string& name) const {
   const auto found = by_name_.find(name);
-  if (found == by_name_.end()) throw Error(source_ + ": no node '" + name + "'");
-  return found->second;
+  if (found != by_name_.end()) return found->second;
+  const std::string batchnorm = folded_into(name);
+  if (!batchnorm.empty())
+    throw Error(source_ + ": node '" + name + "' is folded into the batch norm '" + batchnorm +
+                "' that reads it; its own output is not formed (record it with fold_batchnorm off, or name it in keep)");
+  throw Error(source_ + ": no node '" + name + "'");
+}
+
+template <class T>
+std::string Network<T>::folded_into(const std::string& name) const {
+  const auto found = folded_.find(name);
+  return found == folded_.end() ? std::string() : found->second;
 }
 
 template <class T>

@@ -20,6 +20,12 @@ struct RecordOptions {
   // false: parameter leaves get their shapes and unwritten buffers (describe: nothing is run,
   // so no value is read).
   bool read_parameters = true;
+  // A batchnorm2d that is the only reader of a conv2d is folded into it: one convolution with
+  // weights w[o] s[o] and bias (b[o] - mean[o]) s[o] + beta[o], s = gamma / sqrt(var + eps), in
+  // double, recorded under the batch norm's name (constants, not parameters: for inference only).
+  // The convolution's own output is then not formed; `keep` names nodes that must stay their own.
+  bool fold_batchnorm = false;
+  std::vector<std::string> keep;
 };
 
 template <class T>
@@ -31,8 +37,11 @@ class Network {
 
   Var<T> input() const { return input_; }
   Var<T> output() const { return output_; }
-  // A node by its graph name (the input's name included); throws if there is none.
+  // A node by its graph name (the input's name included); throws if there is none, or if it
+  // was folded into the batch norm after it.
   Var<T> node(const std::string& name) const;
+  // The batch norm a conv2d node was folded into, or "" (RecordOptions::fold_batchnorm).
+  std::string folded_into(const std::string& name) const;
   // Every parameter leaf, by tensor name ("conv1.weight"), in graph order.
   const std::vector<std::pair<std::string, Var<T>>>& parameters() const { return parameters_; }
   std::vector<Var<T>> parameter_vars() const;
@@ -45,6 +54,7 @@ class Network {
   std::string source_;
   Var<T> input_, output_;
   std::map<std::string, Var<T>> by_name_;
+  std::map<std::string, std::string> folded_;  // conv2d name -> the batchnorm2d it is part of
   std::vector<std::pair<std::string, Var<T>>> parameters_;
 };
 
