@@ -9,6 +9,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #ifdef _OPENMP
@@ -119,7 +120,77 @@ void check_alpha_beta() {
           }
 }
 
+// Every width of a ragged right edge, 0 to NR - 1 columns past whole panels, against the
+// reference: row counts around the register tile's height (6 or 8) and pairs of it, all
+// transposes, alpha and beta variants, K past one KC block (256), where later blocks add to C.
+template <class T>
+void check_edge_widths() {
+  const std::size_t NR = ax::kernels::gemm_panel_width<T>();
+  std::mt19937 rng(2024);
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (std::size_t M : {1, 5, 8, 13, 16, 24, 37})
+        for (std::size_t r = 0; r < NR; ++r)
+          for (const auto& [alpha, beta, nan_in_c] : {std::tuple{1.0, 0.0, true}, std::tuple{-1.5, 1.0, false},
+                                                       std::tuple{0.75, 0.5, false}}) {
+            const std::size_t N = r == 0 ? NR : (r % 2 ? NR : 0) + r;  // odd widths past a whole panel too
+            const std::size_t K = M == 24 ? 300 : 37;
+            const Case c{ta, tb, M, N, K, alpha, beta, nan_in_c, 2};
+            INFO(describe(c));
+            CHECK(error_ratio<T>(c, rng) <= 2.0);
+          }
+}
+
+// An element of C gets the same fma chain whichever tile it falls in (a whole one, a ragged
+// edge, a narrow one): C[m, n] from a GEMM on the first m rows and n columns equals, bit for
+// bit, the top-left of C[M, N] from one on all of them. N is three whole panels and M a multiple
+// of every register-tile height, so the large product has no ragged tile at all.
+template <class T>
+void check_edges_bitwise() {
+  const std::size_t NR = ax::kernels::gemm_panel_width<T>(), M = 48, N = 3 * NR, K = 300;
+  std::mt19937 rng(31);
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (double beta : {0.0, 0.5}) {
+        const std::size_t lda = ta ? M : K, ldb = tb ? K : N;
+        const std::vector<T> A = random_vector<T>(M * K, rng), B = random_vector<T>(K * N, rng);
+        const std::vector<T> C0 = random_vector<T>(M * N, rng);
+        std::vector<T> whole = C0;
+        gemm<T>(ta, tb, M, N, K, T(-1.25), A.data(), lda, B.data(), ldb, T(beta), whole.data(), N);
+        for (std::size_t m : {M, std::size_t(1), std::size_t(7), std::size_t(17), std::size_t(40)})
+          for (std::size_t n = 1; n <= N; ++n) {
+            std::vector<T> part = C0;  // the same leading dimensions: op(A)'s first m rows, op(B)'s first n columns
+            gemm<T>(ta, tb, m, n, K, T(-1.25), A.data(), lda, B.data(), ldb, T(beta), part.data(), N);
+            bool same = true;
+            // [M][N]: the computed m x n corner equals `whole`'s, the rest is untouched
+            for (std::size_t i = 0; i < M && same; ++i)
+              for (std::size_t j = 0; j < N && same; ++j) {
+                const T want = i < m && j < n ? whole[i * N + j] : C0[i * N + j];
+                same = std::memcmp(&part[i * N + j], &want, sizeof(T)) == 0;
+              }
+            INFO("ta=" << ta << " tb=" << tb << " beta=" << beta << " m=" << m << " n=" << n);
+            CHECK(same);
+          }
+      }
+}
+
 }  // namespace
+
+TEST_CASE("gemm matches the reference at every ragged edge width, all transposes (float)") {
+  check_edge_widths<float>();
+}
+
+TEST_CASE("gemm matches the reference at every ragged edge width, all transposes (double)") {
+  check_edge_widths<double>();
+}
+
+TEST_CASE("gemm gives an element the same bits in an edge tile as in a whole one (float)") {
+  check_edges_bitwise<float>();
+}
+
+TEST_CASE("gemm gives an element the same bits in an edge tile as in a whole one (double)") {
+  check_edges_bitwise<double>();
+}
 
 TEST_CASE("gemm matches the reference on awkward sizes, all transposes (float)") {
   check_sizes<float>({1, 3, 7, 16, 17, 33, 65}, 0);
@@ -148,25 +219,31 @@ TEST_CASE("gemm with K = 0 or alpha = 0 scales C by beta") {
 
 TEST_CASE("gemm is bitwise identical on 1 and 2 threads") {
 #ifdef _OPENMP
-  const std::size_t M = 257, N = 263, K = 300;
   std::mt19937 rng(7);
-  for (bool ta : {false, true})
-    for (bool tb : {false, true}) {
-      const std::vector<float> A = random_vector<float>(M * K, rng);
-      const std::vector<float> B = random_vector<float>(K * N, rng);
-      const std::vector<float> C0 = random_vector<float>(M * N, rng);
-      std::vector<float> one = C0, two = C0;
-      const std::size_t lda = ta ? M : K, ldb = tb ? K : N;
-      const int saved = omp_get_max_threads();
-      omp_set_num_threads(1);
-      gemm<float>(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f, one.data(), N);
-      omp_set_num_threads(2);
-      gemm<float>(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f, two.data(), N);
-      omp_set_num_threads(saved);
-      INFO("ta=" << ta << " tb=" << tb);
-      CHECK(one != C0);  // the product was computed at all
-      CHECK(std::memcmp(one.data(), two.data(), M * N * sizeof(float)) == 0);
-    }
+  // a ragged tile at both edges; a narrow ragged panel (40 = 32 + 8 on AVX-512) over 65 slivers
+  // of 8 rows, which two threads split unevenly
+  struct Shape {
+    std::size_t M, N, K;
+  };
+  for (const Shape& s : {Shape{257, 263, 300}, Shape{520, 40, 300}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        const std::size_t M = s.M, N = s.N, K = s.K;
+        const std::vector<float> A = random_vector<float>(M * K, rng);
+        const std::vector<float> B = random_vector<float>(K * N, rng);
+        const std::vector<float> C0 = random_vector<float>(M * N, rng);
+        std::vector<float> one = C0, two = C0;
+        const std::size_t lda = ta ? M : K, ldb = tb ? K : N;
+        const int saved = omp_get_max_threads();
+        omp_set_num_threads(1);
+        gemm<float>(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f, one.data(), N);
+        omp_set_num_threads(2);
+        gemm<float>(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f, two.data(), N);
+        omp_set_num_threads(saved);
+        INFO("M=" << M << " N=" << N << " ta=" << ta << " tb=" << tb);
+        CHECK(one != C0);  // the product was computed at all
+        CHECK(std::memcmp(one.data(), two.data(), M * N * sizeof(float)) == 0);
+      }
 #else
   MESSAGE("built without OpenMP: nothing to compare");
 #endif

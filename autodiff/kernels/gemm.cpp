@@ -16,6 +16,7 @@
 #include "simd.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <new>
 
@@ -47,6 +48,41 @@ struct Blocking {
 // pool is cold (from about 32^3 when it is still spinning after a previous call).
 constexpr std::size_t kParallelMinMultiplyAdds = std::size_t(128) * 128 * 128;
 
+// out[k][8] <- x[8 (stride rs)][k] for k below kc rounded down to 8, one 8 x 8 block at a
+// time in registers: a sliver of row-major op(A) with AVX-512's MR of 8, instead of eight
+// strided scalar reads per k. Packing A is a fifth of a 512 x 40 x 512 GEMM's time, mostly
+// reading A from memory; this made that GEMM 2-4% faster. Returns how many k it packed.
+inline std::size_t transpose_8x8_blocks(const float* x, std::size_t rs, std::size_t kc, float* out) {
+#ifdef __AVX__
+  std::size_t k = 0;
+  // [kc / 8] blocks of [8 rows][8 k] -> [8 k][8 rows]
+  for (; k + 8 <= kc; k += 8) {
+    __m256 r[8], t[8];
+    for (std::size_t w = 0; w < 8; ++w) r[w] = _mm256_loadu_ps(x + w * rs + k);
+    // interleave pairs of rows, then pairs of pairs: each 128-bit half holds 4 rows of one k
+    for (std::size_t w = 0; w < 8; w += 2) {
+      t[w] = _mm256_unpacklo_ps(r[w], r[w + 1]);
+      t[w + 1] = _mm256_unpackhi_ps(r[w], r[w + 1]);
+    }
+    for (std::size_t w = 0; w < 8; w += 4) {
+      r[w] = _mm256_shuffle_ps(t[w], t[w + 2], _MM_SHUFFLE(1, 0, 1, 0));
+      r[w + 1] = _mm256_shuffle_ps(t[w], t[w + 2], _MM_SHUFFLE(3, 2, 3, 2));
+      r[w + 2] = _mm256_shuffle_ps(t[w + 1], t[w + 3], _MM_SHUFFLE(1, 0, 1, 0));
+      r[w + 3] = _mm256_shuffle_ps(t[w + 1], t[w + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    // k + i for i < 4 in the low halves (rows 0-3 from r[i], rows 4-7 from r[i + 4]), i >= 4 high
+    for (std::size_t i = 0; i < 4; ++i) {
+      _mm256_storeu_ps(out + (k + i) * 8, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+      _mm256_storeu_ps(out + (k + i + 4) * 8, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    }
+  }
+  return k;
+#else
+  (void)x, (void)rs, (void)kc, (void)out;
+  return 0;
+#endif
+}
+
 // Pack rows [0, n) x columns [0, kc) of a strided matrix X(i, k) = x[i * rs + k * cs] into
 // slivers W rows wide, each stored k-major: out[s][k][w] = X(s * W + w, k). Rows past n are
 // zero, so the micro-kernel always computes a full tile; what padding produces lands only in
@@ -64,9 +100,12 @@ void pack(const T* x, std::size_t rs, std::size_t cs, std::size_t n, std::size_t
         for (std::size_t w = 0; w < W; ++w) out[s * kc + k * W + w] = x[k * cs + s + w];
   } else {
     // out[whole/W][kc][W] <- x[whole (stride rs)][kc]: X's rows are contiguous, W read in step
-    for (std::size_t s = 0; s < whole; s += W)
-      for (std::size_t k = 0; k < kc; ++k)
+    for (std::size_t s = 0; s < whole; s += W) {
+      std::size_t k = 0;
+      if constexpr (W == 8 && sizeof(T) == 4) k = transpose_8x8_blocks(x + s * rs, rs, kc, out + s * kc);
+      for (; k < kc; ++k)
         for (std::size_t w = 0; w < W; ++w) out[s * kc + k * W + w] = x[(s + w) * rs + k];
+    }
   }
   // out[kc][W] <- the ragged last rows, zero-padded to a whole sliver
   if (whole < n)
@@ -113,20 +152,202 @@ void micro_kernel(std::size_t kc, const T* a, const T* b, T alpha, T beta, T* c,
     }
 }
 
-// A ragged tile (fewer than MR rows or NR columns of C left): run the same micro-kernel on a
-// full-size copy and write back only the valid part, so edge elements get the same arithmetic.
+// The first n lanes of a register (0 < n <= lanes) loaded from or stored to p; a load reads
+// nothing past p + n (lanes past n are zero), a store writes nothing there. C's ragged right
+// edge goes through these, so an edge tile is written in place, without a copy.
+#if XSIMD_WITH_AVX512F
 template <class T>
-void micro_kernel_edge(std::size_t kc, const T* a, const T* b, T alpha, T beta, T* c,
-                       std::size_t ldc, std::size_t rows, std::size_t cols) {
-  constexpr std::size_t MR = Blocking<T>::MR, NR = Blocking<T>::NR;
-  alignas(64) T tile[MR * NR] = {};
-  if (beta != T(0))  // tile[rows][cols] <- C[rows][cols] (row stride ldc)
-    for (std::size_t r = 0; r < rows; ++r)
-      for (std::size_t j = 0; j < cols; ++j) tile[r * NR + j] = c[r * ldc + j];
-  micro_kernel(kc, a, b, alpha, beta, tile, NR);
-  // C[rows][cols] <- tile[rows][cols]
+Batch<T> load_first(const T* p, std::size_t n) {
+  if constexpr (sizeof(T) == 4)
+    return _mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), p);
+  else
+    return _mm512_maskz_loadu_pd(__mmask8((1u << n) - 1), p);
+}
+template <class T>
+void store_first(const Batch<T>& v, T* p, std::size_t n) {
+  if constexpr (sizeof(T) == 4)
+    _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1), v);
+  else
+    _mm512_mask_storeu_pd(p, __mmask8((1u << n) - 1), v);
+}
+#elif XSIMD_WITH_FMA3_AVX2
+// lane i's mask is all ones when i < n: the sign bit selects it
+template <class T>
+__m256i first_lanes_mask(std::size_t n) {
+  if constexpr (sizeof(T) == 4)
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  else
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+template <class T>
+Batch<T> load_first(const T* p, std::size_t n) {
+  if constexpr (sizeof(T) == 4)
+    return _mm256_maskload_ps(p, first_lanes_mask<T>(n));
+  else
+    return _mm256_maskload_pd(p, first_lanes_mask<T>(n));
+}
+template <class T>
+void store_first(const Batch<T>& v, T* p, std::size_t n) {
+  if constexpr (sizeof(T) == 4)
+    _mm256_maskstore_ps(p, first_lanes_mask<T>(n), v);
+  else
+    _mm256_maskstore_pd(p, first_lanes_mask<T>(n), v);
+}
+#else
+// [n] lanes through a buffer: the portable build has no masked moves
+template <class T>
+Batch<T> load_first(const T* p, std::size_t n) {
+  alignas(64) T lanes[Batch<T>::size] = {};
+  std::copy_n(p, n, lanes);
+  return Batch<T>::load_aligned(lanes);
+}
+template <class T>
+void store_first(const Batch<T>& v, T* p, std::size_t n) {
+  alignas(64) T lanes[Batch<T>::size];
+  v.store_aligned(lanes);
+  std::copy_n(lanes, n, p);
+}
+#endif
+
+// A ragged tile: fewer than MR rows or NR columns of C left. The same arithmetic as
+// micro_kernel on each element, so an element's bits do not depend on the tile it falls in:
+//   acc[MR][H] = sum over k < kc of a[k][r] * b[k][j]    (k in order, one fma each)
+//   C[rows][cols] = alpha * acc (+ beta * C)             (masked at the right edge)
+// Only H = cols / L rounded up registers are computed (H = 1 when at most half the panel is
+// left: half the multiply-adds), and only `rows` rows are written. Rows of A past `rows` are
+// zero padding and cost their multiply-adds; M is rarely ragged (channel counts).
+template <class T, std::size_t H>
+void edge_kernel(std::size_t kc, const T* a, const T* b, T alpha, T beta, T* c, std::size_t ldc, std::size_t rows,
+                 std::size_t cols) {
+  using B = Batch<T>;
+  constexpr std::size_t MR = Blocking<T>::MR, NR = Blocking<T>::NR, L = B::size;
+  static_assert(H >= 1 && H * L <= NR, "a tile is at most the panel's width");
+
+  B acc[MR][H];
+  for (std::size_t r = 0; r < MR; ++r)
+    for (std::size_t h = 0; h < H; ++h) acc[r][h] = B(T(0));
+
+  // acc[MR][H L] += a[k][MR] (outer) b[k][H L], one rank-1 update per k (the panel is NR wide)
+  for (std::size_t k = 0; k < kc; ++k, a += MR, b += NR) {
+    B bk[H];
+    for (std::size_t h = 0; h < H; ++h) bk[h] = B::load_aligned(b + h * L);
+    for (std::size_t r = 0; r < MR; ++r) {
+      const B ar(a[r]);  // broadcast
+      for (std::size_t h = 0; h < H; ++h) acc[r][h] = fused_multiply_add(ar, bk[h], acc[r][h]);
+    }
+  }
+
+  // C[rows][cols] (row stride ldc) <- alpha * acc (+ beta * C): whole registers, and of the
+  // last one only its first cols - h L lanes
+  const B va(alpha), vb(beta);
   for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t j = 0; j < cols; ++j) c[r * ldc + j] = tile[r * NR + j];
+    for (std::size_t h = 0; h < H && h * L < cols; ++h) {
+      T* cp = c + r * ldc + h * L;
+      const std::size_t lanes = std::min(L, cols - h * L);
+      B out = va * acc[r][h];
+      if (beta != T(0))
+        out = fused_multiply_add(va, acc[r][h], vb * (lanes == L ? B::load_unaligned(cp) : load_first(cp, lanes)));
+      if (lanes == L)
+        out.store_unaligned(cp);
+      else
+        store_first(out, cp, lanes);
+    }
+}
+
+// A narrow edge, at most half a register of columns left (8 floats, 4 doubles on AVX-512):
+// there edge_kernel's lanes would be mostly padding. Here the register runs down the rows
+// instead: one register holds a column of L rows, from L / MR consecutive slivers of packed A,
+// and each column of the tile is one accumulator, so every lane is a row that C has.
+//   acc[CW][L] = sum over k < kc of b[k][j] * a[k][i]        (k in order, one fma each)
+//   C[rows][cols] = alpha * acc^T (+ beta * C)
+// The same fma chain per element as micro_kernel (same bits); the write-back is scalar, through
+// a transposed copy. Only where MR divides L (AVX-512; AVX2's MR of 6 does not divide 8).
+template <class T>
+constexpr std::size_t kColumnSlivers = Batch<T>::size % Blocking<T>::MR == 0 ? Batch<T>::size / Blocking<T>::MR : 0;
+template <class T>
+constexpr std::size_t kColumnWidth = Batch<T>::size / 2;
+
+// Row k of S = kColumnSlivers consecutive slivers (each kc x MR, k-major), as one register.
+template <class T>
+Batch<T> sliver_rows(const T* a, std::size_t kc, std::size_t k) {
+  constexpr std::size_t MR = Blocking<T>::MR, S = kColumnSlivers<T>;
+  static_assert(S == 1 || S == 2, "one or two slivers a register");
+  if constexpr (S == 1) {
+    return Batch<T>::load_unaligned(a + k * MR);
+  } else {
+#if XSIMD_WITH_AVX512F
+    // two 8-float halves; insertf64x4 (AVX512F) moves 256 bits whatever they hold
+    const __m256 lo = _mm256_loadu_ps(a + k * MR), hi = _mm256_loadu_ps(a + kc * MR + k * MR);
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+#else
+    alignas(64) T rows[Batch<T>::size];
+    std::copy_n(a + k * MR, MR, rows);
+    std::copy_n(a + kc * MR + k * MR, MR, rows + MR);
+    return Batch<T>::load_aligned(rows);
+#endif
+  }
+}
+
+template <class T>
+void column_kernel(std::size_t kc, const T* a, const T* b, T alpha, T beta, T* c, std::size_t ldc, std::size_t rows,
+                   std::size_t cols) {
+  using B = Batch<T>;
+  constexpr std::size_t NR = Blocking<T>::NR, L = B::size, CW = kColumnWidth<T>;
+
+  B acc[CW];
+  for (std::size_t j = 0; j < CW; ++j) acc[j] = B(T(0));
+
+  // acc[CW][L] += b[k][CW] (outer) a[k][L], one rank-1 update per k (the panel is NR wide)
+  for (std::size_t k = 0; k < kc; ++k) {
+    const B ak = sliver_rows(a, kc, k);
+    const T* bk = b + k * NR;
+    for (std::size_t j = 0; j < CW; ++j) acc[j] = fused_multiply_add(B(bk[j]), ak, acc[j]);
+  }
+
+  // C[rows][cols] (row stride ldc) <- alpha * tile^T (+ beta * C), tile[CW][L] = acc
+  alignas(64) T tile[CW * L];
+  for (std::size_t j = 0; j < CW; ++j) acc[j].store_aligned(tile + j * L);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t j = 0; j < cols; ++j) {
+      T& out = c[r * ldc + j];
+      out = beta == T(0) ? alpha * tile[j * L + r] : std::fma(alpha, tile[j * L + r], beta * out);
+    }
+}
+
+// C[mc, cols] from the last, ragged panel of B (cols < NR): its whole registers of columns by
+// edge_kernel, and where no more than kColumnWidth columns are left past them, those by
+// column_kernel (on L rows while L / MR slivers of A are left, edge_kernel on the rest). So 40
+// columns on AVX-512 (float) cost 32 + 8 columns' multiply-adds (no lane wasted), not 64; 49
+// cost 32 + 16 + 8.
+template <class T>
+void ragged_panel(std::size_t mc, std::size_t cols, std::size_t kc, const T* a_packed, const T* b, T alpha, T beta,
+                  T* c, std::size_t ldc) {
+  constexpr std::size_t MR = Blocking<T>::MR, NR = Blocking<T>::NR, L = Batch<T>::size, S = kColumnSlivers<T>;
+  std::size_t narrow = 0;  // the columns for column_kernel, after `wide` for edge_kernel
+  if constexpr (S != 0)
+    if (cols % L <= kColumnWidth<T>) narrow = cols % L;
+  const std::size_t wide = cols - narrow;
+  // ir over MR-high slivers of A: C[mc, wide]
+  if (wide != 0)
+    for (std::size_t ir = 0; ir < mc; ir += MR) {
+      const std::size_t rows = std::min(MR, mc - ir);
+      if (wide <= L)
+        edge_kernel<T, 1>(kc, a_packed + ir * kc, b, alpha, beta, c + ir * ldc, ldc, rows, wide);
+      else
+        edge_kernel<T, NR / L>(kc, a_packed + ir * kc, b, alpha, beta, c + ir * ldc, ldc, rows, wide);
+    }
+  if constexpr (S != 0)
+    if (narrow != 0) {
+      std::size_t ir = 0;
+      // ir over L-row blocks of S slivers of A: C[mc, narrow] past `wide`
+      for (; ir + (S - 1) * MR < mc; ir += L)
+        column_kernel(kc, a_packed + ir * kc, b + wide, alpha, beta, c + ir * ldc + wide, ldc, std::min(L, mc - ir),
+                      narrow);
+      // ir over the slivers left
+      for (; ir < mc; ir += MR)
+        edge_kernel<T, 1>(kc, a_packed + ir * kc, b + wide, alpha, beta, c + ir * ldc + wide, ldc,
+                          std::min(MR, mc - ir), narrow);
+    }
 }
 
 // C[mc, nc] (one MC block of rows by one NC slab of columns) from packed A and packed B.
@@ -137,15 +358,19 @@ void macro_kernel(std::size_t mc, std::size_t nc, std::size_t kc, const T* a_pac
   // jr over NR-wide panels of B (L1-resident), ir over MR-high slivers of A (from L2)
   for (std::size_t jr = 0; jr < nc; jr += NR) {
     const std::size_t cols = std::min(NR, nc - jr);
+    const T* b = b_packed + jr * kc;
+    if (cols < NR) {
+      ragged_panel(mc, cols, kc, a_packed, b, alpha, beta, c + jr, ldc);
+      continue;
+    }
     for (std::size_t ir = 0; ir < mc; ir += MR) {
       const std::size_t rows = std::min(MR, mc - ir);
       const T* a = a_packed + ir * kc;
-      const T* b = b_packed + jr * kc;
       T* ct = c + ir * ldc + jr;
-      if (rows == MR && cols == NR)
+      if (rows == MR)
         micro_kernel(kc, a, b, alpha, beta, ct, ldc);
       else
-        micro_kernel_edge(kc, a, b, alpha, beta, ct, ldc, rows, cols);
+        edge_kernel<T, NR / Batch<T>::size>(kc, a, b, alpha, beta, ct, ldc, rows, cols);
     }
   }
 }
