@@ -8,7 +8,10 @@
 // midpoint), its time, and how far its breakpoints and attributions are from today's.
 // Prints figures; never fails.
 //
-//   bench_exact [--runs N] [--images N] [--before 0|1]   (defaults: 3 runs, all ten images, 1; --help)
+// With --digest 1, each image's breakpoints and attributions are hashed (their bits), so that a
+// change meant to keep the results can be checked against the code before it, image by image.
+//
+//   bench_exact [--runs N] [--images N] [--before 0|1] [--digest 0|1]   (defaults: 3, all ten, 1, 0; --help)
 #include "../attribution/io.hpp"
 #include "../attribution/methods.hpp"
 #include "../autodiff/kernels/conv.hpp"
@@ -19,6 +22,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <ctime>
@@ -81,6 +85,15 @@ Tensor<float> exact_before(attr::Engine<float>& f, const Tensor<float>& x, const
   return a;
 }
 
+// FNV-1a over the bytes of n values: equal digests, equal bits (to a 2^-64 chance).
+template <class V>
+std::uint64_t digest(const V* v, std::size_t n) {
+  std::uint64_t h = 1469598103934665603ull;
+  const unsigned char* b = reinterpret_cast<const unsigned char*>(v);
+  for (std::size_t i = 0; i < n * sizeof(V); ++i) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
 double relative_l2(const Tensor<float>& a, const Tensor<float>& b) {
   double diff = 0, norm = 0;
   for (std::size_t i = 0; i < a.size(); ++i) {
@@ -95,19 +108,21 @@ double relative_l2(const Tensor<float>& a, const Tensor<float>& b) {
 int main(int argc, char** argv) {
   int runs = 3;
   std::size_t count = 100;
-  bool before = true;
+  bool before = true, digests = false;
   const char* usage =
-      "usage: bench_exact [--runs N] [--images N] [--before 0|1]\n"
+      "usage: bench_exact [--runs N] [--images N] [--before 0|1] [--digest 0|1]\n"
       "  exact IG on the shipped model for each shipped image (the first N with --images), the median of\n"
       "  --runs runs (3); beside it, in the same run, a 1000-step Gauss-Legendre IG, whose time a point is\n"
       "  the unit of the last column (a piece's cost in points); with --before 1 (the default) also the\n"
-      "  first implementation and float64 exact IG, which both float results are measured against\n";
+      "  first implementation and float64 exact IG, which both float results are measured against; with\n"
+      "  --digest 1, a hash of each image's breakpoints and of its attributions' bits\n";
   for (int i = 1; i < argc; i += 2) {
     if (!std::strcmp(argv[i], "--help")) return std::printf("%s", usage), 0;
     if (i + 1 >= argc) return std::fprintf(stderr, "bench_exact: %s needs a value\n%s", argv[i], usage), 2;
     if (!std::strcmp(argv[i], "--runs")) runs = std::max(1, std::atoi(argv[i + 1]));
     else if (!std::strcmp(argv[i], "--images")) count = std::size_t(std::max(1, std::atoi(argv[i + 1])));
     else if (!std::strcmp(argv[i], "--before")) before = std::atoi(argv[i + 1]) != 0;
+    else if (!std::strcmp(argv[i], "--digest")) digests = std::atoi(argv[i + 1]) != 0;
     else return std::fprintf(stderr, "bench_exact: unknown argument %s\n%s", argv[i], usage), 2;
   }
   timing::set_threads(2);
@@ -154,6 +169,13 @@ int main(int argc, char** argv) {
     std::printf("  %-28s %7zu %8zu %9.1e %9.3f %9.3f %10.3f %10.3f %7.2f\n",
                 std::filesystem::path(path).filename().string().c_str(), a.pieces, points, a.relative_delta, t.median,
                 median(cpu), per_piece, per_point, per_piece / per_point);
+    if (digests) {
+      const kernels::DirectConvolutions direct;  // as integrated_gradients runs exact IG
+      const std::vector<double> breaks = attr::path_breakpoints(f, xs, base);
+      std::printf("  %-28s digests: breakpoints %016llx, attributions %016llx\n", "",
+                  (unsigned long long)digest(breaks.data(), breaks.size()),
+                  (unsigned long long)digest(a.values.data(), a.values.size()));
+    }
     if (before) {
       // on the direct convolutions, as integrated_gradients runs exact IG (Winograd's rounding
       // would add breakpoints to both searches here)
