@@ -1,6 +1,6 @@
 // Exact IG on the shipped model: every shipped image (examples/images/*.png) explained from a
-// black image, float32, the predicted class's logit, 2 threads. For each image: the pieces,
-// the path points evaluated, the completeness gap and the median time of the runs; then, in
+// black image, float32, the predicted class's logit, 2 threads (--threads). For each image: the
+// pieces, the path points evaluated, the completeness gap and the median time of the runs; then, in
 // the same run, the time a point of a 1000-step Gauss-Legendre IG costs on the same image, and
 // the ratio of a piece's cost to a point's; the CPU time of every thread beside (on a shared
 // machine, with OMP_WAIT_POLICY=passive, the work itself). With --before, also the first implementation (the
@@ -9,9 +9,11 @@
 // Prints figures; never fails.
 //
 // With --digest 1, each image's breakpoints and attributions are hashed (their bits), so that a
-// change meant to keep the results can be checked against the code before it, image by image.
+// change meant to keep the results can be checked against the code before it, image by image;
+// with --gl 0, no Gauss-Legendre run (exact IG alone, for a sampling profiler).
 //
-//   bench_exact [--runs N] [--images N] [--before 0|1] [--digest 0|1]   (defaults: 3, all ten, 1, 0; --help)
+//   bench_exact [--runs N] [--images N] [--before 0|1] [--digest 0|1] [--threads N] [--gl 0|1]
+//   (defaults: 3, all ten, 1, 0, 2, 1; --help)
 #include "../attribution/io.hpp"
 #include "../attribution/methods.hpp"
 #include "../autodiff/kernels/conv.hpp"
@@ -108,14 +110,17 @@ double relative_l2(const Tensor<float>& a, const Tensor<float>& b) {
 int main(int argc, char** argv) {
   int runs = 3;
   std::size_t count = 100;
-  bool before = true, digests = false;
+  bool before = true, digests = false, gauss_legendre = true;
+  int threads = 2;
   const char* usage =
-      "usage: bench_exact [--runs N] [--images N] [--before 0|1] [--digest 0|1]\n"
+      "usage: bench_exact [--runs N] [--images N] [--before 0|1] [--digest 0|1] [--threads N]\n"
+      "                   [--gl 0|1]\n"
       "  exact IG on the shipped model for each shipped image (the first N with --images), the median of\n"
       "  --runs runs (3); beside it, in the same run, a 1000-step Gauss-Legendre IG, whose time a point is\n"
       "  the unit of the last column (a piece's cost in points); with --before 1 (the default) also the\n"
       "  first implementation and float64 exact IG, which both float results are measured against; with\n"
-      "  --digest 1, a hash of each image's breakpoints and of its attributions' bits\n";
+      "  --digest 1, a hash of each image's breakpoints and of its attributions' bits (the same on any\n"
+      "  --threads, 2 by default); --gl 0: no Gauss-Legendre run (exact IG alone, for a profiler)\n";
   for (int i = 1; i < argc; i += 2) {
     if (!std::strcmp(argv[i], "--help")) return std::printf("%s", usage), 0;
     if (i + 1 >= argc) return std::fprintf(stderr, "bench_exact: %s needs a value\n%s", argv[i], usage), 2;
@@ -123,14 +128,16 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--images")) count = std::size_t(std::max(1, std::atoi(argv[i + 1])));
     else if (!std::strcmp(argv[i], "--before")) before = std::atoi(argv[i + 1]) != 0;
     else if (!std::strcmp(argv[i], "--digest")) digests = std::atoi(argv[i + 1]) != 0;
+    else if (!std::strcmp(argv[i], "--gl")) gauss_legendre = std::atoi(argv[i + 1]) != 0;
+    else if (!std::strcmp(argv[i], "--threads")) threads = std::max(1, std::atoi(argv[i + 1]));
     else return std::fprintf(stderr, "bench_exact: unknown argument %s\n%s", argv[i], usage), 2;
   }
-  timing::set_threads(2);
+  timing::set_threads(threads);
   const nn::ModelSpec spec = nn::read_model(std::string(AXIOMATIC_BENCH_DIR) + "/../examples/models/fashion_mnist.safetensors");
   std::vector<std::string> images = shipped_images();
   if (images.size() > count) images.resize(count);
 
-  std::printf("exact IG on the shipped model, float32, 2 threads, median of %d runs per image\n", runs);
+  std::printf("exact IG on the shipped model, float32, %d threads, median of %d runs per image\n", threads, runs);
   std::printf("  %-28s %7s %8s %9s %9s %9s %10s %10s %7s\n", "image", "pieces", "points", "gap", "exact s", "cpu s",
               "ms/piece", "ms/GL pt", "ratio");
   std::vector<double> exact_times, exact_cpu, ratios, cpu_ratios, before_times, speedups;
@@ -156,7 +163,8 @@ int main(int argc, char** argv) {
     gl.rule = attr::Rule::gausslegendre;
     gl.steps = 1000;
     std::vector<double> gl_cpu;
-    const timing::MedianBest g = timing::time_runs(runs, [&] {
+    const timing::MedianBest g = timing::time_runs(gauss_legendre ? runs : 1, [&] {
+      if (!gauss_legendre) return gl_cpu.push_back(0.0);
       const double cpu0 = cpu_seconds();
       attr::integrated_gradients(f, xs, base, gl);
       gl_cpu.push_back(cpu_seconds() - cpu0);
