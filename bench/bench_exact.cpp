@@ -3,7 +3,9 @@
 // pieces, the path points evaluated, the completeness gap and the median time of the runs; then, in
 // the same run, the time a point of a 1000-step Gauss-Legendre IG costs on the same image, and
 // the ratio of a piece's cost to a point's; the CPU time of every thread beside (on a shared
-// machine, with OMP_WAIT_POLICY=passive, the work itself). With --before, also the first implementation (the
+// machine, with OMP_WAIT_POLICY=passive, the work itself), and the main thread's (there, about
+// the wall time of an idle machine: the work no other thread shares, and the main thread's
+// share of the rest). With --before, also the first implementation (the
 // reference breakpoint search, then a full forward and backward pass at every piece's
 // midpoint), its time, and how far its breakpoints and attributions are from today's.
 // Prints figures; never fails.
@@ -37,11 +39,15 @@ using namespace ax;
 
 // CPU seconds of the whole process (every thread): on a shared machine, with threads that wait
 // passively (OMP_WAIT_POLICY=passive), the work done, which other processes' load does not inflate.
-double cpu_seconds() {
+double cpu_seconds(clockid_t clock = CLOCK_PROCESS_CPUTIME_ID) {
   timespec t{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  clock_gettime(clock, &t);
   return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
 }
+
+// CPU seconds of the calling thread: on a busy machine, about the wall time an idle one takes
+// (the work no other thread shares, and the main thread's share of the rest).
+double main_thread_seconds() { return cpu_seconds(CLOCK_THREAD_CPUTIME_ID); }
 
 // The median; of an even count, the mean of the middle two (ten images: not the upper one).
 double median(std::vector<double> v) {
@@ -138,9 +144,9 @@ int main(int argc, char** argv) {
   if (images.size() > count) images.resize(count);
 
   std::printf("exact IG on the shipped model, float32, %d threads, median of %d runs per image\n", threads, runs);
-  std::printf("  %-28s %7s %8s %9s %9s %9s %10s %10s %7s\n", "image", "pieces", "points", "gap", "exact s", "cpu s",
+  std::printf("  %-28s %7s %8s %9s %9s %9s %9s %10s %10s %7s\n", "image", "pieces", "points", "gap", "exact s", "cpu s", "main s",
               "ms/piece", "ms/GL pt", "ratio");
-  std::vector<double> exact_times, exact_cpu, ratios, cpu_ratios, before_times, speedups;
+  std::vector<double> exact_times, exact_cpu, exact_main, ratios, cpu_ratios, before_times, speedups;
   for (const std::string& path : images) {
     attr::Engine<float> f(spec, attr::TargetSpec{});
     const Tensor<float> x = attr::read_png(path);
@@ -151,12 +157,13 @@ int main(int argc, char** argv) {
     exact.rule = attr::Rule::exact;
     attr::Attribution<float> a;
     std::size_t points = 0;
-    std::vector<double> cpu;
+    std::vector<double> cpu, main_cpu;
     const timing::MedianBest t = timing::time_runs(runs, [&] {
       const std::size_t before = f.evaluations();
-      const double cpu0 = cpu_seconds();
+      const double cpu0 = cpu_seconds(), main0 = main_thread_seconds();
       a = attr::integrated_gradients(f, xs, base, exact);
       cpu.push_back(cpu_seconds() - cpu0);
+      main_cpu.push_back(main_thread_seconds() - main0);
       points = f.evaluations() - before;
     });
     attr::IgOptions gl;
@@ -172,11 +179,13 @@ int main(int argc, char** argv) {
     const double per_piece = t.median / double(a.pieces) * 1e3, per_point = g.median / 1000 * 1e3;
     exact_times.push_back(t.median);
     exact_cpu.push_back(median(cpu));
+    exact_main.push_back(median(main_cpu));
     ratios.push_back(per_piece / per_point);
     cpu_ratios.push_back(median(cpu) / double(a.pieces) / (median(gl_cpu) / 1000));
-    std::printf("  %-28s %7zu %8zu %9.1e %9.3f %9.3f %10.3f %10.3f %7.2f\n",
-                std::filesystem::path(path).filename().string().c_str(), a.pieces, points, a.relative_delta, t.median,
-                median(cpu), per_piece, per_point, per_piece / per_point);
+    std::printf("  %-28s %7zu %8zu %9.1e %9.3f %9.3f %9.3f %10.3f", std::filesystem::path(path).filename().string().c_str(),
+                a.pieces, points, a.relative_delta, t.median, median(cpu), median(main_cpu), per_piece);
+    if (gauss_legendre) std::printf(" %10.3f %7.2f\n", per_point, per_piece / per_point);
+    else std::printf(" %10s %7s\n", "-", "-");
     if (digests) {
       const kernels::DirectConvolutions direct;  // as integrated_gradients runs exact IG
       const std::vector<double> breaks = attr::path_breakpoints(f, xs, base);
@@ -219,8 +228,11 @@ int main(int argc, char** argv) {
     }
     std::fflush(stdout);
   }
-  std::printf("median over the images: exact IG %.3f s an image (%.3f CPU s); a piece costs %.2f points of 1000-step "
-              "Gauss-Legendre (%.2f in CPU time)\n", median(exact_times), median(exact_cpu), median(ratios), median(cpu_ratios));
+  std::printf("median over the images: exact IG %.3f s an image (%.3f CPU s, %.3f s of the main thread)", median(exact_times),
+              median(exact_cpu), median(exact_main));
+  if (gauss_legendre)
+    std::printf("; a piece costs %.2f points of 1000-step Gauss-Legendre (%.2f in CPU time)", median(ratios), median(cpu_ratios));
+  std::printf("\n");
   if (before)
     std::printf("before (one run each): median %.3f s an image; median speed-up %.1fx\n", median(before_times), median(speedups));
 }
