@@ -310,8 +310,8 @@ class PathSearch {
     std::size_t kept = 0;  // bytes per point of every level's kept values and gradient sums
     for (const Level& l : levels_)
       if (l.stored) kept += l.width * (sizeof(T) + (gradients ? sizeof(double) : 0));
-    // (the gradient sums are a ring now, but windows of the size they once needed evaluate the
-    // same points: a window's two ends are evaluated by both windows that share them)
+    // (the gradient sums are a ring now, but windows keep the size a row per piece once needed:
+    // both windows that share an end evaluate it, so another size would evaluate other points)
     window_ = std::max<std::size_t>(2, kept ? f.memory_budget() / 2 / kept : std::size_t(-1) / 2);
     // pieces a ring holds: a batch not yet complete, and the pieces one batch of sums reaches
     ring_ = 2 * batch_ + 2;
@@ -707,6 +707,7 @@ class PathSearch {
     }
   }
 
+  // One batch of send_down: the n pieces from `begin` of the window.
   void send_batch(std::size_t j, std::size_t begin, std::size_t n) {
     const long i = long(std::find(kept_.begin(), kept_.end(), j) - kept_.begin());
     const Level& level = levels_[j];
