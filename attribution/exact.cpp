@@ -1,5 +1,7 @@
 #include "exact.hpp"
 
+#include "../autodiff/kernels/threads.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -239,6 +241,44 @@ class PieceIntegral {
   std::vector<double> z_, p_, g_, lower_, higher_;
 };
 
+// The search's own passes over values (interpolating, keeping, summing gradients) on the
+// engine's threads. Every value is computed by one thread, the same way whatever the split, so
+// the results are the same bits on one thread or two. Blocks of about this many values, and the
+// threads only from this many values in all (a region costs a few microseconds):
+constexpr std::size_t kBlock = 2048, kThreaded = 32768;
+
+// The size of `width`'s blocks: about kBlock values, as many blocks as a multiple of `split`
+// (the threads share them evenly), a multiple of 16 values (whole SIMD registers).
+std::size_t block_size(std::size_t width, std::size_t split) {
+  const std::size_t blocks = std::max<std::size_t>(1, (width + kBlock - 1) / kBlock);
+  const std::size_t even = (blocks + split - 1) / split * split;
+  return std::max<std::size_t>(16, ((width + even - 1) / even + 15) / 16 * 16);
+}
+
+// body(i, begin, end) for each row i < n and its values [begin, end) of [0, width), in blocks.
+template <class Body>
+void rows_in_blocks(std::size_t n, std::size_t width, const Body& body) {
+  const std::size_t size = block_size(width, 1), blocks = (width + size - 1) / size;
+  const long tasks = long(n * blocks);
+  // [rows, blocks of values]
+#pragma omp parallel for schedule(static) if (n * width >= kThreaded)
+  for (long t = 0; t < tasks; ++t) {
+    const std::size_t i = std::size_t(t) / blocks, b = std::size_t(t) % blocks;
+    body(i, b * size, std::min(width, (b + 1) * size));
+  }
+}
+
+// body(begin, end) for the blocks of [0, width), each of whose n rows are walked in order by
+// one thread (sums that take the rows in order, as one thread does).
+template <class Body>
+void columns_in_blocks(std::size_t n, std::size_t width, const Body& body) {
+  const std::size_t size = block_size(width, kernels::threads());
+  const long blocks = long((width + size - 1) / size);
+  // [blocks of values]
+#pragma omp parallel for schedule(static) if (n * width >= kThreaded)
+  for (long b = 0; b < blocks; ++b) body(std::size_t(b) * size, std::min(width, std::size_t(b + 1) * size));
+}
+
 // The streaming breakpoint search, and the gradient pass over the pieces (ExactPath).
 //
 // The backward passes follow the kept levels: below the j-th kink node the network is one
@@ -262,6 +302,7 @@ class PathSearch {
     plan_stages();
     stores_.assign(levels_.size(), nullptr);
     buffers_.resize(levels_.size());
+    segment_seeds_.resize(kept_.size());
     // points a partial pass takes at once: at most kMaxBatch, so that a batch's values (a few MB
     // per node on LeNet-sized layers) are reused in place from one batch to the next instead of
     // being mapped afresh by the allocator (and page-faulted in) at every change of batch size
@@ -269,7 +310,11 @@ class PathSearch {
     std::size_t kept = 0;  // bytes per point of every level's kept values and gradient sums
     for (const Level& l : levels_)
       if (l.stored) kept += l.width * (sizeof(T) + (gradients ? sizeof(double) : 0));
+    // (the gradient sums are a ring now, but windows keep the size a row per piece once needed:
+    // both windows that share an end evaluate it, so another size would evaluate other points)
     window_ = std::max<std::size_t>(2, kept ? f.memory_budget() / 2 / kept : std::size_t(-1) / 2);
+    // pieces a ring holds: a batch not yet complete, and the pieces one batch of sums reaches
+    ring_ = 2 * batch_ + 2;
     if (gradients_) total_.assign(x.size(), 0.0);
   }
 
@@ -294,11 +339,17 @@ class PathSearch {
     bool stored = false;                 // kept (not worth it when the frontier is kink nodes only)
   };
   // A kept level on a window: its frontier's values at the breakpoints of the levels before it,
-  // and the gradients at its frontier summed over each piece between them.
+  // and the gradients at its frontier summed over each piece between them. The sums arrive in
+  // the order of the pieces, and a batch of complete pieces goes down its backward segment at
+  // once (flush): only the pieces not yet sent down are held, in a ring of rows that stays in
+  // cache, instead of a row for every piece of the window (tens of MB, zeroed, summed into and
+  // read back from memory).
   struct Store {
     std::vector<double> alphas;
     Buffer<T> rows;                      // [alphas, level width] (written in full by keep)
-    std::vector<double> grads;           // [alphas - 1, level width]
+    std::vector<double> grads;           // [ring rows, level width]: piece p's sums at row p % ring rows
+    std::size_t sent = 0;                // pieces [0, sent) have gone down the backward segment
+    std::size_t at = 1;                  // the piece of the last sum added, plus one (piece_of's k)
   };
   // One partial forward pass: the input, the frontier values interpolated, and the op nodes run.
   struct Stage {
@@ -467,26 +518,28 @@ class PathSearch {
 
   // Values kept at the store's points, at the n points `alphas` (increasing, inside the
   // store's span): each lies between two kept points, where the values are affine.
-  static void interpolate(const Store& s, std::size_t row_width, std::size_t offset, std::size_t width,
-                          const double* alphas, std::size_t n, T* out) {
+  void interpolate(const Store& s, std::size_t row_width, std::size_t offset, std::size_t width, const double* alphas,
+                   std::size_t n, T* out) {
     const std::vector<double>& at = s.alphas;
     std::size_t k = std::size_t(std::lower_bound(at.begin(), at.end(), alphas[0]) - at.begin());
     k = std::min(k, at.size() - 1);
-    // [points, width]
-    for (std::size_t i = 0; i < n; ++i) {
+    pieces_.resize(n);
+    for (std::size_t i = 0; i < n; ++i) pieces_[i] = k = piece_of(at, alphas[i], k);
+    // [points, blocks of values]
+    rows_in_blocks(n, width, [&](std::size_t i, std::size_t begin, std::size_t end) {
       const double a = alphas[i];
-      k = piece_of(at, a, k);
-      const T* r0 = s.rows.data() + (k - 1) * row_width + offset;
-      const T* r1 = s.rows.data() + k * row_width + offset;
+      const std::size_t p = pieces_[i];
+      const T* r0 = s.rows.data() + (p - 1) * row_width + offset;
+      const T* r1 = s.rows.data() + p * row_width + offset;
       T* o = out + i * width;
-      if (a == at[k - 1] || a == at[k]) {
-        const T* r = a == at[k] ? r1 : r0;
-        std::copy(r, r + width, o);
-        continue;
+      if (a == at[p - 1] || a == at[p]) {
+        const T* r = a == at[p] ? r1 : r0;
+        std::copy(r + begin, r + end, o + begin);
+        return;
       }
-      const T t = T((a - at[k - 1]) / (at[k] - at[k - 1]));
-      for (std::size_t j = 0; j < width; ++j) o[j] = r0[j] + t * (r1[j] - r0[j]);
-    }
+      const T t = T((a - at[p - 1]) / (at[p] - at[p - 1]));
+      for (std::size_t j = begin; j < end; ++j) o[j] = r0[j] + t * (r1[j] - r0[j]);
+    });
   }
 
   // Level j on the window `points` (breakpoints of the levels before it): its switches, then
@@ -522,7 +575,9 @@ class PathSearch {
     }
     known_pieces_ += added;
     if (level.stored) {
-      if (gradients_) store.grads.assign((points.size() - 1) * level.width, 0.0);
+      if (gradients_) store.grads.assign(ring_ * level.width, 0.0);
+      store.sent = 0;
+      store.at = 1;
       stores_[j] = &store;
     }
     // the refined window in windows of at most window_ points, sharing their ends
@@ -530,7 +585,7 @@ class PathSearch {
       const std::size_t end = std::min(refined.size(), begin + window_);
       search(j + 1, std::vector<double>(refined.begin() + long(begin), refined.begin() + long(end)));
     }
-    if (level.stored && gradients_) backward_segment(j);
+    if (level.stored && gradients_) send_down(j, points.size() - 1);
     stores_[j] = nullptr;
   }
 
@@ -571,16 +626,19 @@ class PathSearch {
     for (std::size_t k = 0; k < level.frontier.size(); ++k) {
       const T* v = tape_.node(level.frontier[k]).value.data();
       const std::size_t w = per_point(level.frontier[k]);
+      T* rows = store.rows.data() + begin * level.width + level.offset[k];
       // [n, w] into [n, level width]
-      for (std::size_t i = 0; i < n; ++i)
-        std::copy(v + i * w, v + (i + 1) * w, store.rows.data() + (begin + i) * level.width + level.offset[k]);
+      rows_in_blocks(n, w, [&](std::size_t i, std::size_t from, std::size_t to) {
+        std::copy(v + i * w + from, v + i * w + to, rows + i * level.width + from);
+      });
     }
   }
 
-  // After a partial backward pass at n points `alphas`: the gradients at the frontier of the
-  // kept level below (kept_[i]), added to the sums of the pieces holding the points; with
-  // `dots`, each point's gradient along the path (the frontier's slope in its piece). Below
-  // the first kept level, the input's gradient is added to the total.
+  // After a partial backward pass at n points `alphas` (increasing from call to call): the
+  // gradients at the frontier of the kept level below (kept_[i]), added to the sums of the
+  // pieces holding the points; with `dots`, each point's gradient along the path (the
+  // frontier's slope in its piece). Below the first kept level, the input's gradient is added
+  // to the total. Then the level's whole batches of complete pieces go down (send_down).
   void gather(long i, const double* alphas, std::size_t n, std::vector<double>* dots) {
     if (i < 0) {
       const T* g = tape_.grad(Var<T>{&tape_, input_}).data();
@@ -595,60 +653,90 @@ class PathSearch {
       }
       return;
     }
-    const Level& level = levels_[kept_[std::size_t(i)]];
-    Store& s = *stores_[kept_[std::size_t(i)]];
-    std::size_t k = 1;
-    // [n, frontier nodes, their values]
+    const std::size_t j = kept_[std::size_t(i)];
+    const Level& level = levels_[j];
+    Store& s = *stores_[j];
+    std::size_t k = s.at;
+    gathered_.resize(n);  // the piece of each point
     for (std::size_t r = 0; r < n; ++r) {
-      k = piece_of(s.alphas, alphas[r], k);
-      const double width = s.alphas[k] - s.alphas[k - 1];
-      double* sum = s.grads.data() + (k - 1) * level.width;
+      gathered_[r] = k = piece_of(s.alphas, alphas[r], k);
+      // every piece holds a point of the level above, so a batch reaches at most n new pieces
+      if (k - 1 >= s.sent + ring_) throw Error("exact IG: internal error: a piece's gradient sums overran the ring");
+    }
+    for (std::size_t f = 0; f < level.frontier.size(); ++f) {
+      const std::size_t w = per_point(level.frontier[f]), at = level.offset[f];
+      const T* g = tape_.grad(Var<T>{&tape_, level.frontier[f]}).data();
+      // [blocks of values] x [n, the block]: each sum takes the points in order
+      columns_in_blocks(n, w, [&](std::size_t begin, std::size_t end) {
+        for (std::size_t r = 0; r < n; ++r) {
+          double* sum = s.grads.data() + (gathered_[r] - 1) % ring_ * level.width + at;
+          const T* gr = g + r * w;
+          for (std::size_t c = begin; c < end; ++c) sum[c] += double(gr[c]);  // SIMD
+        }
+      });
+    }
+    // the dot, a chain of dependent adds, only where it is asked: [n, frontier nodes, their values]
+    for (std::size_t r = 0; dots && r < n; ++r) {
+      const std::size_t p = gathered_[r];
       double dot = 0;
       for (std::size_t f = 0; f < level.frontier.size(); ++f) {
         const std::size_t w = per_point(level.frontier[f]), at = level.offset[f];
         const T* g = tape_.grad(Var<T>{&tape_, level.frontier[f]}).data() + r * w;
-        for (std::size_t c = 0; c < w; ++c) sum[at + c] += double(g[c]);  // SIMD
-        if (!dots) continue;  // the dot, a chain of dependent adds, only where it is asked
-        const T* r0 = s.rows.data() + (k - 1) * level.width + at;
-        const T* r1 = s.rows.data() + k * level.width + at;
+        const T* r0 = s.rows.data() + (p - 1) * level.width + at;
+        const T* r1 = s.rows.data() + p * level.width + at;
         for (std::size_t c = 0; c < w; ++c) dot += double(g[c]) * (double(r1[c]) - double(r0[c]));
       }
-      if (dots) dots->push_back(dot / width);
+      dots->push_back(dot / (s.alphas[p] - s.alphas[p - 1]));
+    }
+    s.at = k;
+    // pieces before k - 1 receive no more sums
+    send_down(j, (k - 1) / batch_ * batch_);
+  }
+
+  // Kept level j's backward segment for its pieces [sent, end) of the window, in batches of
+  // batch_ pieces counted from the window's first (the same batches whether the sums came at
+  // once or piece by piece): the gradient sums at its frontier through the nodes down to the
+  // kept level below (or the input). A sent piece's ring row is zeroed for the piece that
+  // takes it next.
+  void send_down(std::size_t j, std::size_t end) {
+    Store& s = *stores_[j];
+    while (s.sent < end) {
+      const std::size_t n = std::min(batch_, end - s.sent);
+      send_batch(j, s.sent, n);
+      s.sent += n;
     }
   }
 
-  // Kept level j's backward segment: the gradient sums at its frontier, one row per piece of
-  // its window, through the nodes down to the kept level below (or the input).
-  void backward_segment(std::size_t j) {
+  // One batch of send_down: the n pieces from `begin` of the window.
+  void send_batch(std::size_t j, std::size_t begin, std::size_t n) {
     const long i = long(std::find(kept_.begin(), kept_.end(), j) - kept_.begin());
     const Level& level = levels_[j];
-    const Store& s = *stores_[j];
-    const std::size_t pieces = s.alphas.size() - 1;
-    std::vector<double> mids(pieces);
-    for (std::size_t p = 0; p < pieces; ++p) mids[p] = 0.5 * (s.alphas[p] + s.alphas[p + 1]);
-    std::vector<Tensor<T>> seeds(level.frontier.size());
-    std::vector<std::pair<int, const Tensor<T>*>> seeded;
-    for (std::size_t begin = 0; begin < pieces; begin += batch_) {
-      const std::size_t n = std::min(batch_, pieces - begin);
-      load(segment_stages_[std::size_t(i)], mids.data() + begin, n);
-      seeded.clear();
-      for (std::size_t f = 0; f < level.frontier.size(); ++f) {
-        const int id = level.frontier[f];
-        Shape shape = tape_.node(id).value.shape();
-        shape[0] = n;
-        seeds[f].resize(shape);
-        const std::size_t w = per_point(id);
-        // [n, w] from the sums [pieces, level width]
-        for (std::size_t r = 0; r < n; ++r)
-          for (std::size_t c = 0; c < w; ++c)
-            seeds[f].data()[r * w + c] = T(s.grads[(begin + r) * level.width + level.offset[f] + c]);
-        seeded.push_back({id, &seeds[f]});
-      }
-      tape_.zero_grad();
-      f_.check_deadline();
-      tape_.backward(seeded, stop_below(std::size_t(i)));
-      gather(i - 1, mids.data() + begin, n, nullptr);
+    Store& s = *stores_[j];
+    double mids[kMaxBatch];
+    for (std::size_t r = 0; r < n; ++r) mids[r] = 0.5 * (s.alphas[begin + r] + s.alphas[begin + r + 1]);
+    load(segment_stages_[std::size_t(i)], mids, n);
+    std::vector<Tensor<T>>& seeds = segment_seeds_[std::size_t(i)];
+    seeds.resize(level.frontier.size());
+    seeded_.clear();
+    for (std::size_t f = 0; f < level.frontier.size(); ++f) {
+      const int id = level.frontier[f];
+      Shape shape = tape_.node(id).value.shape();
+      shape[0] = n;
+      seeds[f].resize(shape);
+      const std::size_t w = per_point(id);
+      T* seed = seeds[f].data();
+      // [n, w] from the sums [ring rows, level width], which are zeroed on the way (the frontier
+      // nodes' values make up the whole row)
+      rows_in_blocks(n, w, [&](std::size_t r, std::size_t from, std::size_t to) {
+        double* sum = s.grads.data() + (begin + r) % ring_ * level.width + level.offset[f];
+        for (std::size_t c = from; c < to; ++c) seed[r * w + c] = T(sum[c]), sum[c] = 0.0;
+      });
+      seeded_.push_back({id, &seeds[f]});
     }
+    tape_.zero_grad();
+    f_.check_deadline();
+    tape_.backward(seeded_, stop_below(std::size_t(i)));
+    gather(i - 1, mids, n, nullptr);  // may send the level below's complete pieces down in turn
   }
 
   // A window of final breakpoints: appended, and with gradients, each piece's backward pass
@@ -724,8 +812,11 @@ class PathSearch {
   Stage logits_stage_, final_stage_;
   std::vector<Store*> stores_;        // the kept values of the levels on the current window
   std::vector<Store> buffers_;        // their storage, one per level
+  std::vector<std::vector<Tensor<T>>> segment_seeds_;  // per kept level: a batch's seeds at its frontier
+  std::vector<std::pair<int, const Tensor<T>*>> seeded_;
+  std::vector<std::size_t> pieces_, gathered_;  // interpolate's and gather's piece of each point
   static constexpr std::size_t kMaxBatch = 64;
-  std::size_t batch_ = 1, window_ = 2;
+  std::size_t batch_ = 1, window_ = 2, ring_ = 4;
   std::size_t known_pieces_ = 1;      // pieces found so far: never more than in the end
   std::vector<double> breaks_, total_;
   std::vector<std::vector<double>> locals_;  // one batch's switches, one list per interval
