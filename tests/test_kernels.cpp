@@ -344,3 +344,46 @@ TEST_CASE("max-pool's 3 x 3 stride-2 kernel: SqueezeNet's planes and every width
           check_maxpool_guarded(s, zeros_and_infinities(s.planes * s.in_plane(), ++seed), 1);
         }
 }
+
+TEST_CASE("global average pooling (adaptive to 1 x 1): the scalar kernel's and the references' bits, on 1 and 2 threads") {
+  // plane counts around the kernel's blocks of 8, SqueezeNet's 3 x 3 planes and ResNet's 7 x 7,
+  // values with signed zeros, infinities and NaNs, and rows of +-max whose sum overflows
+  for (std::size_t planes : {1, 7, 8, 13, 4100})
+    for (const auto& [h, w] : std::vector<std::pair<std::size_t, std::size_t>>{{1, 1}, {3, 3}, {2, 5}, {7, 7}}) {
+      kernels::Pool2dShape s;
+      s.planes = planes;
+      s.h.in = h, s.w.in = w, s.h.adaptive = s.w.adaptive = true;
+      for (Fill fill : {Fill::spread, Fill::nans}) {
+        CAPTURE(planes);
+        CAPTURE(h);
+        CAPTURE(w);
+        CAPTURE(int(fill));
+        std::vector<float> x = pool_input<float>(planes * h * w, fill, planes + h);
+        if (planes > 1) std::fill(x.begin(), x.begin() + std::ptrdiff_t(h * w), -0.0f);  // a plane of -0: +0
+        if (planes > 8) x[8 * h * w] = std::numeric_limits<float>::infinity();
+        const bool overflow = fill == Fill::spread && planes > 12 && h * w > 1;  // plane 12's sum
+        if (overflow) x[12 * h * w] = x[12 * h * w + 1] = std::numeric_limits<float>::max();
+        std::vector<float> fast(planes), two(planes), scalar(planes), reference(planes);
+        const int threads = omp_get_max_threads();
+        omp_set_num_threads(1);
+        kernels::avgpool2d_forward(s, x.data(), fast.data());
+        omp_set_num_threads(2);
+        kernels::avgpool2d_forward(s, x.data(), two.data());
+        omp_set_num_threads(threads);
+        kernels::avgpool2d_forward_scalar(s, x.data(), scalar.data());
+        kernels::avgpool2d_forward_reference(s, x.data(), reference.data());
+        CHECK(same_bits(fast.data(), two.data(), planes * sizeof(float)));
+        CHECK(same_bits(fast.data(), reference.data(), planes * sizeof(float)) == !overflow);
+        if (overflow) CHECK(std::isfinite(fast[12]));  // summed again in long double
+        for (std::size_t p = 0; p < planes; ++p)
+          if (!overflow || p != 12) CHECK(same_bits(&fast[p], &scalar[p], sizeof(float)));
+        if (planes > 1) CHECK(!std::signbit(fast[0]));
+        // backward: each plane's values get gy / (h w), added to what is there
+        const std::vector<float> gy = pool_input<float>(planes, Fill::spread, 3);
+        std::vector<float> g = pool_input<float>(planes * h * w, Fill::spread, 4), g_reference = g;
+        kernels::avgpool2d_backward(s, gy.data(), g.data());
+        kernels::avgpool2d_backward_reference(s, gy.data(), g_reference.data());
+        CHECK(same_bits(g.data(), g_reference.data(), g.size() * sizeof(float)));
+      }
+    }
+}

@@ -651,9 +651,53 @@ void avgpool2d_forward_reference(const Pool2dShape& s, const T* x, T* y) {
   });
 }
 
+// ---- global average pooling: adaptive windows of one output (the last pool of SqueezeNet,
+// ResNet, DenseNet) ----
+//
+// Each plane's values are summed in order from 0 and the sum divided by the plane's size: what
+// avgpool2d_forward_scalar and avgpool2d_backward do for these windows, bit for bit. Their
+// window bookkeeping and one dependent chain of adds a plane cost 14 ns a plane on SqueezeNet's
+// 3 x 3 planes; here 8 planes' chains run side by side.
+namespace {
+
+bool is_global(const Pool2dShape& s) { return s.h.adaptive && s.w.adaptive && s.h.out == 1 && s.w.out == 1; }
+
+template <class T>
+void global_avgpool_forward(const Pool2dShape& s, const T* x, T* y) {
+  constexpr std::size_t kPlanes = 8;
+  const std::size_t n = s.in_plane();
+  const T divisor = T(n);
+  // [blocks of kPlanes planes]
+#pragma omp parallel for schedule(static) if (s.planes * n >= kParallelMinElements)
+  for (Index b = 0; b < Index((s.planes + kPlanes - 1) / kPlanes); ++b) {
+    const std::size_t p0 = std::size_t(b) * kPlanes, count = std::min(kPlanes, s.planes - p0);
+    T sum[kPlanes] = {};
+    // [n values] x [count planes]: each plane's sum in its own order
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t l = 0; l < count; ++l) sum[l] += x[(p0 + l) * n + i];
+    for (std::size_t l = 0; l < count; ++l) y[p0 + l] = sum[l] / divisor;
+  }
+}
+
+template <class T>
+void global_avgpool_backward(const Pool2dShape& s, const T* gy, T* gx) {
+  const std::size_t n = s.in_plane();
+  const T divisor = T(n);
+  // [planes] x [n values]
+#pragma omp parallel for schedule(static) if (s.planes * n >= kParallelMinElements)
+  for (Index p = 0; p < Index(s.planes); ++p) {
+    const T share = gy[p] / divisor;
+    T* g = gx + std::size_t(p) * n;
+    for (std::size_t i = 0; i < n; ++i) g[i] += share;
+  }
+}
+
+}  // namespace
+
 template <class T>
 void avgpool2d_forward(const Pool2dShape& s, const T* x, T* y) {
-  if (s.h.adaptive || s.w.adaptive) avgpool2d_forward_scalar(s, x, y);
+  if (is_global(s)) global_avgpool_forward(s, x, y);
+  else if (s.h.adaptive || s.w.adaptive) avgpool2d_forward_scalar(s, x, y);
   else avgpool2d_forward_fast(s, x, y);
   resum_overflowed(s, x, y);
 }
@@ -750,6 +794,7 @@ void avgpool2d_backward_reference(const Pool2dShape& s, const T* gy, T* gx) {
 
 template <class T>
 void avgpool2d_backward(const Pool2dShape& s, const T* gy, T* gx) {
+  if (is_global(s)) return global_avgpool_backward(s, gy, gx);
   const std::size_t W = s.w.in;
   // [planes, OH, OW] outputs, each spreading gy / divisor over its window
 #pragma omp parallel for schedule(static) if (s.planes * s.in_plane() >= kParallelMinElements)
