@@ -378,7 +378,6 @@ void maxpool3x3s2_forward(const Pool2dShape& s, const T* x, T* y, std::uint32_t*
   }
 }
 
-
 // ---- 3 x 3 windows with stride 2 in float with AVX2: every window in registers ----
 //
 // The two passes above store every across value and its column (in T) to scratch and read them
@@ -437,7 +436,7 @@ struct LaneRoom {
 
 // Outputs ow .. ow + n (n <= 8) of one output row whose windows all lie inside the row:
 // `first` points at the first window's first column in the rows' first row. `codes[3 dr + dc]`
-// holds dr W + dc. Reads first[r W + 0 .. 2n] for each of the rows (up to 2 8 with read_all).
+// holds dr W + dc. Reads first[r W + 0 .. 2n] for each of the rows (up to 16 with read_all).
 template <bool MayHoldNaN>
 inline void max_3x3_stride_2_lanes(const float* first, std::size_t W, std::size_t rows, std::size_t n, LaneRoom room,
                                    const __m256* codes, std::uint32_t corner, float* y, std::uint32_t* argmax) {
@@ -543,7 +542,7 @@ void maxpool2d_forward(const Pool2dShape& s, const T* x, T* y, std::uint32_t* ar
   if (maxpool2d_whole_2x2<T>(s)) return maxpool2d_forward_2x2(s, x, y, argmax);  // LeNet's windows
   if (is_3x3_stride_2(s)) {
 #if defined(__AVX2__)
-    if constexpr (std::is_same_v<T, float>)
+    if constexpr (std::is_same_v<T, float>)  // positions in int32 lanes
       if (s.in_plane() < (std::size_t(1) << 31)) return maxpool3x3s2_forward_avx2(s, x, y, argmax);
 #endif
     maxpool3x3s2_forward(s, x, y, argmax);
