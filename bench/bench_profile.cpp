@@ -2,13 +2,18 @@
 // ResNet-18 (224 x 224) at batch 10, float, 2 threads. Each node's forward and backward time is
 // the median over the runs (Tape::set_profiling). Prints figures; never fails.
 //
+// With --only maxpool: max-pool's forward (the kernel, and the scalar kernel as a fixed yardstick)
+// and backward alone on SqueezeNet 1.1's three 3 x 3 stride-2 layers at 64 x 64 (batch 52, its IG-50 chunk)
+// and ResNet-18's (batch 10), float, ns an output, median of the runs, on OMP_NUM_THREADS.
+//
 // With --only exact: exact IG (Rule::exact) on LeNet-28 from a zero baseline, float, timed as a
 // whole (for a sampling profiler to look inside). With --model FILE: that model file instead (as
 // tools/export_torch.py writes it), at --batch N (default 10).
 //
-//   bench_profile [--runs N] [--top K] [--only lenet|resnet|exact] [--model FILE [--batch N]]
+//   bench_profile [--runs N] [--top K] [--only lenet|resnet|exact|maxpool] [--model FILE [--batch N]]
 //   (defaults: 31 runs, the 25 costliest nodes)
 #include "../attribution/methods.hpp"
+#include "../autodiff/kernels/pool.hpp"
 #include "../nn/graph.hpp"
 #include "../nn/model_file.hpp"
 #include "../nn/zoo.hpp"
@@ -114,6 +119,47 @@ void profile(const char* title, const nn::ModelSpec& spec, std::size_t batch, in
   std::printf("\n");
 }
 
+// Max-pool 3 x 3 stride 2 alone: one line per layer.
+void maxpool_alone(int runs) {
+  struct Layer {
+    const char* name;
+    std::size_t batch, channels, side, pad;
+  };
+  const Layer layers[] = {{"SqueezeNet 64x31x31 -> 15x15", 52, 64, 31, 0},
+                          {"SqueezeNet 128x15x15 -> 7x7", 52, 128, 15, 0},
+                          {"SqueezeNet 256x7x7 -> 3x3", 52, 256, 7, 0},
+                          {"ResNet-18 64x112x112 -> 56x56", 10, 64, 112, 1}};
+  std::printf("max-pool 3x3 stride 2, float, ns an output (median of %d runs)\n", runs);
+  std::printf("  %-32s %8s %8s %8s %8s\n", "layer", "batch", "forward", "scalar", "backward");
+  for (const Layer& l : layers) {
+    kernels::Pool2dShape s;
+    s.planes = l.batch * l.channels;
+    for (kernels::PoolAxis* a : {&s.h, &s.w}) {  // SqueezeNet's ceil_mode, ResNet's padding
+      a->in = l.side, a->kernel = 3, a->stride = 2, a->pad = l.pad;
+      a->out = std::size_t(kernels::pool_output_size(std::int64_t(l.side), 3, 2, std::int64_t(l.pad), l.pad == 0));
+    }
+    const std::size_t outs = s.planes * s.out_plane();
+    std::vector<float> x(s.planes * s.in_plane()), y(outs), gy(outs, 1.f), gx(x.size());
+    std::vector<std::uint32_t> at(outs);
+    std::mt19937 rng(1);
+    std::uniform_real_distribution<float> uniform(0.f, 1.f);
+    for (float& v : x) v = uniform(rng);
+    const auto ns_an_output = [&](auto pass) {
+      std::vector<double> t;
+      for (int run = 0; run < runs + 1; ++run) {  // the first warms up
+        const auto t0 = std::chrono::steady_clock::now();
+        pass();
+        if (run > 0) t.push_back(std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() / double(outs));
+      }
+      return median(t);
+    };
+    const double forward = ns_an_output([&] { kernels::maxpool2d_forward(s, x.data(), y.data(), at.data()); });
+    const double scalar = ns_an_output([&] { kernels::maxpool2d_forward_scalar(s, x.data(), y.data(), at.data()); });
+    const double backward = ns_an_output([&] { kernels::maxpool2d_backward(s, at.data(), gy.data(), gx.data()); });
+    std::printf("  %-32s %8zu %8.2f %8.2f %8.2f\n", l.name, l.batch, forward, scalar, backward);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -129,6 +175,10 @@ int main(int argc, char** argv) {
   }
   if (!model.empty()) {
     profile(model.c_str(), nn::load_model(model), batch, runs, top);
+    return 0;
+  }
+  if (only == "maxpool") {
+    maxpool_alone(runs);
     return 0;
   }
   if (only == "exact") {

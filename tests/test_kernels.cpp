@@ -7,7 +7,10 @@
 
 #include <doctest/doctest.h>
 #include <omp.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -229,4 +232,158 @@ TEST_CASE("max-pool's 2 x 2 stride-2 kernel: taken for whole windows only, the s
     CHECK(same_bits(fast.data(), scalar.data(), outs * sizeof(float)));
     CHECK(fast_at == scalar_at);
   }
+}
+
+namespace {
+
+// `count` values that end where an unreadable, unwritable page begins: a kernel that reads or
+// writes one element past them stops the test with a fault.
+template <class T>
+class GuardedBuffer {
+ public:
+  explicit GuardedBuffer(std::size_t count) : count_(count) {
+    const std::size_t page = std::size_t(sysconf(_SC_PAGESIZE));
+    data_pages_ = (count * sizeof(T) + page - 1) / page * page;
+    bytes_ = data_pages_ + page;
+    void* base = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(base != MAP_FAILED);
+    base_ = static_cast<char*>(base);
+    REQUIRE(mprotect(base_ + data_pages_, page, PROT_NONE) == 0);
+  }
+  GuardedBuffer(const GuardedBuffer&) = delete;
+  GuardedBuffer& operator=(const GuardedBuffer&) = delete;
+  ~GuardedBuffer() { munmap(base_, bytes_); }
+  T* data() { return reinterpret_cast<T*>(base_ + data_pages_) - count_; }
+
+ private:
+  std::size_t count_, data_pages_ = 0, bytes_ = 0;
+  char* base_ = nullptr;
+};
+
+// Max-pool's fast forward on `x` (copied to the end of a guarded buffer, its outputs written to
+// the ends of two more) against the scalar kernel (values and positions) and the reference
+// (values), bit for bit, on `threads` threads; the positions are returned.
+std::vector<std::uint32_t> check_maxpool_guarded(const kernels::Pool2dShape& s, const std::vector<float>& x, int threads) {
+  const std::size_t outs = s.planes * s.out_plane();
+  GuardedBuffer<float> in(x.size()), out(outs);
+  GuardedBuffer<std::uint32_t> out_at(outs);
+  std::copy(x.begin(), x.end(), in.data());
+  std::vector<float> scalar(outs), reference(outs);
+  std::vector<std::uint32_t> scalar_at(outs);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  kernels::maxpool2d_forward(s, in.data(), out.data(), out_at.data());
+  omp_set_num_threads(saved);
+  kernels::maxpool2d_forward_scalar(s, x.data(), scalar.data(), scalar_at.data());
+  kernels::maxpool2d_forward_reference(s, x.data(), reference.data());
+  CHECK(same_bits(out.data(), reference.data(), outs * sizeof(float)));
+  CHECK(same_bits(out.data(), scalar.data(), outs * sizeof(float)));
+  const std::vector<std::uint32_t> at(out_at.data(), out_at.data() + outs);
+  CHECK(at == scalar_at);
+  return at;
+}
+
+// Values from {+0, -0, -inf, 1}: ties of zeros of either sign (the first one's bits are kept),
+// and windows of -inf alone (the first position is kept).
+std::vector<float> zeros_and_infinities(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> pick(0, 7);
+  std::vector<float> v(n);
+  for (float& x : v) {
+    const int r = pick(rng);
+    x = r < 3 ? 0.0f : r < 6 ? -0.0f : r < 7 ? -std::numeric_limits<float>::infinity() : 1.0f;
+  }
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("max-pool's 3 x 3 stride-2 kernel: SqueezeNet's planes and every width to 40, ties, signed zeros, NaN, "
+          "nothing read or written past the planes") {
+  // SqueezeNet 1.1's three max-pools at 64 x 64 (ceil_mode, no padding), a batch's worth of
+  // planes: both threads, rows of 15, 7 and 3 outputs (a whole vector and a masked one)
+  for (std::size_t side : {31, 15, 7}) {
+    const kernels::Pool2dShape s{96, axis(side, 3, 2, 0, true), axis(side, 3, 2, 0, true)};
+    CAPTURE(side);
+    for (Fill fill : {Fill::spread, Fill::ties, Fill::nans}) {
+      CAPTURE(int(fill));
+      const std::vector<float> x = pool_input<float>(s.planes * s.in_plane(), fill, 31 + side);
+      CHECK(check_maxpool_guarded(s, x, 1) == check_maxpool_guarded(s, x, 2));
+    }
+    const std::vector<float> z = zeros_and_infinities(s.planes * s.in_plane(), side);
+    CHECK(check_maxpool_guarded(s, z, 1) == check_maxpool_guarded(s, z, 2));
+    // a NaN in one plane only, at its first, middle and last elements (odd row and column: in
+    // one window each): those windows take the NaN, the planes beside it keep their maxima
+    std::vector<float> one = pool_input<float>(s.planes * s.in_plane(), Fill::spread, 7);
+    const std::size_t middle = s.in_plane() / 2, middle_window = (side / 2 - 1) / 2 * (s.w.out + 1);
+    for (std::size_t at : {std::size_t(0), middle, s.in_plane() - 1}) one[5 * s.in_plane() + at] = std::nanf("");
+    const std::vector<std::uint32_t> positions = check_maxpool_guarded(s, one, 2);
+    CHECK(std::isnan(one[5 * s.in_plane() + middle]));
+    CHECK(positions[5 * s.out_plane()] == 0);
+    CHECK(positions[5 * s.out_plane() + middle_window] == middle);
+    CHECK(positions[6 * s.out_plane() - 1] == s.in_plane() - 1);
+  }
+  // every width and height from 1 to 40 on a few planes, padded or not, ceil_mode or not: windows
+  // clipped at either end, rows of whole vectors, of a whole vector and a last overlapping one, and
+  // of fewer windows than a vector
+  std::uint64_t seed = 500;
+  for (std::size_t h : {1, 2, 3, 4, 7, 40})
+    for (std::size_t w = 1; w <= 40; ++w)
+      for (std::size_t pad : {0, 1})
+        for (bool ceil_mode : {false, true}) {
+          if (h + 2 * pad < 3 || w + 2 * pad < 3) continue;
+          const kernels::Pool2dShape s{3, axis(h, 3, 2, pad, ceil_mode), axis(w, 3, 2, pad, ceil_mode)};
+          CAPTURE(h);
+          CAPTURE(w);
+          CAPTURE(pad);
+          CAPTURE(ceil_mode);
+          for (Fill fill : {Fill::spread, Fill::ties, Fill::nans}) {
+            CAPTURE(int(fill));
+            check_maxpool_guarded(s, pool_input<float>(s.planes * s.in_plane(), fill, ++seed), 1);
+          }
+          check_maxpool_guarded(s, zeros_and_infinities(s.planes * s.in_plane(), ++seed), 1);
+        }
+}
+
+TEST_CASE("global average pooling (adaptive to 1 x 1): the scalar kernel's and the references' bits, on 1 and 2 threads") {
+  // plane counts around the kernel's blocks of 8, SqueezeNet's 3 x 3 planes and ResNet's 7 x 7,
+  // values with signed zeros, infinities and NaNs, and rows of +-max whose sum overflows
+  for (std::size_t planes : {1, 7, 8, 13, 4100})
+    for (const auto& [h, w] : std::vector<std::pair<std::size_t, std::size_t>>{{1, 1}, {3, 3}, {2, 5}, {7, 7}}) {
+      kernels::Pool2dShape s;
+      s.planes = planes;
+      s.h.in = h, s.w.in = w, s.h.adaptive = s.w.adaptive = true;
+      for (Fill fill : {Fill::spread, Fill::nans}) {
+        CAPTURE(planes);
+        CAPTURE(h);
+        CAPTURE(w);
+        CAPTURE(int(fill));
+        std::vector<float> x = pool_input<float>(planes * h * w, fill, planes + h);
+        if (planes > 1) std::fill(x.begin(), x.begin() + std::ptrdiff_t(h * w), -0.0f);  // a plane of -0: +0
+        if (planes > 8) x[8 * h * w] = std::numeric_limits<float>::infinity();
+        const bool overflow = fill == Fill::spread && planes > 12 && h * w > 1;  // plane 12's sum
+        if (overflow) x[12 * h * w] = x[12 * h * w + 1] = std::numeric_limits<float>::max();
+        std::vector<float> fast(planes), two(planes), scalar(planes), reference(planes);
+        const int threads = omp_get_max_threads();
+        omp_set_num_threads(1);
+        kernels::avgpool2d_forward(s, x.data(), fast.data());
+        omp_set_num_threads(2);
+        kernels::avgpool2d_forward(s, x.data(), two.data());
+        omp_set_num_threads(threads);
+        kernels::avgpool2d_forward_scalar(s, x.data(), scalar.data());
+        kernels::avgpool2d_forward_reference(s, x.data(), reference.data());
+        CHECK(same_bits(fast.data(), two.data(), planes * sizeof(float)));
+        CHECK(same_bits(fast.data(), reference.data(), planes * sizeof(float)) == !overflow);
+        if (overflow) CHECK(std::isfinite(fast[12]));  // summed again in long double
+        for (std::size_t p = 0; p < planes; ++p)
+          if (!overflow || p != 12) CHECK(same_bits(&fast[p], &scalar[p], sizeof(float)));
+        if (planes > 1) CHECK(!std::signbit(fast[0]));
+        // backward: each plane's values get gy / (h w), added to what is there
+        const std::vector<float> gy = pool_input<float>(planes, Fill::spread, 3);
+        std::vector<float> g = pool_input<float>(planes * h * w, Fill::spread, 4), g_reference = g;
+        kernels::avgpool2d_backward(s, gy.data(), g.data());
+        kernels::avgpool2d_backward_reference(s, gy.data(), g_reference.data());
+        CHECK(same_bits(g.data(), g_reference.data(), g.size() * sizeof(float)));
+      }
+    }
 }

@@ -12,8 +12,10 @@
 //             clipped to [-pad, in + pad) when count_include_pad, else clipped to [0, in); so a
 //             window cut short by ceil_mode divides by less than kernel_h kernel_w. An adaptive
 //             window counts its span.
-// The forward kernels of fixed windows are separable and SIMD along rows (pool.cpp says how);
-// the _scalar ones scan one window at a time, and serve adaptive windows.
+// The forward kernels of fixed windows are separable and SIMD along rows (pool.cpp says how;
+// 3 x 3 windows of stride 2 in float take 8 whole windows at a time in registers); the _scalar
+// ones scan one window at a time, and serve adaptive windows but global average pooling (adaptive
+// to 1 x 1), which sums 8 planes side by side in the scalar kernel's order.
 // Threads take whole planes (each written by one thread in a fixed order): results do not depend
 // on the thread count. The _reference functions recompute every window from PyTorch's formulas,
 // one output at a time, and are what the tests compare with.
