@@ -703,13 +703,13 @@ int main(int argc, char** argv) {
                            !std::isnan(ratio), ratio >= 1.5, fig});
     }
     if (c.spec == &resnet) {  // what folding its 20 batch norms into their convolutions moves: rounding
-      attr::EngineOptions unfolded_options = engine;
-      unfolded_options.fold_batchnorm = false;
-      attr::Engine<float> unfolded(*c.spec, class_target(), unfolded_options);
+      attr::EngineOptions folded_options = engine;
+      folded_options.fold_batchnorm = true;
+      attr::Engine<float> folded(*c.spec, class_target(), folded_options);
       attr::IgOptions o;
       o.rule = attr::Rule::riemann_middle;
-      const Tensor<float> folded_ig = attr::integrated_gradients(f, x, baseline, o).values;
-      const Tensor<float> unfolded_ig = attr::integrated_gradients(unfolded, x, baseline, o).values;
+      const Tensor<float> folded_ig = attr::integrated_gradients(folded, x, baseline, o).values;
+      const Tensor<float> unfolded_ig = attr::integrated_gradients(f, x, baseline, o).values;
       double difference = 0, norm = 0;
       for (std::size_t i = 0; i < folded_ig.size(); ++i) {
         difference += std::pow(double(folded_ig.data()[i]) - double(unfolded_ig.data()[i]), 2);

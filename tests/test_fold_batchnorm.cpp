@@ -1,5 +1,5 @@
 // A batch norm that alone reads a convolution, folded into it when a network is recorded for
-// inference (nn::RecordOptions::fold_batchnorm, on in the attribution engine): the same values and
+// inference (nn::RecordOptions::fold_batchnorm; EngineOptions::fold_batchnorm): the same values and
 // gradients to rounding, one node instead of two, and folding only where it is exact to do so
 // (not a convolution read elsewhere, not the node explained, not for training, not a scale
 // that is not finite).
@@ -169,14 +169,15 @@ TEST_CASE("a layer attributed keeps its convolution unfolded, and a folded one i
   const Tensor<double> baseline = zeros<double>({2, 7, 7});
   attr::TargetSpec target;
   target.class_index = 1;
+  attr::EngineOptions fold;
+  fold.fold_batchnorm = true;
   {
-    attr::Engine<double> folded(spec, target, attr::EngineOptions{});
+    attr::Engine<double> folded(spec, target, fold);
     CHECK_THROWS_WITH_AS(attr::layer_integrated_gradients(folded, x, baseline, "conv2"),
                          doctest::Contains("'conv2' is folded into the batch norm 'bn2'"), Error);
   }
-  attr::EngineOptions keep, plain;
+  attr::EngineOptions keep = fold, plain;
   keep.keep_nodes = {"conv2"};
-  plain.fold_batchnorm = false;
   attr::Engine<double> kept(spec, target, keep), unfolded(spec, target, plain);
   const Tensor<double> a = attr::layer_integrated_gradients(kept, x, baseline, "conv2").values;
   const Tensor<double> b = attr::layer_integrated_gradients(unfolded, x, baseline, "conv2").values;
