@@ -6,6 +6,7 @@
 #include "attribution/methods.hpp"
 #include "nn/graph.hpp"
 #include "nn/zoo.hpp"
+#include "support.hpp"
 
 #include <doctest/doctest.h>
 
@@ -44,17 +45,12 @@ nn::ModelSpec network(std::uint64_t seed) {
 template <class T>
 Tensor<T> random_input(const Shape& shape, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(0, 1);
-  Tensor<T> t(shape);
-  for (T& v : t) v = T(u(rng));
-  return t;
+  return test::uniform<T>(shape, 0, 1, rng);
 }
 
+// the largest difference over the largest value of b
 double relative(const Tensor<double>& a, const Tensor<double>& b) {
-  double diff = 0, norm = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::fabs(a.data()[i] - b.data()[i]));
-  for (std::size_t i = 0; i < b.size(); ++i) norm = std::max(norm, std::fabs(b.data()[i]));
-  return diff / norm;
+  return test::max_abs_diff(a, b) / test::max_abs_diff(b, zeros<double>(b.shape()));
 }
 
 std::size_t batchnorm_nodes(const Tape<double>& tape) {
